@@ -1,0 +1,5 @@
+"""`python -m aioworker`: the command line."""
+
+from aioworker.cli import main
+
+raise SystemExit(main())
