@@ -1,0 +1,224 @@
+"""Listening sockets: the only module that creates, binds and sets options on listeners.
+
+The master binds every listener before it forks and before any worker drops privileges, and
+keeps them for its whole life. Each worker inherits its slot's socket across fork. Closing an
+SO_REUSEPORT listener resets every connection still queued on it, so a socket the master keeps
+hands its accept queue from a worker that exits to its successor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import socket
+import stat
+from dataclasses import dataclass, field
+
+from aioworker.config import GroupSettings, Listen
+
+__all__ = [
+    "BACKLOG",
+    "BindError",
+    "GroupSockets",
+    "bind_group",
+    "bind_listen",
+    "close_all",
+    "describe",
+    "probe_free",
+]
+
+# The kernel caps this at net.core.somaxconn (4096 on Linux >= 5.4); a long queue lets bursts
+# wait for a busy or restarting worker instead of being refused.
+BACKLOG = 2048
+
+
+class BindError(OSError):
+    """A listener could not be bound; the message says where and why."""
+
+    def __init__(self, code: int | None, message: str) -> None:
+        super().__init__(message)
+        self.errno = code
+
+
+@dataclass(slots=True)
+class GroupSockets:
+    """A group's listeners: one per slot with reuse_port, else one shared by every slot."""
+
+    address: Listen
+    reuse_port: bool
+    sockets: list[socket.socket] = field(default_factory=list)
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port (the kernel's choice when the config says port 0)."""
+        if self.address.is_unix or not self.sockets:
+            return self.address.port
+        return int(self.sockets[0].getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        """The address as a URL, with the real port."""
+        if self.address.is_unix:
+            return f"unix:{self.address.path}"
+        host = f"[{self.address.host}]" if ":" in self.address.host else self.address.host
+        return f"http://{host}:{self.port}"
+
+    def for_slot(self, slot: int) -> socket.socket:
+        """The socket the worker of `slot` accepts on; binds more when the group grew."""
+        if not self.reuse_port:
+            return self.sockets[0]
+        while len(self.sockets) <= slot:
+            self.sockets.append(_bind_tcp(self.address.host, self.port, reuse_port=True))
+        return self.sockets[slot]
+
+    def shrink(self, count: int) -> None:
+        """Close the per-slot sockets beyond `count` (their queued connections are reset)."""
+        if not self.reuse_port:
+            return
+        while len(self.sockets) > max(count, 1):
+            self.sockets.pop().close()
+
+    def fds(self) -> set[int]:
+        return {s.fileno() for s in self.sockets if s.fileno() >= 0}
+
+    def close(self) -> None:
+        close_all(self.sockets)
+        self.sockets.clear()
+        if self.address.is_unix:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.address.path)
+
+
+def bind_group(group: GroupSettings, count: int | None = None) -> GroupSockets:
+    """Bind a group's listeners: `count` SO_REUSEPORT sockets, or one shared socket."""
+    address = group.address
+    if address is None:
+        raise ValueError(f"group {group.name} has no listen address")
+    count = group.workers if count is None else count
+    reuse = group.reuse_port and not address.is_unix and hasattr(socket, "SO_REUSEPORT")
+    result = GroupSockets(address=address, reuse_port=reuse)
+    try:
+        first = bind_listen(address, reuse_port=reuse)
+        result.sockets.append(first)
+        if reuse:
+            result.for_slot(count - 1)
+    except BaseException:
+        result.close()
+        raise
+    return result
+
+
+def bind_listen(address: Listen, *, reuse_port: bool = False) -> socket.socket:
+    """Bind and listen on one address, refusing one another process already holds."""
+    if address.is_unix:
+        return _bind_unix(address.path)
+    if address.port:
+        # SO_REUSEPORT would let us share a port another copy of the server holds (same
+        # user), silently splitting its traffic; a plain bind fails on any holder.
+        probe_free(address.host, address.port)
+    return _bind_tcp(address.host, address.port, reuse_port=reuse_port)
+
+
+def probe_free(host: str, port: int) -> None:
+    """Raise BindError when `host:port` is already bound by anyone."""
+    family = _family(host)
+    probe = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        # SO_REUSEADDR only ignores TIME_WAIT leftovers; a listener still makes bind fail.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(_sockaddr(host, port, family))
+    except OSError as exc:
+        raise _bind_error(host, port, exc) from None
+    finally:
+        probe.close()
+
+
+def _bind_tcp(host: str, port: int, *, reuse_port: bool) -> socket.socket:
+    family = _family(host)
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(_sockaddr(host, port, family))
+        sock.listen(BACKLOG)
+    except OSError as exc:
+        sock.close()
+        raise _bind_error(host, port, exc) from None
+    sock.set_inheritable(False)
+    return sock
+
+
+def _bind_unix(path: str) -> socket.socket:
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        pass
+    else:
+        if not stat.S_ISSOCK(mode):
+            raise BindError(errno.EEXIST, f"unix:{path}: exists and is not a socket")
+        if _unix_in_use(path):
+            raise BindError(errno.EADDRINUSE, f"unix:{path}: already in use by another process")
+        os.unlink(path)  # stale file left by a process that died
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        # The front proxy runs as another user; the listener is as open as a TCP port.
+        os.chmod(path, 0o666)
+        sock.listen(BACKLOG)
+    except OSError as exc:
+        sock.close()
+        raise BindError(exc.errno, f"unix:{path}: cannot listen: {exc.strerror}") from None
+    sock.set_inheritable(False)
+    return sock
+
+
+def _unix_in_use(path: str) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def _sockaddr(host: str, port: int, family: socket.AddressFamily) -> tuple[str, int]:
+    if family == socket.AF_INET6 or host in ("", "0.0.0.0"):
+        return (host, port)
+    # Resolve names such as "localhost" once, to an IPv4 address.
+    return (socket.gethostbyname(host), port)
+
+
+def _bind_error(host: str, port: int, exc: OSError) -> BindError:
+    where = f"http://{host}:{port}"
+    if exc.errno == errno.EADDRINUSE:
+        return BindError(exc.errno, f"{where}: address already in use by another process")
+    if exc.errno == errno.EACCES:
+        return BindError(exc.errno, f"{where}: permission denied (ports below 1024 need root)")
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return BindError(exc.errno, f"{where}: address not available on this machine")
+    return BindError(exc.errno, f"{where}: cannot listen: {exc.strerror or exc}")
+
+
+def close_all(sockets: list[socket.socket]) -> None:
+    for sock in sockets:
+        with contextlib.suppress(OSError):
+            sock.close()
+
+
+def describe(sock: socket.socket) -> str:
+    """A listener as a URL, for logs."""
+    name = sock.getsockname()
+    if sock.family == socket.AF_UNIX:
+        return f"unix:{name}"
+    host = f"[{name[0]}]" if sock.family == socket.AF_INET6 else name[0]
+    return f"http://{host}:{name[1]}"

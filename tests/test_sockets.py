@@ -1,0 +1,108 @@
+"""Listeners: per-slot SO_REUSEPORT sockets, shared sockets, unix sockets, refusing a taken port."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from aioworker.config import GroupSettings, parse_listen
+from aioworker.sockets import BindError, bind_group, bind_listen, describe
+
+
+def group(listen: str, count: int, reuse_port: bool = True) -> GroupSettings:
+    return GroupSettings(name="web", app="m:a", listen=listen, count=count, reuse_port=reuse_port)
+
+
+def connect(port: int) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=5)
+
+
+def test_reuse_port_binds_one_socket_per_slot_on_the_kernel_chosen_port() -> None:
+    bound = bind_group(group("http://127.0.0.1:0", 3))
+    try:
+        assert len(bound.sockets) == 3
+        ports = {s.getsockname()[1] for s in bound.sockets}
+        assert ports == {bound.port}
+        assert bound.port != 0
+        assert bound.url == f"http://127.0.0.1:{bound.port}"
+        assert all(s.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) for s in bound.sockets)
+        assert not any(s.get_inheritable() for s in bound.sockets)
+        # Growing the group binds another socket on the same port.
+        extra = bound.for_slot(4)
+        assert extra.getsockname()[1] == bound.port
+        assert len(bound.sockets) == 5
+        bound.shrink(2)
+        assert len(bound.sockets) == 2
+    finally:
+        bound.close()
+
+
+def test_shared_socket_serves_every_slot() -> None:
+    bound = bind_group(group("http://127.0.0.1:0", 3, reuse_port=False))
+    try:
+        assert len(bound.sockets) == 1
+        assert bound.for_slot(0) is bound.for_slot(2)
+        assert not bound.sockets[0].getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT)
+    finally:
+        bound.close()
+
+
+def test_queued_connection_survives_on_the_listener_the_master_keeps() -> None:
+    bound = bind_group(group("http://127.0.0.1:0", 1))
+    try:
+        client = connect(bound.port)  # queued in the kernel: nobody accepts yet
+        conn, _ = bound.sockets[0].accept()
+        client.sendall(b"ping")
+        assert conn.recv(4) == b"ping"
+        conn.close()
+        client.close()
+    finally:
+        bound.close()
+
+
+@pytest.mark.parametrize("reuse_port", [True, False], ids=["reuse-port", "shared"])
+def test_refuses_a_port_another_process_holds(reuse_port: bool) -> None:
+    # The other holder uses SO_REUSEPORT too, as a second copy of the server would.
+    other = socket.socket()
+    other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    other.bind(("127.0.0.1", 0))
+    other.listen()
+    port = other.getsockname()[1]
+    try:
+        with pytest.raises(BindError, match=f"http://127.0.0.1:{port}: address already in use"):
+            bind_group(group(f"http://127.0.0.1:{port}", 2, reuse_port=reuse_port))
+    finally:
+        other.close()
+
+
+def test_unix_socket_replaces_a_stale_file_and_refuses_a_live_one(tmp_path: Path) -> None:
+    path = tmp_path / "app.sock"
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(path))
+    stale.close()  # the file stays, nobody listens
+    bound = bind_group(group(f"unix:{path}", 2))
+    try:
+        assert len(bound.sockets) == 1
+        assert describe(bound.sockets[0]) == f"unix:{path}"
+        assert oct(os.stat(path).st_mode & 0o777) == oct(0o666)
+        with pytest.raises(BindError, match="already in use"):
+            bind_listen(parse_listen(f"unix:{path}"))
+    finally:
+        bound.close()
+    assert not path.exists()
+
+
+def test_unix_path_that_is_not_a_socket_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "file"
+    path.write_text("data")
+    with pytest.raises(BindError, match="exists and is not a socket"):
+        bind_listen(parse_listen(f"unix:{path}"))
+    assert path.read_text() == "data"
+
+
+def test_unavailable_address_names_the_listen_url() -> None:
+    with pytest.raises(BindError, match=r"http://192\.0\.2\.1:\d+: address not available"):
+        bind_listen(parse_listen("http://192.0.2.1:8123"))
