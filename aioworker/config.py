@@ -50,9 +50,7 @@ class HttpSettings:
     """Engine limits and timeouts: set in [server] for every group, overridable per group."""
 
     max_url_bytes: int = _f(8192, "longest request target accepted; longer gets 414")
-    max_header_bytes: int = _f(
-        16384, "largest request line plus header section; larger gets 431"
-    )
+    max_header_bytes: int = _f(16384, "largest request line plus header section; larger gets 431")
     max_headers: int = _f(100, "most header fields in one request; more gets 431")
     max_body_bytes: int = _f(
         64 * 1024 * 1024, "largest request body; larger gets 413 (0 = unlimited)"
@@ -76,9 +74,7 @@ class HttpSettings:
     graceful_timeout: float = _f(
         30.0, "seconds requests in progress may take to finish on stop or reload"
     )
-    high_water: int = _f(
-        65536, "request body bytes buffered for the app before reading pauses"
-    )
+    high_water: int = _f(65536, "request body bytes buffered for the app before reading pauses")
     server_header: str = _f("aioworker", "Server header value ('' sends none)")
     access_log: bool = _f(False, "log one line per request (costs throughput)")
     forwarded_allow_ips: tuple[str, ...] = _f(
@@ -144,7 +140,8 @@ class ServerSettings:
     user: str = _f("", "default user the workers run as when started as root")
     group: str = _f("", "default group the workers run as when started as root")
     watch: tuple[str, ...] = _f((), "paths whose .py files trigger a rolling reload on change")
-    http: HttpSettings = _f(HttpSettings(), "engine limits and timeouts for every group")
+    # HttpSettings is frozen, so one shared default instance is safe.
+    http: HttpSettings = _f(HttpSettings(), "engine limits and timeouts for every group")  # noqa: RUF009
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,12 +165,15 @@ class GroupSettings:
     soft_timeout: float = _f(
         0.0, "seconds blocked before the stack is logged once, without killing (0 = off)"
     )
+    start_timeout: float = _f(
+        60.0, "seconds a new worker may take to import the app and become ready"
+    )
     max_requests: int = _f(0, "recycle a worker after this many requests (0 = never)")
     max_requests_jitter: int = _f(0, "random 0..N added to max_requests per worker")
     max_rss_mb: int = _f(0, "recycle a worker whose memory stays above this (0 = no limit)")
     strict_routes: bool = _f(False, "answer 404 for paths outside routes")
     hosts: tuple[str, ...] = _f((), "HOST:PORT of every machine running this group (front proxy)")
-    http: HttpSettings = _f(HttpSettings(), "engine limits and timeouts")
+    http: HttpSettings = _f(HttpSettings(), "engine limits and timeouts")  # noqa: RUF009
 
     @property
     def workers(self) -> int:
@@ -314,7 +314,11 @@ def from_dict(data: Mapping[str, Any], path: Path | None = None) -> Config:
         groups.append(_build(GroupSettings, _GROUP_KEYS, table, prefix, fail, base))
 
     metrics = _build(
-        MetricsSettings, _METRICS_KEYS, _table(data, "metrics", fail), "metrics", fail,
+        MetricsSettings,
+        _METRICS_KEYS,
+        _table(data, "metrics", fail),
+        "metrics",
+        fail,
         MetricsSettings(),
     )
     _check_keys(_table(data, "metrics", fail), _METRICS_KEYS, "metrics", fail)
@@ -354,7 +358,9 @@ def validate(config: Config, where: str = "<config>") -> None:
                 ("unix", address.path) if address.is_unix else ("tcp", address.port)
             )
             if key in ports and key != ("tcp", 0):
-                raise fail(f"{prefix}.listen", f"{group.listen} is also used by groups.{ports[key]}")
+                raise fail(
+                    f"{prefix}.listen", f"{group.listen} is also used by groups.{ports[key]}"
+                )
             ports[key] = group.name
         else:
             _check_import_string(group.main, f"{prefix}.main", fail)
@@ -363,6 +369,8 @@ def validate(config: Config, where: str = "<config>") -> None:
         for name in ("timeout", "soft_timeout"):
             if getattr(group, name) < 0:
                 raise fail(f"{prefix}.{name}", "must be 0 (off) or more")
+        if group.start_timeout <= 0:
+            raise fail(f"{prefix}.start_timeout", "must be more than 0 seconds")
         for name in ("max_requests", "max_requests_jitter", "max_rss_mb"):
             if getattr(group, name) < 0:
                 raise fail(f"{prefix}.{name}", "must be 0 (off) or more")
@@ -385,8 +393,14 @@ def _validate_http(http: HttpSettings, prefix: str, fail: Any) -> None:
         value = getattr(http, f.name)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
             raise fail(f"{prefix}.{f.name}", "must not be negative")
-    for name in ("max_url_bytes", "max_header_bytes", "max_headers", "max_connections",
-                 "max_requests_in_progress", "high_water"):
+    for name in (
+        "max_url_bytes",
+        "max_header_bytes",
+        "max_headers",
+        "max_connections",
+        "max_requests_in_progress",
+        "high_water",
+    ):
         if getattr(http, name) < 1:
             raise fail(f"{prefix}.{name}", "must be at least 1")
     for name in ("header_timeout", "keepalive_timeout"):
@@ -400,7 +414,9 @@ def _validate_http(http: HttpSettings, prefix: str, fail: Any) -> None:
         try:
             ipaddress.ip_network(entry, strict=False)
         except ValueError:
-            raise fail(f"{prefix}.forwarded_allow_ips", f"{entry!r} is not an address or CIDR") from None
+            raise fail(
+                f"{prefix}.forwarded_allow_ips", f"{entry!r} is not an address or CIDR"
+            ) from None
 
 
 def _check_import_string(value: str, key: str, fail: Any) -> None:
@@ -426,12 +442,16 @@ def _check_keys(table: Mapping[str, Any], known: Mapping[str, Any], prefix: str,
 
 
 def _build(
-    cls: Any, fields: Mapping[str, dataclasses.Field[Any]], table: Mapping[str, Any],
-    prefix: str, fail: Any, base: Any,
+    cls: Any,
+    fields: Mapping[str, dataclasses.Field[Any]],
+    table: Mapping[str, Any],
+    prefix: str,
+    fail: Any,
+    base: Any,
 ) -> Any:
     """Return `base` with the keys of `table` that belong to `cls`, type-checked."""
     changes: dict[str, Any] = {}
-    for key, f in fields.items():
+    for key in fields:
         if key not in table:
             continue
         changes[key] = _coerce(table[key], getattr(base, key), f"{prefix}.{key}", fail)
@@ -460,7 +480,7 @@ def _coerce(value: Any, default: Any, key: str, fail: Any) -> Any:
         return value
     if key.endswith(".env"):
         if not isinstance(value, Mapping):
-            raise fail(key, "expected a table of NAME = \"value\"")
+            raise fail(key, 'expected a table of NAME = "value"')
         pairs = []
         for name, item in value.items():
             if not isinstance(item, (str, int, float, bool)):

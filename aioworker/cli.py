@@ -1,0 +1,500 @@
+"""The command line: start, stop, reload, restart, status, check, nginx and serve.
+
+Exit codes: 0 success, 1 the command failed (the master could not start, did not stop...),
+2 bad usage or a bad config file, 3 no master running, 4 permission denied.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import select
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from aioworker.config import Config, ConfigError, HttpSettings, ServerSettings, load
+from aioworker.run import AlreadyRunning, pid_alive, read_pid
+
+__all__ = ["CliError", "check_apps", "main", "master_pid", "query_control"]
+
+OK, FAILED, BAD_CONFIG, NOT_RUNNING, PERMISSION = 0, 1, 2, 3, 4
+
+
+class CliError(Exception):
+    """A failure to report in one line, with its exit code."""
+
+    def __init__(self, message: str, code: int = FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# ---------------------------------------------------------------- talking to the master
+
+
+def master_pid(config: Config) -> int:
+    """The running master's pid from its pid file; CliError when none is running."""
+    if not config.server.pid_file:
+        raise CliError("no pid file configured ([server] pid_file is empty)", NOT_RUNNING)
+    path = config.pid_path
+    try:
+        pid = read_pid(path)
+    except PermissionError:
+        raise CliError(f"permission denied reading the pid file {path}", PERMISSION) from None
+    if pid is None:
+        raise CliError(f"no master running (no pid file at {path})", NOT_RUNNING)
+    if not pid_alive(pid):
+        raise CliError(
+            f"no master running (stale pid file {path}: pid {pid} is not running)", NOT_RUNNING
+        )
+    return pid
+
+
+def send_signal(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.kill(pid, sig)
+    except PermissionError:
+        raise CliError(
+            f"permission denied to signal the master (pid {pid}); run as its user or root",
+            PERMISSION,
+        ) from None
+    except ProcessLookupError:
+        raise CliError(f"no master running (pid {pid} just exited)", NOT_RUNNING) from None
+
+
+def wait_exit(pid: int, timeout: float) -> bool:
+    """Wait until `pid` exits; False on timeout. Uses a pidfd where the kernel has one."""
+    deadline = time.monotonic() + timeout
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        fd = -1
+    try:
+        while pid_alive(pid):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if fd >= 0:
+                select.select([fd], [], [], left)
+            else:
+                time.sleep(min(0.05, left))
+        return True
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def query_control(config: Config, command: str, **params: Any) -> dict[str, Any] | None:
+    """Ask the master over its control socket; None when no control socket answers.
+
+    The control-socket client (aioworker.control) plugs in here; until then every command
+    falls back to the pid file and signals.
+    """
+    return None
+
+
+# ---------------------------------------------------------------- check
+
+
+def check_apps(config: Config) -> list[str]:
+    """Import every group's app in this process; one `file: table.key: problem` per failure."""
+    from aioworker.importer import import_from_string
+    from aioworker.worker import resolve_ids
+
+    where = str(config.path) if config.path is not None else "<config>"
+    base = str(config.base_dir)
+    if base not in sys.path:
+        sys.path.insert(0, base)
+    problems = []
+    for group in config.groups:
+        key = "main" if group.main else "app"
+        target = group.main or group.app
+        try:
+            obj = import_from_string(target)
+        except Exception as exc:
+            problems.append(f"{where}: groups.{group.name}.{key}: cannot import {target}: {exc}")
+            continue
+        if not callable(obj):
+            problems.append(f"{where}: groups.{group.name}.{key}: {target} is not callable")
+        user = group.user or config.server.user
+        unix_group = group.group or config.server.group
+        for name, value in (("user", user), ("group", unix_group)):
+            try:
+                resolve_ids(value, "") if name == "user" else resolve_ids("", value)
+            except KeyError as exc:
+                problems.append(f"{where}: groups.{group.name}.{name}: {exc.args[0]}")
+    return problems
+
+
+def check_apps_isolated(config: Config) -> list[str]:
+    """`check_apps` in a forked child, so the master never imports app code itself (reload
+    must import it afresh in each new worker)."""
+    read_fd, write_fd = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        os.close(read_fd)
+        code = 0
+        try:
+            os.write(write_fd, json.dumps(check_apps(config)).encode())
+        except BaseException:
+            code = 1
+        os._exit(code)
+    os.close(write_fd)
+    chunks = []
+    while chunk := os.read(read_fd, 65536):
+        chunks.append(chunk)
+    os.close(read_fd)
+    os.waitpid(pid, 0)
+    try:
+        problems: list[str] = json.loads(b"".join(chunks) or b"[]")
+    except ValueError:
+        problems = ["importing the apps crashed the checking process"]
+    return problems
+
+
+def _summary(config: Config) -> str:
+    rows = [("group", "listen", "workers", "app", "routes")]
+    for g in config.groups:
+        rows.append(
+            (
+                g.name,
+                g.listen or "-",
+                str(g.workers),
+                g.app or f"main {g.main}",
+                " ".join(g.routes) or ("/" if g is config.default_group else "-"),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = ("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
+    return "\n".join(line.rstrip() for line in lines)
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_start(args: argparse.Namespace, config: Config) -> int:
+    problems = check_apps_isolated(config)
+    if problems:
+        raise CliError("\n".join(problems), BAD_CONFIG)
+    watch = _watch_paths(args, config)
+    from aioworker.run import run
+
+    try:
+        return run(config, watch=watch, daemon=args.daemon)
+    except AlreadyRunning as exc:
+        raise CliError(str(exc)) from None
+
+
+def _watch_paths(args: argparse.Namespace, config: Config) -> list[str]:
+    if not getattr(args, "watch", False):
+        return []
+    return [str(config.resolve(p)) for p in config.server.watch] or [str(config.base_dir)]
+
+
+def cmd_stop(args: argparse.Namespace, config: Config) -> int:
+    pid = master_pid(config)
+    send_signal(pid, signal.SIGQUIT if args.fast else signal.SIGTERM)
+    timeout = 10.0 if args.fast else config.server.http.graceful_timeout + 15.0
+    if not wait_exit(pid, timeout):
+        raise CliError(f"the master (pid {pid}) is still running after {timeout:g}s")
+    print(f"stopped (pid {pid})")
+    return OK
+
+
+def cmd_reload(args: argparse.Namespace, config: Config) -> int:
+    pid = master_pid(config)
+    if args.group:
+        unknown = [g for g in args.group if g not in {x.name for x in config.groups}]
+        if unknown:
+            raise CliError(f"no group named {', '.join(unknown)} in {config.path}", BAD_CONFIG)
+        answer = query_control(config, "reload", groups=args.group)
+        if answer is None:
+            raise CliError(
+                "reloading single groups needs the master's control socket, which did not "
+                "answer; `reload` without -g reloads every reloadable group"
+            )
+        print(f"reloading {', '.join(args.group)} (pid {pid})")
+        return OK
+    send_signal(pid, signal.SIGHUP)
+    print(f"reloading every reloadable group (pid {pid})")
+    return OK
+
+
+def cmd_restart(args: argparse.Namespace, config: Config) -> int:
+    try:
+        pid = master_pid(config)
+    except CliError as exc:
+        if exc.code != NOT_RUNNING:
+            raise
+        print(f"{exc}; starting")
+    else:
+        args.fast = False
+        cmd_stop(args, config)
+        del pid
+    return cmd_start(args, config)
+
+
+def collect_status(config: Config) -> dict[str, Any]:
+    """Status as plain data: from the control socket when it answers, else pid file + config."""
+    answer = query_control(config, "status")
+    if answer is not None:
+        return answer
+    pid = master_pid(config)
+    return {
+        "pid": pid,
+        "source": "pid file",
+        "groups": [
+            {"name": g.name, "listen": g.listen, "expected": g.workers, "main": g.main}
+            for g in config.groups
+        ],
+    }
+
+
+def cmd_status(args: argparse.Namespace, config: Config) -> int:
+    status = collect_status(config)
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return OK
+    print(f"master running (pid {status['pid']})")
+    for g in status["groups"]:
+        print(
+            f"  {g['name']}: {g.get('listen') or 'main ' + g.get('main', '')}, "
+            f"{g['expected']} workers expected"
+        )
+    return OK
+
+
+def cmd_check(args: argparse.Namespace, config: Config) -> int:
+    problems = check_apps(config)
+    if problems:
+        raise CliError("\n".join(problems), BAD_CONFIG)
+    print(f"{config.path}: ok, {len(config.groups)} groups")
+    print(_summary(config))
+    return OK
+
+
+def cmd_nginx(args: argparse.Namespace, config: Config) -> int:
+    from aioworker import nginx
+
+    try:
+        text = nginx.render(
+            config,
+            listen=args.listen,
+            server_name=args.server_name,
+            static_root=args.root,
+            full=args.full,
+        )
+    except ConfigError as exc:
+        raise CliError(str(exc), BAD_CONFIG) from None
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    overrides = {}
+    for f in dataclasses.fields(HttpSettings):
+        value = getattr(args, f"http_{f.name}", None)
+        if value is not None:
+            overrides[f.name] = value
+    http = HttpSettings(**overrides)
+    server = ServerSettings(pid_file="", control_socket="", log_level=args.log_level, http=http)
+    try:
+        config = Config.single(
+            args.app, args.listen, args.count, factory=args.factory, http=http, server=server
+        )
+    except ConfigError as exc:
+        raise CliError(str(exc).replace("<config>: groups.web.", "--"), BAD_CONFIG) from None
+    problems = check_apps_isolated(config)
+    if problems:
+        raise CliError(
+            "\n".join(p.replace("<config>: groups.web.", "") for p in problems), BAD_CONFIG
+        )
+    from aioworker.run import run
+
+    return run(config, watch=[str(Path.cwd())] if args.watch else [])
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from aioworker import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="aioworker",
+        description="Run ASGI apps in pre-forked worker groups from config.toml.",
+        epilog="Exit codes: 0 ok, 1 failed, 2 bad usage or config, 3 no master running, "
+        "4 permission denied. `aioworker COMMAND -h` describes a command.",
+    )
+    parser.add_argument("--version", action="version", version=f"aioworker {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-c",
+        "--config",
+        default="config.toml",
+        metavar="FILE",
+        help="the config file; the pid file and control socket are found from it "
+        "(default: ./config.toml)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    start = sub.add_parser(
+        "start",
+        parents=[common],
+        help="start the master and its groups",
+        description="Check the config, import every app, bind every "
+        "listener, then run the master in the foreground (or -d).",
+    )
+    restart = sub.add_parser(
+        "restart",
+        parents=[common],
+        help="stop the master, then start it",
+        description="Graceful stop of the running master (if any), then "
+        "start. Rebinds listeners: prefer `reload` for code changes.",
+    )
+    for p in (start, restart):
+        p.add_argument(
+            "-d",
+            "--daemon",
+            action="store_true",
+            help="run in the background, logging to [server] log_file",
+        )
+        p.add_argument(
+            "--watch",
+            action="store_true",
+            help="rolling reload when a .py file changes under [server] watch "
+            "(default: the config file's directory)",
+        )
+    stop = sub.add_parser(
+        "stop",
+        parents=[common],
+        help="stop the master",
+        description="Graceful stop (SIGTERM): requests in progress finish "
+        "within graceful_timeout; --fast stops at once (SIGQUIT).",
+    )
+    stop.add_argument("--fast", action="store_true", help="do not wait for requests in progress")
+    reload = sub.add_parser(
+        "reload",
+        parents=[common],
+        help="rolling reload of the groups",
+        description="Re-read config.toml and replace each reloadable "
+        "group's workers one slot at a time, without dropping a request.",
+    )
+    reload.add_argument(
+        "-g",
+        "--group",
+        action="append",
+        default=[],
+        metavar="GROUP",
+        help="reload only this group (repeatable)",
+    )
+    status = sub.add_parser("status", parents=[common], help="show the master and its groups")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    sub.add_parser(
+        "check",
+        parents=[common],
+        help="validate the config and import every app",
+        description="Load the config, import every group's app and print a "
+        "summary; exit 2 with `file: table.key: problem` on the first error.",
+    )
+    nginx = sub.add_parser(
+        "nginx",
+        parents=[common],
+        help="print nginx config for the groups",
+        description="Print the upstream and server blocks that route each "
+        "group's paths to its port (for nginx's conf.d/).",
+    )
+    nginx.add_argument("--listen", default="80", help="nginx's own listen address (default 80)")
+    nginx.add_argument("--server-name", default="_", help="nginx server_name (default _)")
+    nginx.add_argument("--root", default=None, metavar="DIR", help="serve static files from DIR")
+    nginx.add_argument("--full", action="store_true", help="a complete nginx.conf")
+    _serve_parser(sub)
+    return parser
+
+
+def _serve_parser(sub: Any) -> None:
+    serve = sub.add_parser(
+        "serve",
+        help="serve one app without a config file",
+        description="Serve MODULE:APP with one group of workers: no config file, no pid file.",
+    )
+    serve.add_argument("app", metavar="MODULE:APP", help="the ASGI app, as pkg.module:attr")
+    serve.add_argument(
+        "--listen",
+        default="http://127.0.0.1:8000",
+        help="http://HOST:PORT or unix:PATH (default http://127.0.0.1:8000)",
+    )
+    serve.add_argument("--count", type=int, default=1, help="workers (0 = one per CPU; default 1)")
+    serve.add_argument("--factory", action="store_true", help="call APP() to build the app")
+    serve.add_argument(
+        "--watch",
+        action="store_true",
+        help="rolling reload when a .py file under the current directory changes",
+    )
+    serve.add_argument("--log-level", default="info", help="debug, info, warning, error")
+    limits = serve.add_argument_group("engine limits and timeouts (as in config.toml)")
+    for f in dataclasses.fields(HttpSettings):
+        flag = "--" + f.name.replace("_", "-")
+        doc = f"{f.metadata['doc']} (default {f.default!r})"
+        if isinstance(f.default, bool):
+            limits.add_argument(
+                flag,
+                dest=f"http_{f.name}",
+                default=None,
+                action=argparse.BooleanOptionalAction,
+                help=doc,
+            )
+        elif isinstance(f.default, tuple):
+            limits.add_argument(
+                flag,
+                dest=f"http_{f.name}",
+                default=None,
+                metavar="A,B",
+                type=lambda v: tuple(x.strip() for x in v.split(",") if x.strip()),
+                help=doc,
+            )
+        else:
+            kind = type(f.default)
+            limits.add_argument(
+                flag,
+                dest=f"http_{f.name}",
+                default=None,
+                type=kind,
+                metavar=kind.__name__.upper(),
+                help=doc,
+            )
+
+
+COMMANDS = {
+    "start": cmd_start,
+    "stop": cmd_stop,
+    "reload": cmd_reload,
+    "restart": cmd_restart,
+    "status": cmd_status,
+    "check": cmd_check,
+    "nginx": cmd_nginx,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            return cmd_serve(args)
+        try:
+            config = load(args.config)
+        except ConfigError as exc:
+            raise CliError(str(exc), BAD_CONFIG) from None
+        return COMMANDS[args.command](args, config)
+    except CliError as exc:
+        print(f"aioworker {args.command}: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,587 @@
+"""The master process: binds the listeners, forks and supervises the groups' workers.
+
+A plain process with no event loop: signal handlers only queue the signal (the wakeup fd
+wakes the selector) and the loop dispatches `handle_<name>()`. Decisions come from the pure
+`aioworker.plan`; this is the only module that calls fork, kill and waitpid.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import os
+import selectors
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aioworker import plan as planner
+from aioworker import reloading, worker
+from aioworker.config import Config, GroupSettings
+from aioworker.hooks import Hook
+from aioworker.sockets import BindError, GroupSockets, bind_group
+from aioworker.watch import PollingWatcher, ThreadWatcher
+
+__all__ = ["Group", "Master", "Worker", "describe_exit"]
+
+log = logging.getLogger("aioworker.master")
+
+SIGNALS = ("TERM", "INT", "QUIT", "HUP", "USR1", "TTIN", "TTOU", "CHLD")
+FAST_STOP_TIMEOUT = 3.0  # seconds workers get after SIGQUIT before SIGKILL
+KILL_MARGIN = 5.0  # beyond graceful_timeout: the worker enforces it, the master backs it up
+
+
+@dataclass(slots=True)
+class Worker:
+    """One forked worker as the master tracks it."""
+
+    pid: int
+    group: str
+    slot: int
+    generation: int
+    started: float
+    pipe: int = -1  # read end of the worker's notify pipe (-1 once closed)
+    ready_at: float | None = None
+    stopping_since: float | None = None
+    killed: bool = False
+    recycle: str = ""
+    error: str = ""
+    buffer: bytes = b""
+
+    def info(self) -> planner.WorkerInfo:
+        return planner.WorkerInfo(
+            self.pid,
+            self.group,
+            self.slot,
+            self.generation,
+            self.started,
+            self.ready_at,
+            self.stopping_since,
+            self.killed,
+            self.recycle,
+        )
+
+
+@dataclass(slots=True)
+class Group:
+    """A group's settings, listeners and counters in the running master."""
+
+    settings: GroupSettings
+    sockets: GroupSockets | None
+    count: int
+    generation: int = 0
+    app: Any = None  # imported in the master when preload = true
+    restarts: collections.Counter[str] = field(default_factory=collections.Counter)
+    last_exits: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=10))
+    reloading: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+
+def describe_exit(status: int, killed_by_master: bool = False) -> str:
+    """How a process died, in words, from a waitpid status."""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
+        if sig == signal.SIGKILL and not killed_by_master:
+            return "killed by SIGKILL, perhaps out of memory"
+        return f"killed by {name}"
+    if os.WIFEXITED(status):
+        code = os.WEXITSTATUS(status)
+        if code == worker.BOOT_ERROR:
+            return f"exited with code {code} (could not start)"
+        return f"exited with code {code}"
+    return f"ended with status {status}"
+
+
+class Master:
+    """Runs `config`'s groups until stopped; `run()` returns the process exit code."""
+
+    TICK = 0.5  # seconds between loop turns when nothing happens
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        hooks: Iterable[Hook] = (),
+        watch: Sequence[str] = (),
+        notify_fd: int | None = None,
+    ) -> None:
+        self.config = config
+        self.hooks: list[Hook] = list(hooks)
+        self.groups: dict[str, Group] = {}
+        self.workers: dict[int, Worker] = {}
+        self.slots: dict[tuple[str, int], planner.SlotState] = {}
+        self.selector = selectors.DefaultSelector()
+        self.starting = True
+        self.stopping = False
+        self.fast = False
+        self.exit_code = 0
+        self.pid = os.getpid()
+        self._signals: collections.deque[int] = collections.deque()
+        self._wake_r, self._wake_w = os.pipe()
+        self._watch_paths = list(watch)
+        self._watcher: PollingWatcher | ThreadWatcher | None = None
+        self._next_poll = 0.0
+        self._notify_fd = notify_fd
+
+    # ------------------------------------------------------------------ hook points
+
+    def add_reader(self, fd: int, callback: Callable[[], None]) -> None:
+        """Call `callback()` from the loop whenever `fd` is readable (control, metrics)."""
+        self.selector.register(fd, selectors.EVENT_READ, callback)
+
+    def remove_reader(self, fd: int) -> None:
+        with contextlib.suppress(KeyError, ValueError):
+            self.selector.unregister(fd)
+
+    def kill_worker(self, pid: int, reason: str) -> None:
+        """Kill a worker now (watchdog: its loop is blocked); it is replaced as a crash."""
+        w = self.workers.get(pid)
+        if w is not None and not w.killed:
+            log.warning("killing pid=%d group=%s slot=%d: %s", pid, w.group, w.slot, reason)
+            w.killed = True
+            w.error = reason
+            self._signal(pid, signal.SIGKILL)
+
+    def recycle_worker(self, pid: int, reason: str) -> None:
+        """Replace a worker gracefully: a new one becomes ready first, then this one drains."""
+        w = self.workers.get(pid)
+        if w is not None and not w.recycle and not w.stopping_since:
+            log.info("recycling pid=%d group=%s slot=%d: %s", pid, w.group, w.slot, reason)
+            w.recycle = reason
+
+    def reload(self, names: Sequence[str] | None = None) -> list[str]:
+        """Rolling reload of the named (default: every reloadable) groups; returns their names."""
+        return reloading.reload(self, names)
+
+    def stop(self, fast: bool = False) -> None:
+        if self.stopping and (self.fast or not fast):
+            return
+        self.stopping = True
+        if fast:
+            self.fast = True
+            for w in self.workers.values():
+                self._signal(w.pid, signal.SIGQUIT)
+                w.stopping_since = w.stopping_since or time.monotonic()
+        log.info("%s stop", "fast" if fast else "graceful")
+        for group in self.groups.values():
+            # New connections are refused from now on; workers keep their copies to drain.
+            if group.sockets is not None:
+                group.sockets.close()
+        for hook in self.hooks:
+            hook.master_stopping(self)
+
+    def status(self) -> dict[str, Any]:
+        """Plain data for `status`: groups, targets, workers, restarts and failures."""
+        now = time.monotonic()
+        groups = []
+        for g in self.groups.values():
+            ws = [w for w in self.workers.values() if w.group == g.name]
+            groups.append(
+                {
+                    "name": g.name,
+                    "listen": g.sockets.url if g.sockets is not None else "",
+                    "expected": g.count,
+                    "ready": sum(1 for w in ws if w.ready_at is not None and not w.stopping_since),
+                    "failing": planner.group_failing(self.slots, g.name),
+                    "restarts": dict(g.restarts),
+                    "last_exits": list(g.last_exits),
+                    "workers": [
+                        {
+                            "pid": w.pid,
+                            "slot": w.slot,
+                            "generation": w.generation,
+                            "state": "draining"
+                            if w.stopping_since
+                            else ("ready" if w.ready_at is not None else "starting"),
+                            "uptime": round(now - w.started, 3),
+                        }
+                        for w in sorted(ws, key=lambda w: (w.slot, w.started))
+                    ],
+                }
+            )
+        return {"pid": self.pid, "stopping": self.stopping, "groups": groups}
+
+    # ------------------------------------------------------------------ life cycle
+
+    def run(self) -> int:
+        try:
+            self._setup()
+        except (BindError, KeyError, ImportError, TypeError) as exc:
+            message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
+            log.error("cannot start: %s", message)
+            self._tell_parent(f"error {message}")
+            self._close_listeners()
+            return 1
+        try:
+            while not (self.stopping and not self.workers):
+                self._turn()
+        finally:
+            self._close_listeners()
+            for hook in self.hooks:
+                hook.master_stopped(self)
+            if self._watcher is not None:
+                self._watcher.close()
+            self._restore_signals()
+        log.info("master exiting with code %d", self.exit_code)
+        return self.exit_code
+
+    def _setup(self) -> None:
+        base = str(self.config.base_dir)
+        if base not in sys.path:
+            sys.path.insert(0, base)
+        for settings in self.config.groups:
+            for key, value in (
+                ("user", settings.user or self.config.server.user),
+                ("group", settings.group or self.config.server.group),
+            ):
+                if value:
+                    try:
+                        worker.resolve_ids(*((value, "") if key == "user" else ("", value)))
+                    except KeyError as exc:
+                        raise KeyError(f"groups.{settings.name}.{key}: {exc.args[0]}") from None
+            app = worker.load_app(settings) if settings.preload else None
+            sockets = bind_group(settings) if settings.listen else None
+            self.groups[settings.name] = Group(settings, sockets, settings.workers, app=app)
+            if sockets is not None:
+                log.info(
+                    "listening group=%s url=%s sockets=%d",
+                    settings.name,
+                    sockets.url,
+                    len(sockets.sockets),
+                )
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self.selector.register(self._wake_r, selectors.EVENT_READ, self._drain_wakeup)
+        self._install_signals()
+        paths = self._watch_paths or [str(self.config.resolve(p)) for p in self.config.server.watch]
+        if paths:
+            from aioworker.watch import make_watcher
+
+            self._watcher = make_watcher([self.config.resolve(p) for p in paths])
+            if self._watcher.fileno is not None:
+                self.add_reader(self._watcher.fileno, self._check_watch)
+        for hook in self.hooks:
+            hook.master_started(self)
+
+    def _turn(self) -> None:
+        now = time.monotonic()
+        wants = self._wants()
+        result = planner.plan(wants, [w.info() for w in self.workers.values()], self.slots, now)
+        for action in result.actions:
+            self._carry_out(action, now)
+        timeout = self.TICK
+        if result.wake_at is not None:
+            timeout = min(timeout, max(0.0, result.wake_at - now))
+        for key, _ in self.selector.select(timeout):
+            key.data()
+        while self._signals:
+            name = signal.Signals(self._signals.popleft()).name[3:].lower()
+            getattr(self, f"handle_{name}")()
+        self._reap()
+        now = time.monotonic()
+        for slot_key, state in list(self.slots.items()):
+            mine = [w.info() for w in self.workers.values() if (w.group, w.slot) == slot_key]
+            self.slots[slot_key] = planner.settle(state, mine, now)
+        if self._watcher is not None and self._watcher.fileno is None and now >= self._next_poll:
+            self._next_poll = now + 1.0
+            self._check_watch()
+        if self.starting:
+            self._check_started()
+        reloading.check_done(self)
+        for hook in self.hooks:
+            hook.tick(self, now)
+
+    def _wants(self) -> list[planner.GroupWant]:
+        wants = []
+        for g in self.groups.values():
+            http = g.settings.http
+            stop_timeout = FAST_STOP_TIMEOUT if self.fast else http.graceful_timeout + KILL_MARGIN
+            wants.append(
+                planner.GroupWant(
+                    g.name,
+                    0 if self.stopping else g.count,
+                    g.generation,
+                    start_timeout=g.settings.start_timeout,
+                    stop_timeout=stop_timeout,
+                )
+            )
+        return wants
+
+    def _carry_out(self, action: planner.Action, now: float) -> None:
+        if isinstance(action, planner.Spawn):
+            self._spawn(self.groups[action.group], action.slot, now)
+        elif isinstance(action, planner.Stop):
+            w = self.workers[action.pid]
+            log.info("stopping pid=%d group=%s slot=%d: %s", w.pid, w.group, w.slot, action.reason)
+            w.stopping_since = now
+            self._signal(w.pid, signal.SIGQUIT if self.fast else signal.SIGTERM)
+        else:
+            w = self.workers[action.pid]
+            log.warning(
+                "killing pid=%d group=%s slot=%d: %s", w.pid, w.group, w.slot, action.reason
+            )
+            w.killed = True
+            w.error = w.error or action.reason
+            self._signal(w.pid, signal.SIGKILL)
+
+    def _spawn(self, group: Group, slot: int, now: float) -> None:
+        sock = group.sockets.for_slot(slot) if group.sockets is not None else None
+        read_fd, write_fd = os.pipe()
+        keep = {write_fd, sock.fileno() if sock is not None else -1}
+        close = sorted(self._owned_fds() - keep)
+        spec = worker.WorkerSpec(
+            self.config, group.settings, slot, sock, write_fd, close, group.app, self.hooks
+        )
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child; covered by the end-to-end tests
+            os.close(read_fd)
+            worker.run(spec)
+        os.close(write_fd)
+        os.set_blocking(read_fd, False)
+        w = Worker(pid, group.name, slot, group.generation, now, pipe=read_fd)
+        self.workers[pid] = w
+        self.add_reader(read_fd, lambda: self._read_notify(w))
+        log.info(
+            "spawned pid=%d group=%s slot=%d generation=%d", pid, group.name, slot, group.generation
+        )
+        for hook in self.hooks:
+            hook.worker_spawned(self, w)
+
+    def _owned_fds(self) -> set[int]:
+        fds = {key.fd for key in self.selector.get_map().values()}
+        fds |= {self.selector.fileno(), self._wake_w}
+        for g in self.groups.values():
+            if g.sockets is not None:
+                fds |= g.sockets.fds()
+        if self._notify_fd is not None:
+            fds.add(self._notify_fd)
+        return fds
+
+    def _read_notify(self, w: Worker) -> None:
+        try:
+            data = os.read(w.pipe, 4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._close_pipe(w)
+            return
+        w.buffer += data
+        *lines, w.buffer = w.buffer.split(b"\n")
+        for raw in lines:
+            kind, _, text = raw.decode("utf-8", "replace").partition(" ")
+            if kind == "ready" and w.ready_at is None:
+                w.ready_at = time.monotonic()
+                log.info(
+                    "ready group=%s slot=%d pid=%d generation=%d",
+                    w.group,
+                    w.slot,
+                    w.pid,
+                    w.generation,
+                )
+                for hook in self.hooks:
+                    hook.worker_ready(self, w)
+            elif kind == "error":
+                w.error = text
+            elif kind == "recycle":
+                self.recycle_worker(w.pid, text)
+
+    def _close_pipe(self, w: Worker) -> None:
+        if w.pipe >= 0:
+            self.remove_reader(w.pipe)
+            os.close(w.pipe)
+            w.pipe = -1
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            w = self.workers.pop(pid, None)
+            if w is None:
+                continue
+            if w.pipe >= 0:
+                self._read_notify(w)  # a last error line may still be in the pipe
+                self._close_pipe(w)
+            self._exited(w, describe_exit(status, w.killed))
+
+    def _exited(self, w: Worker, how: str) -> None:
+        group = self.groups[w.group]
+        now = time.monotonic()
+        expected = w.stopping_since is not None and not (w.killed and w.ready_at is None)
+        if expected:
+            log.info("exited pid=%d group=%s slot=%d: %s", w.pid, w.group, w.slot, how)
+        else:
+            detail = f": {w.error}" if w.error else ""
+            when = "before it was ready" if w.ready_at is None else "unexpectedly"
+            log.warning(
+                "worker died pid=%d group=%s slot=%d %s, %s%s",
+                w.pid,
+                w.group,
+                w.slot,
+                when,
+                how,
+                detail,
+            )
+            group.restarts[
+                "boot" if w.ready_at is None else ("killed" if w.killed else "crash")
+            ] += 1
+            group.last_exits.append(f"pid {w.pid} slot {w.slot}: {how}{detail}")
+        older = any(
+            o.slot == w.slot
+            and o.group == w.group
+            and o.generation < w.generation
+            and not o.stopping_since
+            for o in self.workers.values()
+        )
+        key = (w.group, w.slot)
+        before = self.slots.get(key, planner.SlotState())
+        after = planner.after_exit(
+            before, w.info(), now, error=w.error or how, replaced_by_older=older
+        )
+        self.slots[key] = after
+        if older and w.ready_at is None and not expected:
+            log.error(
+                "reload failed group=%s slot=%d: %s; keeping the old workers",
+                w.group,
+                w.slot,
+                w.error or how,
+            )
+            group.reloading = False
+        elif planner.group_failing(self.slots, w.group) and not expected and not self.stopping:
+            log.error(
+                "group failing group=%s: %d consecutive failures, next try in %.1fs",
+                w.group,
+                after.failures,
+                max(0.0, after.retry_at - now),
+            )
+        for hook in self.hooks:
+            hook.worker_exited(self, w, how)
+        if self.stopping or w.slot < group.count:
+            return
+        if group.sockets is not None and not any(
+            o.group == w.group and o.slot >= group.count for o in self.workers.values()
+        ):
+            group.sockets.shrink(group.count)
+
+    def _check_started(self) -> None:
+        wants = self._wants()
+        infos = [w.info() for w in self.workers.values()]
+        for want in wants:
+            if planner.start_failed(want, infos, self.slots):
+                error = self.slots[(want.name, 0)].last_error
+                log.error("group %s cannot start: %s", want.name, error)
+                self._tell_parent(f"error group {want.name} cannot start: {error}")
+                self.exit_code = 1
+                self.stop(fast=True)
+                self.starting = False
+                return
+        for want in wants:
+            for slot in range(want.count):
+                booting = [i for i in infos if i.group == want.name and i.slot == slot]
+                if not any(i.ready for i in booting) and not (
+                    self.slots.get((want.name, slot), planner.SlotState()).failures
+                ):
+                    return
+        self.starting = False
+        names = ",".join(self.groups)
+        log.info("started pid=%d groups=%s", self.pid, names)
+        self._tell_parent("ok")
+
+    def _tell_parent(self, line: str) -> None:
+        if self._notify_fd is not None:
+            with contextlib.suppress(OSError):
+                os.write(self._notify_fd, line.encode("utf-8", "replace") + b"\n")
+                os.close(self._notify_fd)
+            self._notify_fd = None
+
+    def _check_watch(self) -> None:
+        if self._watcher is None or self.stopping:
+            return
+        changed = self._watcher.changed()
+        if changed:
+            log.info("changed: %s; reloading", ", ".join(changed[:5]))
+            self.reload()
+
+    def _signal(self, pid: int, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+    def _close_listeners(self) -> None:
+        for group in self.groups.values():
+            if group.sockets is not None:
+                group.sockets.close()
+
+    # ------------------------------------------------------------------ signals
+
+    def _install_signals(self) -> None:
+        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+        for name in SIGNALS:
+            signal.signal(getattr(signal, f"SIG{name}"), self._enqueue)
+
+    def _restore_signals(self) -> None:
+        signal.set_wakeup_fd(-1)
+        for name in SIGNALS:
+            signal.signal(getattr(signal, f"SIG{name}"), signal.SIG_DFL)
+
+    def _enqueue(self, signum: int, frame: Any) -> None:
+        self._signals.append(signum)
+
+    def _drain_wakeup(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._wake_r, 4096):
+                pass
+
+    def handle_term(self) -> None:
+        self.stop(fast=self.stopping)  # a second TERM turns a graceful stop into a fast one
+
+    def handle_int(self) -> None:
+        self.stop(fast=True)
+
+    def handle_quit(self) -> None:
+        self.stop(fast=True)
+
+    def handle_hup(self) -> None:
+        self.reload()
+
+    def handle_usr1(self) -> None:
+        from aioworker import logs
+
+        reopened = logs.reopen()
+        log.info("log file %s", "reopened" if reopened else "not in use (stderr); nothing to do")
+        for w in self.workers.values():
+            self._signal(w.pid, signal.SIGUSR1)
+
+    def handle_ttin(self) -> None:
+        self._resize(+1)
+
+    def handle_ttou(self) -> None:
+        self._resize(-1)
+
+    def handle_chld(self) -> None:
+        pass  # _reap runs every turn
+
+    def _resize(self, delta: int) -> None:
+        default = self.config.default_group
+        if default is None or self.stopping:
+            return
+        group = self.groups[default.name]
+        group.count = max(1, group.count + delta)
+        log.info("count group=%s now %d", group.name, group.count)
