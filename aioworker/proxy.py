@@ -53,9 +53,13 @@ def parse_node(value: str) -> Address | None:
     Returns ``(host, port)`` with port 0 when absent; None for ``unknown`` or an empty value.
     Obfuscated identifiers (RFC 7239 ``_hidden``) and names are kept as the host.
     """
-    node = value.strip().strip('"').strip()
-    if not node or node.lower() == "unknown":
-        return None
+    node = value.strip()
+    if node[:1] == '"':
+        node = node.strip('"').strip()
+    if ":" not in node:  # IPv4 or a name, the common case
+        if not node or node.lower() == "unknown":
+            return None
+        return (node, 0)
     port = 0
     if node.startswith("["):
         host, _, rest = node[1:].partition("]")
@@ -66,7 +70,7 @@ def parse_node(value: str) -> Address | None:
         if port_text.isdigit():
             port = int(port_text)
     else:
-        host = node  # bare IPv6 (several colons) or IPv4/name without port
+        host = node  # bare IPv6 (several colons)
     return (host, port) if host else None
 
 
@@ -143,21 +147,20 @@ class ProxyHeaders:
         proto: str | None = None
         if _XFF in found:
             hops = _split(found[_XFF])
-            index = self._client_index([parse_node(hop) for hop in hops])
-            if index is not None:
-                client = parse_node(hops[index])
-                protos = _split(found.get(_XFP, b""))
-                if protos:
+            index, node = self._client_hop(hops)
+            if index >= 0:
+                client = node
+                if _XFP in found:
+                    protos = _split(found[_XFP])
                     # Each proxy appends one entry to both lists, so the entry at the same
                     # position is the scheme that hop spoke; when the lists disagree in length,
                     # trust only the nearest proxy's entry.
-                    proto = protos[index] if len(protos) == len(hops) else protos[-1]
+                    if protos:
+                        proto = protos[index] if len(protos) == len(hops) else protos[-1]
         elif _FORWARDED in found:
             elements = [_forwarded_element(e) for e in _split(found[_FORWARDED])]
             if any(has_for for has_for, _, _ in elements):
-                index = self._client_index([node for _, node, _ in elements])
-                if index is not None:
-                    _, client, proto = elements[index]
+                _, client, proto = elements[self._node_index([n for _, n, _ in elements])]
             elif elements:
                 proto = elements[-1][2]  # only proto= given: the client address stays the peer
         else:
@@ -173,10 +176,17 @@ class ProxyHeaders:
             scheme = _scheme(proto.strip().lower(), scheme)
         return client, scheme
 
-    def _client_index(self, nodes: list[Address | None]) -> int | None:
-        """Index of the rightmost hop that is not a trusted proxy (leftmost if all are)."""
-        if not nodes:
-            return None
+    def _client_hop(self, hops: list[str]) -> tuple[int, Address | None]:
+        """The rightmost hop that is not a trusted proxy (leftmost if all are): index, node."""
+        # Parsed lazily from the right: behind one proxy only the last hop is ever looked at.
+        for index in range(len(hops) - 1, -1, -1):
+            node = parse_node(hops[index])
+            if node is None or not self.trusts(node[0]):
+                return index, node
+        return (0, parse_node(hops[0])) if hops else (-1, None)
+
+    def _node_index(self, nodes: list[Address | None]) -> int:
+        """_client_hop for hops already parsed (at least one): the index."""
         for index in range(len(nodes) - 1, -1, -1):
             node = nodes[index]
             if node is None or not self.trusts(node[0]):
@@ -185,7 +195,10 @@ class ProxyHeaders:
 
 
 def _split(value: bytes) -> list[str]:
-    return [part.strip() for part in value.decode("latin-1").split(",") if part.strip()]
+    text = value.decode("latin-1")
+    if "," not in text:
+        return [text] if text.strip() else []
+    return [part for part in text.split(",") if part.strip()]
 
 
 def _forwarded_element(element: str) -> tuple[bool, Address | None, str | None]:
