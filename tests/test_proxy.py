@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
 import pytest
 
+from aioworker.config import HttpSettings
 from aioworker.proxy import ProxyHeaders, parse_node
 
 PEER = ("127.0.0.1", 50000)
@@ -225,3 +232,56 @@ def test_parse_node(raw: str, node: tuple[str, int] | None) -> None:
 def test_bad_allow_entry() -> None:
     with pytest.raises(ValueError, match="does not appear to be"):
         ProxyHeaders(["not-an-address"])
+
+
+# ----------------------------------------------------------------------------- through the engine
+
+
+async def report_client(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    body = json.dumps({"client": scope["client"], "scheme": scope["scheme"]}).encode()
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": body})
+
+
+def through_server(allow: tuple[str, ...], headers: dict[str, str], uds: str | None = None) -> Any:
+    from aioworker.server import start_server
+
+    async def main() -> Any:
+        settings = HttpSettings(forwarded_allow_ips=allow)
+        if uds is not None:
+            server = await start_server(report_client, settings, uds=uds)
+            transport = httpx.AsyncHTTPTransport(uds=uds)
+            url = "http://localhost/"
+        else:
+            server = await start_server(report_client, settings, host="127.0.0.1", port=0)
+            transport = httpx.AsyncHTTPTransport()
+            url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+        try:
+            async with httpx.AsyncClient(transport=transport) as client:
+                return (await client.get(url, headers=headers)).json()
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    return asyncio.run(main())
+
+
+SPOOF = {"x-forwarded-for": "203.0.113.7", "x-forwarded-proto": "https"}
+
+
+def test_engine_applies_trusted_headers() -> None:
+    seen = through_server(("127.0.0.1",), SPOOF)
+    assert seen == {"client": ["203.0.113.7", 0], "scheme": "https"}
+
+
+def test_engine_ignores_untrusted_peer() -> None:
+    seen = through_server(("10.0.0.1",), SPOOF)
+    assert seen["client"][0] == "127.0.0.1"
+    assert seen["scheme"] == "http"
+
+
+def test_engine_trusts_unix_socket_peer(tmp_path: Path) -> None:
+    seen = through_server(("10.0.0.1",), SPOOF, uds=str(tmp_path / "s.sock"))
+    assert seen == {"client": ["203.0.113.7", 0], "scheme": "https"}
