@@ -1,0 +1,96 @@
+"""`python -m benchmarks`: run the scenarios, print markdown tables, save JSON and a chart."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from benchmarks import isolation, report, restart, servers, throughput
+from benchmarks.context import Context
+from benchmarks.procs import cpu_split
+
+SCENARIOS = ("throughput", "isolation", "restart", "memory")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="aioworker side by side with uvicorn, granian, hypercorn, gunicorn and a "
+        "canned-response ceiling. Tables go to stdout, progress to stderr, JSON and the "
+        "isolation chart to benchmarks/results/.",
+    )
+    parser.add_argument("--quick", action="store_true", help="short runs: under a minute in total")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=SCENARIOS,
+        metavar="SCENARIO",
+        help=f"run only this scenario (repeatable): {', '.join(SCENARIOS)}",
+    )
+    parser.add_argument(
+        "--server",
+        action="append",
+        choices=servers.ALL,
+        metavar="NAME",
+        help=f"run only this server (repeatable): {', '.join(servers.ALL)}",
+    )
+    parser.add_argument(
+        "--builtin-load",
+        action="store_true",
+        help="use the built-in asyncio load generator even when wrk is installed",
+    )
+    parser.add_argument("--no-save", action="store_true", help="do not write benchmarks/results/")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    chosen = tuple(args.only or SCENARIOS)
+    server_cpus, load_cpus = cpu_split()
+    ctx = Context(
+        quick=args.quick,
+        avail=servers.Availability(),
+        server_cpus=server_cpus,
+        load_cpus=load_cpus,
+        builtin=args.builtin_load,
+        servers=tuple(args.server or ()),
+    )
+    pinning = (
+        f"servers pinned to CPU {sorted(server_cpus)}, load generator to CPU {sorted(load_cpus)}"
+        if server_cpus and load_cpus
+        else "one CPU: servers and load generator share it (not pinned)"
+    )
+    ctx.progress(f"scenarios: {', '.join(chosen)}; {pinning}")
+    ctx.progress(f"load generator: {report.describe_tool(args.builtin_load)}")
+    ctx.progress(f"aioworker via {ctx.avail.aioworker_how()}")
+    results: dict[str, Any] = {}
+    if "throughput" in chosen or chosen == ("memory",):
+        # Memory alone still needs servers that ran: the throughput pass gives idle and loaded RSS.
+        results["throughput"] = throughput.run(ctx)
+    if "isolation" in chosen:
+        results["isolation"] = isolation.run(ctx)
+    if "restart" in chosen:
+        results["restart"] = restart.run(ctx)
+    # RSS is sampled in every scenario that runs: idle after start, then after its load.
+    results["memory"] = ctx.memory
+    results["meta"] = {
+        "command": report.command_line(),
+        "quick": args.quick,
+        "scenarios": list(chosen),
+        "machine": report.machine(),
+        "load_generator": report.describe_tool(args.builtin_load),
+        "pinning": pinning,
+        "aioworker_via": ctx.avail.aioworker_how(),
+        "notes": ctx.notes,
+    }
+    if not args.no_save:
+        for path in report.save(results):
+            ctx.progress(f"wrote {path}")
+    print(report.markdown(results))
+    ctx.progress("done")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""Processes: CPU pinning, free ports, readiness waits, process trees, RSS, clean stops."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+READY_TIMEOUT = 30.0
+
+
+def cpu_split() -> tuple[set[int] | None, set[int] | None]:
+    """(server CPUs, load generator CPUs): disjoint when there are at least two CPUs."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None, None
+    return set(cpus[:-1]), {cpus[-1]}
+
+
+def affinity(cpus: set[int] | None) -> Callable[[], None] | None:
+    """A preexec_fn pinning the child (and everything it forks later) to `cpus`."""
+    if not cpus:
+        return None
+    chosen = set(cpus)
+    return lambda: os.sched_setaffinity(0, chosen)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http_get(port: int, path: str = "/", timeout: float = 2.0) -> int:
+    """Status code of one GET on a fresh connection; 0 when there is no HTTP answer."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+            s.sendall(
+                f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode()
+            )
+            head = s.recv(64)
+    except OSError:
+        return 0
+    parts = head.split(b" ", 2)
+    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+
+
+def established(port: int) -> int:
+    """TCP connections in ESTABLISHED state whose local port is `port` (the server side)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                count += 1
+    return count
+
+
+def _ppid_map() -> dict[int, int]:
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        # The command name may hold spaces and parentheses: fields follow the last ')'.
+        fields = stat[stat.rindex(")") + 2 :].split()
+        parents[int(entry)] = int(fields[1])
+    return parents
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return ""
+
+
+def descendants(pid: int) -> list[int]:
+    parents = _ppid_map()
+    found: list[int] = []
+    frontier = [pid]
+    while frontier:
+        current = frontier.pop()
+        children = sorted(p for p, pp in parents.items() if pp == current)
+        found += children
+        frontier += children
+    return found
+
+
+def rss_mib(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return 0.0
+
+
+class Server:
+    """A server under test in its own session, with stdout/stderr kept in a log file."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        ports: Sequence[int],
+        cpus: set[int] | None,
+        *,
+        cwd: str,
+        env: dict[str, str] | None = None,
+        ready_path: str = "/",
+    ) -> None:
+        self.name = name
+        self.ports = list(ports)
+        self.ready_path = ready_path
+        fd, self.log_path = tempfile.mkstemp(prefix=f"bench-{name}-", suffix=".log")
+        self.proc = subprocess.Popen(
+            list(argv),
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=fd,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=affinity(cpus),
+        )
+        os.close(fd)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return Path(self.log_path).read_text(errors="replace")[-chars:]
+
+    def wait_ready(self, workers: int = 0, timeout: float = READY_TIMEOUT) -> None:
+        """Until every port answers 200 (and `workers` worker processes exist, when given)."""
+        deadline = time.monotonic() + timeout
+        pending = list(self.ports)
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}"
+                )
+            pending = [p for p in pending if http_get(p, self.ready_path) != 200]
+            if not pending and (not workers or len(self.workers()) >= workers):
+                return
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{self.name} not ready after {timeout}s:\n{self.log_tail()}")
+            time.sleep(0.02)  # polling interval of a readiness probe, not a synchronisation sleep
+
+    def workers(self) -> list[int]:
+        """Worker pids: the descendants that serve (helpers like resource trackers excluded);
+        the process itself when it forks none."""
+        kids = [p for p in descendants(self.pid) if "resource_tracker" not in cmdline(p)]
+        return kids or [self.pid]
+
+    def worker_rss(self) -> list[float]:
+        return [rss_mib(p) for p in self.workers()]
+
+    def signal(self, signum: int) -> None:
+        os.kill(self.pid, signum)
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """SIGTERM, wait for a clean exit; SIGKILL the whole session if it does not come."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(self.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.proc.wait()
+        try:
+            os.killpg(self.pid, signal.SIGKILL)  # stray workers whose master is gone
+        except (ProcessLookupError, PermissionError):
+            pass
+        os.unlink(self.log_path)
+        return self.proc.returncode

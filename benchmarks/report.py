@@ -1,0 +1,262 @@
+"""Results out: markdown tables on stdout; JSON and the isolation chart in benchmarks/results/."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from benchmarks.wrk import tool_name, wrk_path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+PACKAGES = (
+    "aioworker",
+    "uvicorn",
+    "granian",
+    "hypercorn",
+    "gunicorn",
+    "uvicorn-worker",
+    "uvloop",
+    "httptools",
+)
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    wrk = ""
+    if wrk_path():
+        probe = subprocess.run([wrk_path() or "wrk", "-v"], capture_output=True, text=True)
+        wrk = (
+            (probe.stdout + probe.stderr).splitlines()[0].strip()
+            if probe.stdout + probe.stderr
+            else ""
+        )
+    return {
+        "nproc": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)),
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "packages": versions,
+        "wrk": wrk,
+    }
+
+
+def _f(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _x(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio:,.3g}x"
+
+
+def _rps(result: dict[str, Any] | None) -> str:
+    return "-" if not result else f"{result['rps']:,.0f}"
+
+
+def throughput_md(data: dict[str, Any]) -> list[str]:
+    table = data["servers"]
+    ratios = data["ratios"]
+    lines = [
+        f"### Throughput: one worker each, median of {data['rounds']} round(s)",
+        "",
+        "| server | hello req/s | p50 ms | p99 ms | share of ceiling | pipelined x16 req/s "
+        "| 64 KiB req/s | 1 MiB req/s | 1 MiB upload req/s | failed |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for label, modes in table.items():
+        hello = modes.get("hello")
+        share = ratios.get("hello", {}).get(f"{label}_share_of_ceiling")
+        failed = sum(r["failed"] for r in modes.values())
+        lines.append(
+            f"| {label} | {_rps(hello)} | {_f(hello and hello['latency_ms']['p50'])} "
+            f"| {_f(hello and hello['latency_ms']['p99'])} "
+            f"| {'-' if share is None else f'{share:.0%}'} | {_rps(modes.get('pipelined'))} "
+            f"| {_rps(modes.get('64k'))} | {_rps(modes.get('1m'))} | {_rps(modes.get('upload'))} "
+            f"| {failed} |"
+        )
+    vs = ratios.get("hello", {}).get("aioworker_vs_uvicorn")
+    if vs is not None:
+        verdict = "meets" if vs >= 1.5 else "misses"
+        lines += [
+            "",
+            f"aioworker / uvicorn on hello world: **{vs:.2f}x** ({verdict} the 1.5x target).",
+        ]
+    return lines
+
+
+def isolation_md(data: dict[str, Any]) -> list[str]:
+    lines = [
+        f"### Isolation: fast route `/` ({data['fast_connections']} connections) while "
+        f"`{data['slow_path']}` is saturated ({data['slow_connections']} connections)",
+        "",
+        "| setup | idle req/s | idle p50 ms | idle p99 ms | loaded req/s | loaded p50 ms "
+        "| loaded p99 ms | p99 loaded/idle | req/s loaded/idle | slow route req/s |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for label, r in data["setups"].items():
+        idle, loaded = r["idle"], r["loaded"]
+        lines.append(
+            f"| {label} | {_rps(idle)} | {_f(idle['latency_ms']['p50'])} "
+            f"| {_f(idle['latency_ms']['p99'])} | {_rps(loaded)} "
+            f"| {_f(loaded['latency_ms']['p50'])} "
+            f"| {_f(loaded['latency_ms']['p99'])} | {_x(r['ratios']['p99'])} "
+            f"| {_x(r['ratios']['rps'])} | {r['slow']['rps']:,.1f} |"
+        )
+    lines.append("")
+    lines += [f"- {label}: {r['setup']}" for label, r in data["setups"].items()]
+    return lines
+
+
+def restart_md(data: dict[str, Any]) -> list[str]:
+    lines = [
+        f"### Reload and crash under load ({data['workers']} workers, {data['connections']} "
+        "connections)",
+        "",
+        f"| server | failed during {data['reloads']} reloads | reload s (mean) "
+        "| failed during kill -9 of a worker | respawn s |",
+        "|---|--:|--:|--:|--:|",
+    ]
+    for name, r in data["servers"].items():
+        rel, kill = r["reload"], r["kill9"]
+        mean = sum(rel["recovery_s"]) / len(rel["recovery_s"]) if rel["recovery_s"] else None
+        lines.append(
+            f"| {name} | {rel['failed']} of {rel['requests']:,} | {_f(mean)} "
+            f"| {kill['failed']} of {kill['requests']:,} | {_f(kill['recovery_s'][0])} |"
+        )
+    lines.append("")
+    lines += [f"- {name}: {r['how']}" for name, r in data["servers"].items()]
+    return lines
+
+
+def memory_md(memory: dict[str, dict[str, list[float]]]) -> list[str]:
+    phases: list[str] = []
+    for by_phase in memory.values():
+        phases += [p for p in by_phase if p not in phases]
+    lines = [
+        "### Memory: RSS per worker process, MiB",
+        "",
+        "| server | " + " | ".join(phases) + " |",
+        "|---|" + "--:|" * len(phases),
+    ]
+    for label, by_phase in memory.items():
+        cells = [
+            ", ".join(f"{v:.1f}" for v in by_phase[p]) if p in by_phase else "-" for p in phases
+        ]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def markdown(results: dict[str, Any]) -> str:
+    meta = results["meta"]
+    m = meta["machine"]
+    lines = [
+        f"Machine: {m['nproc']} CPUs ({m['cpu_model']}), Python {m['python']}, "
+        f"load generator: {meta['load_generator']}; {meta['pinning']}.",
+        f"Command: `{meta['command']}`",
+        "",
+    ]
+    for key, render in (
+        ("throughput", throughput_md),
+        ("isolation", isolation_md),
+        ("restart", restart_md),
+    ):
+        if key in results:
+            lines += [*render(results[key]), ""]
+    if results.get("memory"):
+        lines += [*memory_md(results["memory"]), ""]
+    if meta["notes"]:
+        lines += ["Notes:", *[f"- {n}" for n in meta["notes"]], ""]
+    return "\n".join(lines)
+
+
+def chart(isolation: dict[str, Any], path: Path) -> Path | None:
+    """Bar chart of the isolation scenario: fast-route p99 and req/s, idle next to loaded."""
+    setups = isolation["setups"]
+    if not setups:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = list(setups)
+    x = range(len(labels))
+    width = 0.38
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, key, title in (
+        (ax1, "p99", "fast route p99 latency (ms, log scale)"),
+        (ax2, "rps", "fast route throughput (req/s)"),
+    ):
+        for offset, phase, color in (
+            (-width / 2, "idle", "#4c9a2a"),
+            (width / 2, "loaded", "#c0392b"),
+        ):
+            values = [
+                setups[s][phase]["latency_ms"]["p99"] if key == "p99" else setups[s][phase]["rps"]
+                for s in labels
+            ]
+            bars = ax.bar([i + offset for i in x], values, width, label=phase, color=color)
+            ax.bar_label(bars, fmt="%.3g", fontsize=8)
+        ax.set_xticks(list(x), labels)
+        ax.set_title(title)
+        if key == "p99":
+            ax.set_yscale("log")
+        ax.legend()
+    fig.suptitle(f"Fast route while {isolation['slow_path']} is saturated")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def save(results: dict[str, Any]) -> list[Path]:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    written = []
+    for name in (f"bench-{stamp}.json", "latest.json"):
+        path = RESULTS / name
+        path.write_text(json.dumps(results, indent=2) + "\n")
+        written.append(path)
+    if results.get("isolation"):
+        try:
+            png = chart(results["isolation"], RESULTS / "isolation.png")
+        except ImportError:
+            results["meta"]["notes"].append("no chart: matplotlib is not installed (bench extra)")
+            png = None
+        if png:
+            written.append(png)
+    return written
+
+
+def describe_tool(builtin: bool) -> str:
+    if tool_name(builtin) == "wrk":
+        return "wrk, 1 thread"
+    return (
+        "built-in asyncio generator (one Python process on one core: near the ceiling's "
+        "rate it measures itself as much as the server; latencies include its own loop delays)"
+    )
+
+
+def command_line() -> str:
+    return " ".join(["python -m benchmarks", *sys.argv[1:]])
