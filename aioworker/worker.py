@@ -100,6 +100,9 @@ def _run(spec: WorkerSpec) -> int:
     os.environ.update(dict(group.env))
     _set_title(f"aioworker: worker {group.name}[{spec.slot}]")
     try:
+        # The engine and the loop are imported while still root: the interpreter's own files
+        # may not be readable by the worker's user (a Python installed under /root).
+        _preimport(group)
         uid_gid = resolve_ids(
             group.user or spec.config.server.user, group.group or spec.config.server.group
         )
@@ -123,6 +126,14 @@ def _run(spec: WorkerSpec) -> int:
         return loop.run_until_complete(_serve(spec, loop, target))
     finally:
         loop.close()
+
+
+def _preimport(group: GroupSettings) -> None:
+    import importlib
+
+    for name in ("uvloop", "aioworker.server" if not group.main else "asyncio", "aioworker.logs"):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
 
 
 def _summary(exc: BaseException) -> str:
@@ -261,6 +272,7 @@ async def _serve(spec: WorkerSpec, loop: asyncio.AbstractEventLoop, target: Any)
     notify("ready")
     await stop.wait()
     server.close()
+    log.info("draining group=%s slot=%d pid=%d", group.name, spec.slot, os.getpid())
     try:
         # The engine bounds the drain by graceful_timeout; this is a last resort.
         await asyncio.wait_for(server.wait_closed(), group.http.graceful_timeout + 5.0)

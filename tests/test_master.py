@@ -1,0 +1,269 @@
+"""The master end to end: real processes, real signals, real sockets on 127.0.0.1 port 0."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from aioworker.plan import backoff_delay
+from tests.master_helpers import (
+    Load,
+    config_text,
+    get,
+    listening_inodes,
+    make_dir,
+    running_master,
+)
+
+TWO_GROUPS = """
+[groups.web]
+app = "testapp:app"
+listen = "http://127.0.0.1:0"
+count = 2
+
+[groups.task]
+app = "testapp:app"
+listen = "http://127.0.0.1:0"
+count = 2
+routes = ["/task"]
+reuse_port = false
+"""
+
+
+@pytest.mark.slow
+def test_isolation_web_answers_while_every_task_worker_is_blocked() -> None:
+    with running_master(config_text(TWO_GROUPS)) as master:
+        since = master.mark()
+        results: list[object] = []
+
+        def block() -> None:
+            try:
+                results.append(get(master.url("task"), "/task/block?seconds=1.5", timeout=20)[0])
+            except OSError as exc:
+                results.append(exc)
+
+        blockers = [threading.Thread(target=block) for _ in range(4)]
+        for thread in blockers:
+            thread.start()
+        task_pids = set(master.ready_pids("task").values())
+        blocked: set[int] = set()
+        while blocked != task_pids:
+            line = master.wait_for(r"BLOCKING pid=(\d+)", since)
+            blocked.add(int(line.group(1)))
+            since = master.lines.index(line.string, since) + 1
+        # Every task worker is now stuck in time.sleep; the web group must not notice.
+        latencies = []
+        for _ in range(20):
+            started = time.monotonic()
+            status, body = get(master.url("web"), "/")
+            latencies.append(time.monotonic() - started)
+            assert status == 200
+            assert json.loads(body)["group"] == "web"
+        assert max(latencies) < 0.5, latencies
+        assert any(t.is_alive() for t in blockers), "task requests ended before the web ones"
+        for thread in blockers:
+            thread.join(30)
+        assert results == [200] * 4
+
+
+@pytest.mark.slow
+def test_crash_worker_is_replaced_on_the_same_socket_without_failing_other_requests() -> None:
+    config = config_text("""
+        [groups.web]
+        app = "testapp:app"
+        listen = "http://127.0.0.1:0"
+        count = 2
+    """)
+    with running_master(config) as master, Load(master.url("web"), "/info") as load:
+        load.wait_ok(50)
+        victim = master.ready_pids("web")[0]
+        sockets_before = listening_inodes(victim)
+        since = master.mark()
+        os.kill(victim, signal.SIGKILL)
+        died = master.wait_for(rf"worker died pid={victim} .*killed by SIGKILL", since)
+        assert "perhaps out of memory" in died.string
+        replaced = master.wait_for(r"ready group=web slot=0 pid=(\d+)", since)
+        new_pid = int(replaced.group(1))
+        assert new_pid != victim
+        index = len(load.pids)
+        load.wait_ok(200)
+        assert new_pid in load.pids_since(index), "the replacement never answered"
+        # The replacement accepts on the very socket the master kept (same inode).
+        assert sockets_before & listening_inodes(new_pid)
+    # A sequential client has at most one request in flight on the killed worker.
+    assert len(load.failures) <= 1, load.failures
+
+
+@pytest.mark.slow
+def test_reload_under_load_loses_nothing_and_replaces_every_pid() -> None:
+    config = config_text(
+        """
+        [groups.web]
+        app = "testapp:app"
+        listen = "http://127.0.0.1:0"
+        count = 2
+    """,
+        graceful=3.0,
+    )
+    with running_master(config) as master:
+        first = set(master.ready_pids("web").values())
+        with Load(master.url("web"), "/info") as load, Load(master.url("web"), "/info") as other:
+            load.wait_ok(30)
+            for generation in (1, 2, 3):
+                since = master.mark()
+                master.signal(signal.SIGHUP)
+                master.wait_for(rf"reloaded group=web generation={generation} ", since)
+                load.wait_ok(30)
+            index = len(load.pids)
+            load.wait_ok(50)
+            final = load.pids_since(index)
+        assert load.failures == []
+        assert other.failures == []
+        assert load.ok + other.ok > 200
+        assert final.isdisjoint(first)
+        assert final == set(master.ready_pids("web", since).values())
+
+
+@pytest.mark.slow
+def test_graceful_stop_finishes_requests_refuses_new_ones_and_removes_the_pid_file() -> None:
+    config = config_text("""
+        [groups.web]
+        app = "testapp:app"
+        listen = "http://127.0.0.1:0"
+        count = 1
+    """)
+    with running_master(config) as master:
+        pid_file = master.directory / "aioworker.pid"
+        assert int(pid_file.read_text()) == master.proc.pid
+        address = master.url("web")
+        outcome: list[tuple[int, bytes]] = []
+        slow = threading.Thread(target=lambda: outcome.append(get(address, "/slow?seconds=1.5")))
+        # (an exception in the thread leaves `outcome` empty and fails the assertion below)
+        slow.start()
+        master.wait_for(r"SLOW STARTED")
+        since = master.mark()
+        master.signal(signal.SIGTERM)
+        master.wait_for(r"draining group=web", since)
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(address, timeout=5)
+        slow.join(10)
+        assert outcome
+        assert outcome[0][0] == 200
+        assert master.wait(10) == 0
+        assert not pid_file.exists()
+
+
+@pytest.mark.slow
+def test_group_whose_app_fails_backs_off_while_the_other_group_serves() -> None:
+    directory = make_dir()
+    with running_master(config_text(TWO_GROUPS), directory) as master:
+        (directory / "FAIL_IMPORT").write_text("")
+        since = master.mark()
+        for pid in master.ready_pids("task").values():
+            os.kill(pid, signal.SIGKILL)
+        pattern = r"group failing group=task: (\d+) consecutive failures, next try in ([\d.]+)s"
+        master.wait_for(r"group failing group=task: 4 consecutive", since)
+        seen = {int(m.group(1)): float(m.group(2)) for m in master.all_matches(pattern, since)}
+        # Exponential: 1 s after the third failure in a row, 2 s after the fourth.
+        assert seen[3] == pytest.approx(backoff_delay(3), abs=0.05) == 1.0
+        assert seen[4] == pytest.approx(backoff_delay(4), abs=0.05) == 2.0
+        assert master.all_matches(r"worker died .* group=task .*import failed on purpose", since)
+        # Meanwhile the web group answers as usual, and the master stays up.
+        for _ in range(5):
+            status, body = get(master.url("web"), "/info")
+            assert status == 200
+            assert json.loads(body)["group"] == "web"
+        assert master.proc.poll() is None
+        (directory / "FAIL_IMPORT").unlink()
+        master.wait_for(r"ready group=task slot=\d+", since)
+
+
+@pytest.mark.parametrize(
+    ("setup", "expected"),
+    [
+        pytest.param(
+            {"FAIL_STARTUP": "1"}, "database unreachable on purpose", id="lifespan-startup-fails"
+        ),
+    ],
+)
+def test_start_fails_with_the_apps_own_error(setup: dict[str, str], expected: str) -> None:
+    config = config_text(TWO_GROUPS)
+    with running_master(config, env=setup, wait_started=False) as master:
+        assert master.wait(30) == 1
+        master.wait_for(rf"group \w+ cannot start: .*{expected}")
+        assert not (master.directory / "aioworker.pid").exists()
+
+
+def test_env_table_group_variables_and_ttin_ttou() -> None:
+    config = config_text("""
+        [groups.web]
+        app = "testapp:app"
+        listen = "http://127.0.0.1:0"
+        count = 1
+        [groups.web.env]
+        GREETING = "hello"
+        [groups.side]
+        app = "testapp:app"
+        listen = "http://127.0.0.1:0"
+        count = 1
+        routes = ["/side"]
+    """)
+    with running_master(config) as master:
+        info = json.loads(get(master.url("web"), "/info")[1])
+        assert info == {**info, "group": "web", "worker": "0", "env": "hello"}
+        side = json.loads(get(master.url("side"), "/info")[1])
+        assert side["group"] == "side"
+        assert side["env"] is None
+        since = master.mark()
+        master.signal(signal.SIGTTIN)
+        master.wait_for(r"ready group=web slot=1 pid=", since)
+        since = master.mark()
+        master.signal(signal.SIGTTOU)
+        stopped = master.wait_for(r"stopping pid=(\d+) group=web slot=1: count reduced", since)
+        master.wait_for(rf"exited pid={stopped.group(1)} ", since)
+
+
+def test_privileges_workers_run_as_nobody_on_a_low_port() -> None:
+    if os.geteuid() != 0:
+        pytest.fail("this test needs root (CI runs as root)")
+    port = _free_low_port()
+    directory = make_dir(world_readable=True)
+    config = config_text(f"""
+        [groups.web]
+        app = "testapp:app"
+        listen = "http://127.0.0.1:{port}"
+        count = 1
+        user = "nobody"
+    """)
+    with running_master(config, directory) as master:
+        status, body = get(("127.0.0.1", port), "/info")
+        assert status == 200
+        info = json.loads(body)
+        assert info["uid"] == 65534
+        uid_line = next(
+            line
+            for line in Path(f"/proc/{info['pid']}/status").read_text().splitlines()
+            if line.startswith("Uid:")
+        )
+        assert uid_line.split()[1:] == ["65534"] * 4
+        assert os.stat(f"/proc/{master.proc.pid}").st_uid == 0  # the master keeps root
+
+
+def _free_low_port() -> int:
+    for port in range(1023, 899, -1):
+        probe = socket.socket()
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            probe.close()
+        return port
+    raise AssertionError("no free port in 900-1023")
