@@ -1,9 +1,10 @@
 """End to end: a real nginx, configured by `aioworker nginx --full`, in front of a real master.
 
 The master runs the web group (2 workers) and the task group (1 worker, strict routes) on free
-loopback ports; nginx listens on another. The test client connects from 127.0.0.2, so the address
-the app reports can only have come through nginx's X-Forwarded-For and the trusted-proxy logic
-(nginx itself reaches the groups from 127.0.0.1, the default forwarded_allow_ips).
+loopback ports, the task group on a unix socket in the second variant; nginx listens on another
+port. The test client connects from 127.0.0.2, so the address the app reports can only have come
+through nginx's X-Forwarded-For and the trusted-proxy logic (nginx reaches the groups from
+127.0.0.1, the default forwarded_allow_ips, or over the unix socket, a trusted local peer).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ routes = ["/"]
 
 [groups.task]
 app = "frontdoor_app:app"
-listen = "http://127.0.0.1:{task}"
+listen = "{task}"
 count = 1
 routes = ["/task"]
 strict_routes = true
@@ -58,7 +59,7 @@ request_timeout = 20.0
 class FrontDoor:
     url: str  # nginx
     web: str  # the web group directly
-    task: str  # the task group directly
+    task: httpx.Client  # the task group directly (TCP or its unix socket)
     client: httpx.Client  # connects from CLIENT_ADDRESS
 
 
@@ -67,34 +68,42 @@ def env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
 
 
-@pytest.fixture(scope="module")
-def front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FrontDoor]:
-    web, task, port = free_port(), free_port(), free_port()
-    directory = tmp_path_factory.mktemp("frontdoor")
-    config = directory / "config.toml"
-    config.write_text(CONFIG.format(web=web, task=task))
-    listen = f"--listen=127.0.0.1:{port}"
-    nginx_conf = subprocess.run(
-        [sys.executable, "-m", "aioworker", "nginx", "-c", str(config), "--full", listen],
-        capture_output=True,
-        text=True,
-        env=env(),
-        cwd=ROOT,
-        timeout=30,
-        check=True,
-    ).stdout
-    with (
-        running_master(config),
-        nginx_prefix() as prefix,
-        running_nginx(nginx_conf, prefix, port),
-        client() as http,
-    ):
-        yield FrontDoor(
-            f"http://127.0.0.1:{port}",
-            f"http://127.0.0.1:{web}",
-            f"http://127.0.0.1:{task}",
-            http,
-        )
+@pytest.fixture(scope="module", params=["tcp", "unix"])
+def front(request: pytest.FixtureRequest) -> Iterator[FrontDoor]:
+    web, port = free_port(), free_port()
+    # nginx's workers run as nobody when the test runs as root: the socket must be in a
+    # directory they may enter, as the nginx prefix is.
+    with nginx_prefix() as prefix:
+        if request.param == "unix":
+            task = f"unix:{prefix / 'task.sock'}"
+            direct = httpx.HTTPTransport(uds=str(prefix / "task.sock"))
+            task_base = "http://localhost"
+        else:
+            task_port = free_port()
+            task = task_base = f"http://127.0.0.1:{task_port}"
+            direct = httpx.HTTPTransport(local_address=CLIENT_ADDRESS)
+        config = prefix / "config.toml"
+        config.write_text(CONFIG.format(web=web, task=task))
+        listen = f"--listen=127.0.0.1:{port}"
+        nginx_conf = subprocess.run(
+            [sys.executable, "-m", "aioworker", "nginx", "-c", str(config), "--full", listen],
+            capture_output=True,
+            text=True,
+            env=env(),
+            cwd=ROOT,
+            timeout=30,
+            check=True,
+        ).stdout
+        assert (f"server {task.removeprefix('http://')};") in nginx_conf
+        with (
+            running_master(config),
+            running_nginx(nginx_conf, prefix, port),
+            client() as http,
+            httpx.Client(transport=direct, base_url=task_base, timeout=30) as task_client,
+        ):
+            yield FrontDoor(
+                f"http://127.0.0.1:{port}", f"http://127.0.0.1:{web}", task_client, http
+            )
 
 
 def client() -> httpx.Client:
@@ -172,6 +181,7 @@ def test_paths_reach_their_group(front: FrontDoor, path: str, group: str, status
     response = front.client.get(front.url + path)
     assert response.status_code == status
     assert response.headers["x-aioworker-group"] == group
+    assert response.headers["x-aioworker-client"] == f"{CLIENT_ADDRESS} 0"
 
 
 def test_info_reports_the_web_group(front: FrontDoor) -> None:
@@ -203,7 +213,7 @@ def test_direct_client_headers_ignored(front: FrontDoor) -> None:
 
 
 def test_task_group_refuses_other_paths(front: FrontDoor) -> None:
-    response = front.client.get(front.task + "/info")
+    response = front.task.get("/info")
     assert response.status_code == 404
     assert "x-aioworker-group" not in response.headers  # strict_routes answered, not the app
 
