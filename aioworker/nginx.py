@@ -208,10 +208,26 @@ def _server(
         ]
 
     claimed: dict[str, str] = {}
+    explained = False
     for group in serving:
         for route in sorted(set(group.routes)):
             if route == "/":
                 continue
+            if any(ord(c) < 0x20 or ord(c) == 0x7F for c in route):
+                raise ConfigError(
+                    f"{_where(config)}: groups.{group.name}.routes: {route!r} has a control "
+                    "character"
+                )
+            lines.append("")
+            if not route.endswith("/") and not explained:
+                explained = True
+                lines += [
+                    f"    # Route {route} of group {group.name}: 'location {route}/' takes the",
+                    f"    # paths below it, 'location = {route}' the bare path; a plain",
+                    f"    # 'location {route}' would also take {route}force (string prefixes).",
+                ]
+            else:
+                lines.append(f"    # Route {route} of group {group.name}.")
             for match in location_match(route):
                 other = claimed.get(match)
                 if other is not None and other != group.name:
@@ -221,7 +237,7 @@ def _server(
                     )
                 if other is None:
                     claimed[match] = group.name
-                    lines += ["", *_location(match, group, names[group.name])]
+                    lines += _location(match, group, names[group.name])
 
     upstream = names[default.name]
     lines.append("")

@@ -56,7 +56,7 @@ def check_with_nginx(text: str, full: bool, prefix: Path) -> None:
 
 def locations(text: str) -> dict[str, str]:
     """location argument -> the upstream it proxies to."""
-    found = re.findall(r"location ([^{]+?) \{\s*proxy_pass http://(\w+);", text)
+    found = re.findall(r"^ *location ([^{\n]+?) \{\s*proxy_pass http://(\w+);", text, re.M)
     return dict(found)
 
 
@@ -241,6 +241,17 @@ def test_static_root(tmp_path: Path) -> None:
             {},
             r"groups\.task\.listen: http://127\.0\.0\.1:0 has port 0",
             id="port-zero",
+        ),
+        pytest.param(
+            lambda: config(
+                {
+                    "web": {"listen": "http://127.0.0.1:8000"},
+                    "a": {"listen": "http://127.0.0.1:8001", "routes": ["/x\n}"]},
+                }
+            ),
+            {},
+            r"groups\.a\.routes: '/x\\n}' has a control character",
+            id="control-character-in-route",
         ),
         pytest.param(two_groups, {"listen": "80; evil"}, r"nginx --listen", id="bad-listen"),
         pytest.param(two_groups, {"server_name": ""}, r"nginx --server-name", id="empty-name"),
