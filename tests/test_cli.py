@@ -1,0 +1,291 @@
+"""The command line: real `python -m aioworker` processes, their messages and exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from aioworker import cli
+from tests.master_helpers import (
+    PYTHON,
+    ROOT,
+    MasterProcess,
+    config_text,
+    get,
+    make_dir,
+    running_master,
+    spawn,
+)
+
+ONE = """
+[groups.web]
+app = "testapp:app"
+listen = "http://127.0.0.1:0"
+count = 1
+"""
+
+
+def aioworker(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PYTHON, "-m", "aioworker", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+def test_help_lists_every_command_and_serve_lists_every_engine_limit() -> None:
+    top = aioworker("--help", cwd=ROOT)
+    assert top.returncode == 0
+    for command in ("start", "stop", "reload", "restart", "status", "check", "nginx", "serve"):
+        assert command in top.stdout
+    serve = aioworker("serve", "--help", cwd=ROOT)
+    for flag in (
+        "--listen",
+        "--count",
+        "--factory",
+        "--max-body-bytes",
+        "--keepalive-timeout",
+        "--forwarded-allow-ips",
+        "--access-log",
+    ):
+        assert flag in serve.stdout
+
+
+def test_check_prints_a_summary_of_the_shipped_config() -> None:
+    result = aioworker("check", cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert "web    http://127.0.0.1:8000  2        examples.app:app  /" in result.stdout
+    assert "task   http://127.0.0.1:8001  2        examples.app:app  /task" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("groups", "message"),
+    [
+        pytest.param(
+            ONE + "cout = 1\n",
+            "groups.web.cout: unknown key; did you mean count?",
+            id="unknown-key",
+        ),
+        pytest.param(
+            ONE.replace("testapp:app", "missing_module:app"),
+            "groups.web.app: cannot import missing_module:app: could not import "
+            "module 'missing_module'",
+            id="missing-module",
+        ),
+        pytest.param(
+            ONE.replace("testapp:app", "testapp:nope"),
+            "groups.web.app: cannot import testapp:nope: module 'testapp' has no attribute 'nope'",
+            id="missing-attribute",
+        ),
+        pytest.param(
+            ONE + 'user = "no-such-user-here"\n',
+            "groups.web.user: no such user 'no-such-user-here'",
+            id="unknown-user",
+        ),
+    ],
+)
+@pytest.mark.parametrize("command", ["check", "start"])
+def test_bad_config_exits_2_naming_file_table_and_key(
+    groups: str, message: str, command: str
+) -> None:
+    directory = make_dir()
+    (directory / "config.toml").write_text(config_text(groups))
+    result = aioworker(command, "-c", "config.toml", cwd=directory)
+    assert result.returncode == 2
+    assert f"{directory / 'config.toml'}: {message}" in result.stderr
+    assert not (directory / "aioworker.pid").exists()  # nothing was started
+
+
+def test_commands_without_a_master_exit_3() -> None:
+    directory = make_dir()
+    (directory / "config.toml").write_text(config_text(ONE))
+    for command in ("stop", "reload", "status"):
+        result = aioworker(command, cwd=directory)
+        assert result.returncode == 3
+        assert f"no master running (no pid file at {directory / 'aioworker.pid'})" in result.stderr
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (directory / "aioworker.pid").write_text(f"{dead.pid}\n")
+    result = aioworker("stop", cwd=directory)
+    assert result.returncode == 3
+    assert f"stale pid file {directory / 'aioworker.pid'}: pid {dead.pid} is not running" in (
+        result.stderr
+    )
+
+
+def test_start_refuses_a_port_another_process_holds() -> None:
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    try:
+        directory = make_dir()
+        (directory / "config.toml").write_text(config_text(ONE.replace(":0", f":{port}")))
+        result = aioworker("start", cwd=directory)
+        assert result.returncode == 1
+        assert f"http://127.0.0.1:{port}: address already in use by another process" in (
+            result.stderr
+        )
+        assert not (directory / "aioworker.pid").exists()
+    finally:
+        holder.close()
+
+
+def test_second_start_is_refused_while_a_master_runs() -> None:
+    with running_master(config_text(ONE)) as master:
+        result = aioworker("start", cwd=master.directory)
+        assert result.returncode == 1
+        assert f"a master is already running (pid {master.proc.pid}" in result.stderr
+        assert get(master.url("web"))[0] == 200
+
+
+@pytest.mark.slow
+def test_daemon_status_reload_reopen_logs_restart_and_stop() -> None:
+    directory = make_dir()
+    (directory / "config.toml").write_text(config_text(ONE, server='log_file = "server.log"\n'))
+    started = aioworker("start", "-d", cwd=directory)
+    assert started.returncode == 0, started.stderr
+    pid = int((directory / "aioworker.pid").read_text())
+    assert f"started in the background (pid {pid})" in started.stdout
+    try:
+        log = (directory / "server.log").read_text()
+        port = int(log.split("listening group=web url=http://127.0.0.1:")[1].split()[0])
+        assert get(("127.0.0.1", port))[0] == 200
+
+        status = aioworker("status", "--json", cwd=directory)
+        assert status.returncode == 0
+        assert json.loads(status.stdout)["pid"] == pid
+        assert aioworker("reload", cwd=directory).returncode == 0
+
+        (directory / "server.log").rename(directory / "server.log.1")
+        os.kill(pid, signal.SIGUSR1)
+        restarted = aioworker("restart", "-d", cwd=directory)
+        assert restarted.returncode == 0, restarted.stderr
+        new_pid = int((directory / "aioworker.pid").read_text())
+        assert new_pid != pid
+        # The rotated file was reopened by the old master before it stopped.
+        assert "log file reopened" in (directory / "server.log").read_text()
+        assert "reloading group=web" in (directory / "server.log.1").read_text()
+    finally:
+        stopped = aioworker("stop", cwd=directory)
+    assert stopped.returncode == 0, stopped.stderr
+    assert "stopped (pid" in stopped.stdout
+    assert not (directory / "aioworker.pid").exists()
+
+
+def test_stop_without_permission_exits_4() -> None:
+    if os.geteuid() != 0:
+        pytest.fail("this test needs root (CI runs as root)")
+    directory = make_dir(world_readable=True)
+    with running_master(config_text(ONE), directory) as master:
+        (directory / "aioworker.pid").chmod(0o644)
+        read_fd, write_fd = os.pipe()
+        child = os.fork()
+        if child == 0:  # pragma: no cover - runs in the forked child
+            os.close(read_fd)
+            sys.stderr = os.fdopen(write_fd, "w")
+            os.setgid(65534)
+            os.setuid(65534)
+            code = cli.main(["stop", "-c", str(directory / "config.toml")])
+            sys.stderr.flush()
+            os._exit(code)
+        os.close(write_fd)
+        with os.fdopen(read_fd) as stream:
+            message = stream.read()
+        _, status = os.waitpid(child, 0)
+        assert os.waitstatus_to_exitcode(status) == 4
+        assert f"permission denied to signal the master (pid {master.proc.pid})" in message
+        assert master.proc.poll() is None
+
+
+def test_watch_reloads_when_a_python_file_changes() -> None:
+    with running_master(config_text(ONE), extra=["--watch"]) as master:
+        since = master.mark()
+        app = master.directory / "testapp.py"
+        app.write_text(app.read_text() + "\n# changed\n")
+        os.utime(app, ns=(0, os.stat(app).st_mtime_ns + 10**9))
+        master.wait_for(r"changed: .*testapp\.py; reloading", since)
+        master.wait_for(r"reloaded group=web generation=1", since)
+
+
+def test_serve_runs_one_group_without_a_config_file() -> None:
+    directory = make_dir()
+    master = spawn(
+        [
+            "serve",
+            "testapp:app",
+            "--listen",
+            "http://127.0.0.1:0",
+            "--count",
+            "2",
+            "--max-url-bytes",
+            "64",
+        ],
+        directory,
+    )
+    try:
+        master.wait_for(r"started pid=")
+        port = int(master.wait_for(r"listening group=web url=http://127.0.0.1:(\d+)").group(1))
+        status, body = get(("127.0.0.1", port), "/info")
+        assert status == 200
+        assert json.loads(body)["group"] == "web"
+        assert get(("127.0.0.1", port), "/" + "x" * 100)[0] == 414  # --max-url-bytes applies
+        assert not (directory / "aioworker.pid").exists()
+        master.signal(signal.SIGTERM)
+        assert master.wait(20) == 0
+    finally:
+        master.stop()
+
+
+def test_serve_reports_a_bad_listen_flag() -> None:
+    result = aioworker("serve", "testapp:app", "--listen", "nowhere", cwd=make_dir())
+    assert result.returncode == 2
+    assert "--listen: 'nowhere' is neither http://HOST:PORT nor unix:PATH" in result.stderr
+
+
+def test_run_starts_the_same_master_from_python() -> None:
+    directory = make_dir()
+    code = (
+        "import aioworker\n"
+        "config = aioworker.Config.single('testapp:app', 'http://127.0.0.1:0', 1)\n"
+        "raise SystemExit(aioworker.run(config))\n"
+    )
+    proc_env = {**os.environ, "PYTHONPATH": str(directory)}
+    proc = subprocess.Popen(
+        [PYTHON, "-c", code],
+        cwd=directory,
+        env=proc_env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    master = MasterProcess(proc, directory)
+    try:
+        port = int(master.wait_for(r"listening group=web url=http://127.0.0.1:(\d+)").group(1))
+        master.wait_for(r"started pid=")
+        assert get(("127.0.0.1", port))[0] == 200
+        assert (directory / "aioworker.pid").exists()
+        master.signal(signal.SIGTERM)
+        assert master.wait(20) == 0
+        assert not (directory / "aioworker.pid").exists()
+    finally:
+        master.stop()
+
+
+def test_nginx_prints_the_front_proxy_config() -> None:
+    result = aioworker("nginx", "--listen", "8080", "--server-name", "example.test", cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert "upstream" in result.stdout
+    assert "example.test" in result.stdout
