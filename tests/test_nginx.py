@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import socket
+import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -13,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from nginx_helpers import free_port, nginx_prefix, nginx_test, running_nginx
+from nginx_helpers import NGINX, free_port, nginx_prefix, nginx_test, running_nginx
 
 from aioworker.config import Config, ConfigError, from_dict, load
 from aioworker.nginx import location_match, render
@@ -427,3 +430,19 @@ def test_large_body_accepted(front: str) -> None:
     response = httpx.post(front + "/task/upload", content=body, timeout=30)
     assert response.status_code == 200
     assert response.json() == {**response.json(), "name": "task", "body": len(body)}
+
+
+def test_full_config_runs_unprivileged() -> None:
+    """`--full` keeps every file under the prefix: an unprivileged user can test and run it."""
+    text = render(load(ROOT / "config.toml"), listen=f"127.0.0.1:{free_port()}", full=True)
+    with nginx_prefix() as prefix:
+        conf = prefix / "nginx.conf"
+        conf.write_text(text)
+        command = [NGINX, "-e", "stderr", "-p", str(prefix), "-c", str(conf), "-t"]
+        if os.geteuid() == 0:  # as root, drop to nobody to prove no root-owned path is needed
+            shutil.chown(prefix, "nobody")
+            command = ["runuser", "-u", "nobody", "--", *command]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "[warn]" not in result.stderr
+    assert "[alert]" not in result.stderr
