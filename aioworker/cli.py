@@ -18,10 +18,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from aioworker import check
 from aioworker.config import Config, ConfigError, HttpSettings, ServerSettings, load
 from aioworker.run import AlreadyRunning, pid_alive, read_pid
 
-__all__ = ["CliError", "check_apps", "main", "master_pid", "query_control"]
+__all__ = ["CliError", "main", "master_pid", "query_control"]
 
 OK, FAILED, BAD_CONFIG, NOT_RUNNING, PERMISSION = 0, 1, 2, 3, 4
 
@@ -98,89 +99,11 @@ def query_control(config: Config, command: str, **params: Any) -> dict[str, Any]
     return None
 
 
-# ---------------------------------------------------------------- check
-
-
-def check_apps(config: Config) -> list[str]:
-    """Import every group's app in this process; one `file: table.key: problem` per failure."""
-    from aioworker.importer import import_from_string
-    from aioworker.worker import resolve_ids
-
-    where = str(config.path) if config.path is not None else "<config>"
-    base = str(config.base_dir)
-    if base not in sys.path:
-        sys.path.insert(0, base)
-    problems = []
-    for group in config.groups:
-        key = "main" if group.main else "app"
-        target = group.main or group.app
-        try:
-            obj = import_from_string(target)
-        except Exception as exc:
-            problems.append(f"{where}: groups.{group.name}.{key}: cannot import {target}: {exc}")
-            continue
-        if not callable(obj):
-            problems.append(f"{where}: groups.{group.name}.{key}: {target} is not callable")
-        user = group.user or config.server.user
-        unix_group = group.group or config.server.group
-        for name, value in (("user", user), ("group", unix_group)):
-            try:
-                resolve_ids(value, "") if name == "user" else resolve_ids("", value)
-            except KeyError as exc:
-                problems.append(f"{where}: groups.{group.name}.{name}: {exc.args[0]}")
-    return problems
-
-
-def check_apps_isolated(config: Config) -> list[str]:
-    """`check_apps` in a forked child, so the master never imports app code itself (reload
-    must import it afresh in each new worker)."""
-    read_fd, write_fd = os.pipe()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        os.close(read_fd)
-        code = 0
-        try:
-            os.write(write_fd, json.dumps(check_apps(config)).encode())
-        except BaseException:
-            code = 1
-        os._exit(code)
-    os.close(write_fd)
-    chunks = []
-    while chunk := os.read(read_fd, 65536):
-        chunks.append(chunk)
-    os.close(read_fd)
-    os.waitpid(pid, 0)
-    try:
-        problems: list[str] = json.loads(b"".join(chunks) or b"[]")
-    except ValueError:
-        problems = ["importing the apps crashed the checking process"]
-    return problems
-
-
-def _summary(config: Config) -> str:
-    rows = [("group", "listen", "workers", "app", "routes")]
-    for g in config.groups:
-        rows.append(
-            (
-                g.name,
-                g.listen or "-",
-                str(g.workers),
-                g.app or f"main {g.main}",
-                " ".join(g.routes) or ("/" if g is config.default_group else "-"),
-            )
-        )
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    lines = ("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
-    return "\n".join(line.rstrip() for line in lines)
-
-
 # ---------------------------------------------------------------- commands
 
 
 def cmd_start(args: argparse.Namespace, config: Config) -> int:
-    problems = check_apps_isolated(config)
+    problems = check.check_apps_isolated(config)
     if problems:
         raise CliError("\n".join(problems), BAD_CONFIG)
     watch = _watch_paths(args, config)
@@ -272,11 +195,11 @@ def cmd_status(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_check(args: argparse.Namespace, config: Config) -> int:
-    problems = check_apps(config)
+    problems = check.check_apps(config)
     if problems:
         raise CliError("\n".join(problems), BAD_CONFIG)
     print(f"{config.path}: ok, {len(config.groups)} groups")
-    print(_summary(config))
+    print(check.summary(config))
     return OK
 
 
@@ -311,7 +234,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     except ConfigError as exc:
         raise CliError(str(exc).replace("<config>: groups.web.", "--"), BAD_CONFIG) from None
-    problems = check_apps_isolated(config)
+    problems = check.check_apps_isolated(config)
     if problems:
         raise CliError(
             "\n".join(p.replace("<config>: groups.web.", "") for p in problems), BAD_CONFIG

@@ -16,14 +16,15 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from aioworker import plan as planner
-from aioworker import reloading, worker
-from aioworker.config import Config, GroupSettings
+from aioworker import records, reloading, worker
+from aioworker.check import check_ids
+from aioworker.config import Config
 from aioworker.hooks import Hook
-from aioworker.sockets import BindError, GroupSockets, bind_group
+from aioworker.records import Group, Worker, describe_exit
+from aioworker.sockets import BindError, bind_group
 from aioworker.watch import PollingWatcher, ThreadWatcher
 
 __all__ = ["Group", "Master", "Worker", "describe_exit"]
@@ -35,72 +36,8 @@ FAST_STOP_TIMEOUT = 3.0  # seconds workers get after SIGQUIT before SIGKILL
 KILL_MARGIN = 5.0  # beyond graceful_timeout: the worker enforces it, the master backs it up
 
 
-@dataclass(slots=True)
-class Worker:
-    """One forked worker as the master tracks it."""
-
-    pid: int
-    group: str
-    slot: int
-    generation: int
-    started: float
-    pipe: int = -1  # read end of the worker's notify pipe (-1 once closed)
-    ready_at: float | None = None
-    stopping_since: float | None = None
-    killed: bool = False
-    recycle: str = ""
-    error: str = ""
-    buffer: bytes = b""
-
-    def info(self) -> planner.WorkerInfo:
-        return planner.WorkerInfo(
-            self.pid,
-            self.group,
-            self.slot,
-            self.generation,
-            self.started,
-            self.ready_at,
-            self.stopping_since,
-            self.killed,
-            self.recycle,
-        )
-
-
-@dataclass(slots=True)
-class Group:
-    """A group's settings, listeners and counters in the running master."""
-
-    settings: GroupSettings
-    sockets: GroupSockets | None
-    count: int
-    generation: int = 0
-    app: Any = None  # imported in the master when preload = true
-    restarts: collections.Counter[str] = field(default_factory=collections.Counter)
-    last_exits: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=10))
-    reloading: bool = False
-
-    @property
-    def name(self) -> str:
-        return self.settings.name
-
-
-def describe_exit(status: int, killed_by_master: bool = False) -> str:
-    """How a process died, in words, from a waitpid status."""
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        try:
-            name = signal.Signals(sig).name
-        except ValueError:
-            name = f"signal {sig}"
-        if sig == signal.SIGKILL and not killed_by_master:
-            return "killed by SIGKILL, perhaps out of memory"
-        return f"killed by {name}"
-    if os.WIFEXITED(status):
-        code = os.WEXITSTATUS(status)
-        if code == worker.BOOT_ERROR:
-            return f"exited with code {code} (could not start)"
-        return f"exited with code {code}"
-    return f"ended with status {status}"
+class StartError(Exception):
+    """The master cannot start; the message says why."""
 
 
 class Master:
@@ -183,42 +120,15 @@ class Master:
 
     def status(self) -> dict[str, Any]:
         """Plain data for `status`: groups, targets, workers, restarts and failures."""
-        now = time.monotonic()
-        groups = []
-        for g in self.groups.values():
-            ws = [w for w in self.workers.values() if w.group == g.name]
-            groups.append(
-                {
-                    "name": g.name,
-                    "listen": g.sockets.url if g.sockets is not None else "",
-                    "expected": g.count,
-                    "ready": sum(1 for w in ws if w.ready_at is not None and not w.stopping_since),
-                    "failing": planner.group_failing(self.slots, g.name),
-                    "restarts": dict(g.restarts),
-                    "last_exits": list(g.last_exits),
-                    "workers": [
-                        {
-                            "pid": w.pid,
-                            "slot": w.slot,
-                            "generation": w.generation,
-                            "state": "draining"
-                            if w.stopping_since
-                            else ("ready" if w.ready_at is not None else "starting"),
-                            "uptime": round(now - w.started, 3),
-                        }
-                        for w in sorted(ws, key=lambda w: (w.slot, w.started))
-                    ],
-                }
-            )
-        return {"pid": self.pid, "stopping": self.stopping, "groups": groups}
+        return records.status(self)
 
     # ------------------------------------------------------------------ life cycle
 
     def run(self) -> int:
         try:
             self._setup()
-        except (BindError, KeyError, ImportError, TypeError) as exc:
-            message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
+        except (StartError, BindError, ImportError, TypeError) as exc:
+            message = str(exc)
             log.error("cannot start: %s", message)
             self._tell_parent(f"error {message}")
             self._close_listeners()
@@ -240,16 +150,10 @@ class Master:
         base = str(self.config.base_dir)
         if base not in sys.path:
             sys.path.insert(0, base)
+        problems = check_ids(self.config)
+        if problems:
+            raise StartError(problems[0])
         for settings in self.config.groups:
-            for key, value in (
-                ("user", settings.user or self.config.server.user),
-                ("group", settings.group or self.config.server.group),
-            ):
-                if value:
-                    try:
-                        worker.resolve_ids(*((value, "") if key == "user" else ("", value)))
-                    except KeyError as exc:
-                        raise KeyError(f"groups.{settings.name}.{key}: {exc.args[0]}") from None
             app = worker.load_app(settings) if settings.preload else None
             sockets = bind_group(settings) if settings.listen else None
             self.groups[settings.name] = Group(settings, sockets, settings.workers, app=app)
