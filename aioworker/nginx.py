@@ -63,7 +63,9 @@ def render(
     """The nginx config for `config`: conf.d blocks, or a whole nginx.conf with ``full``."""
     for name, value in (("listen", listen), ("server_name", server_name)):
         if not value.strip() or any(c in value for c in ";{}\"'#\n"):
-            raise ConfigError(f"nginx --{name.replace('_', '-')}: {value!r} is not usable here")
+            raise ConfigError(
+                f"--{name.replace('_', '-')}: {value!r} is empty or holds ; {{ }} quotes or #"
+            )
     default = config.default_group
     if default is None:
         raise ConfigError(f"{_where(config)}: groups: no group has listen; nothing to proxy to")
@@ -82,13 +84,13 @@ def render(
         "",
     ]
     for group in serving:
-        lines += _upstream(group, names[group.name])
+        lines += _upstream(group, names[group.name], _where(config))
     lines += _server(config, serving, default, names, listen, server_name, static_root)
     text = "\n".join(lines) + "\n"
     return _full(text) if full else text
 
 
-def upstream_servers(group: GroupSettings) -> list[str]:
+def upstream_servers(group: GroupSettings, where: str = "<config>") -> list[str]:
     """The ``server`` addresses of a group: its ``hosts`` if set, else its own listen address."""
     if group.hosts:
         return list(group.hosts)
@@ -97,7 +99,7 @@ def upstream_servers(group: GroupSettings) -> list[str]:
         return [f"unix:{address.path}"]
     if address.port == 0:
         raise ConfigError(
-            f"groups.{group.name}.listen: {group.listen} has port 0 (any free port); "
+            f"{where}: groups.{group.name}.listen: {group.listen} has port 0 (any free port); "
             "the front proxy needs a fixed port, or set hosts"
         )
     host = address.host
@@ -142,8 +144,8 @@ def _upstream_names(groups: list[GroupSettings]) -> dict[str, str]:
     return names
 
 
-def _upstream(group: GroupSettings, name: str) -> list[str]:
-    servers = upstream_servers(group)
+def _upstream(group: GroupSettings, name: str, where: str) -> list[str]:
+    servers = upstream_servers(group, where)
     where = ", ".join(group.hosts) if group.hosts else group.listen
     lines = [f"# group {group.name}: {group.workers} worker(s) per machine on {where}"]
     lines.append(f"upstream {name} {{")

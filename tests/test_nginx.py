@@ -242,7 +242,7 @@ def test_static_root(tmp_path: Path) -> None:
         pytest.param(
             lambda: two_groups(task_port=0),
             {},
-            r"groups\.task\.listen: http://127\.0\.0\.1:0 has port 0",
+            r"<config>: groups\.task\.listen: http://127\.0\.0\.1:0 has port 0",
             id="port-zero",
         ),
         pytest.param(
@@ -256,8 +256,15 @@ def test_static_root(tmp_path: Path) -> None:
             r"groups\.a\.routes: '/x\\n}' has a control character",
             id="control-character-in-route",
         ),
-        pytest.param(two_groups, {"listen": "80; evil"}, r"nginx --listen", id="bad-listen"),
-        pytest.param(two_groups, {"server_name": ""}, r"nginx --server-name", id="empty-name"),
+        pytest.param(
+            two_groups,
+            {"listen": "80; evil"},
+            r"--listen: '80; evil' is empty or holds",
+            id="bad-listen",
+        ),
+        pytest.param(
+            two_groups, {"server_name": ""}, r"--server-name: '' is empty", id="empty-name"
+        ),
         pytest.param(
             lambda: config({"worker": {"main": "examples.app:app"}}),
             {},
