@@ -39,11 +39,16 @@ class Context:
         self.memory.setdefault(label, {})[phase] = rss
         return rss
 
+    def stop(self, server: Server, label: str = "") -> None:
+        server.stop()
+        if server.killed:
+            self.note(f"{label or server.name} did not exit within 15 s of SIGTERM: killed")
+
     def load(self, load: Load, during: Any = None) -> dict[str, Any]:
         return run_load(load, self.load_cpus, self.builtin, during)
 
-    def start_load(self, load: Load) -> LoadRun:
-        return LoadRun(load, self.load_cpus, self.builtin)
+    def start_load(self, load: Load, builtin: bool = False) -> LoadRun:
+        return LoadRun(load, self.load_cpus, self.builtin or builtin)
 
     def wanted(self, name: str) -> bool:
         """Whether `name` runs in this invocation (selected and installed); notes why not."""

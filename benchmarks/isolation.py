@@ -118,7 +118,7 @@ def _measure(ctx: Context, label: str, starter: Starter, seconds: float) -> dict
             )
             ctx.record_memory(label, "after isolation", server)
         finally:
-            server.stop()
+            ctx.stop(server, label)
     return {
         "setup": SETUPS[label],
         "idle": idle,

@@ -54,6 +54,9 @@ class Stats:
         self.requests = 0
         self.bytes = 0
         self.errors = dict.fromkeys(ERROR_KINDS, 0)
+        # Read errors where a reused keep-alive connection closed before any byte of the
+        # answer: the request never reached the app, and HTTP clients retry these by themselves.
+        self.unanswered_reused = 0
         self.latencies: list[float] = []
 
 
@@ -67,6 +70,8 @@ class Connection(asyncio.Protocol):
         self.transport: Any = None
         self.pending = 0
         self.started = 0.0
+        self.served = 0  # responses completed on this connection
+        self.answered = False  # a byte of the current answer arrived
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: Any) -> None:
@@ -75,11 +80,13 @@ class Connection(asyncio.Protocol):
 
     def send(self) -> None:
         self.pending = self.gen.pipeline
+        self.answered = False
         self.started = time.perf_counter()
         self.transport.write(self.gen.payload)
 
     def data_received(self, data: bytes) -> None:
         self.stats.bytes += len(data)
+        self.answered = True
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
@@ -93,6 +100,7 @@ class Connection(asyncio.Protocol):
         if self.parser.get_status_code() >= 400:
             stats.errors["status"] += 1
         self.pending -= 1
+        self.served += 1
         if self.pending:
             return
         stats.latencies.append(time.perf_counter() - self.started)
@@ -110,6 +118,8 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self.pending and self.gen.running:
             self.stats.errors["read"] += 1
+            if self.served and not self.answered:
+                self.stats.unanswered_reused += 1
         if not self.done.done():
             self.done.set_result(None)
 
@@ -201,6 +211,7 @@ class LoadGenerator:
             },
             "errors": dict(stats.errors),
             "failed": sum(stats.errors.values()),
+            "unanswered_reused": stats.unanswered_reused,
         }
 
 

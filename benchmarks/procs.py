@@ -50,9 +50,9 @@ def http_get(port: int, path: str = "/", timeout: float = 2.0) -> int:
     return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
 
 
-def established(port: int) -> int:
-    """TCP connections in ESTABLISHED state whose local port is `port` (the server side)."""
-    count = 0
+def _established_inodes(port: int) -> list[str]:
+    """Socket inodes of ESTABLISHED TCP connections whose local port is `port` (server side)."""
+    inodes: list[str] = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             lines = Path(table).read_text().splitlines()[1:]
@@ -61,8 +61,29 @@ def established(port: int) -> int:
         for line in lines:
             fields = line.split()
             if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                count += 1
-    return count
+                inodes.append(fields[9])
+    return inodes
+
+
+def established(port: int) -> int:
+    return len(_established_inodes(port))
+
+
+def connections_held(pid: int, port: int) -> int:
+    """How many of the established connections on `port` process `pid` has open."""
+    wanted = {f"socket:[{inode}]" for inode in _established_inodes(port)}
+    held = 0
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return 0
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") in wanted:
+                held += 1
+        except OSError:
+            continue
+    return held
 
 
 def _ppid_map() -> dict[int, int]:
@@ -126,6 +147,7 @@ class Server:
         self.name = name
         self.ports = list(ports)
         self.ready_path = ready_path
+        self.killed = False  # set when stop() had to SIGKILL after SIGTERM timed out
         fd, self.log_path = tempfile.mkstemp(prefix=f"bench-{name}-", suffix=".log")
         self.proc = subprocess.Popen(
             list(argv),
@@ -182,6 +204,7 @@ class Server:
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
+                self.killed = True
                 try:
                     os.killpg(self.pid, signal.SIGKILL)
                 except ProcessLookupError:

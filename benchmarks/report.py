@@ -76,8 +76,11 @@ def _rps(result: dict[str, Any] | None) -> str:
 def throughput_md(data: dict[str, Any]) -> list[str]:
     table = data["servers"]
     ratios = data["ratios"]
+    plan = data["plan"]
     lines = [
-        f"### Throughput: one worker each, median of {data['rounds']} round(s)",
+        f"### Throughput: one worker each; hello world: median of {plan['hello_rounds']} runs "
+        f"of {plan['hello_s']:g} s, other columns: median of {plan['other_rounds']} runs of "
+        f"{plan['other_s']:g} s",
         "",
         "| server | hello req/s | p50 ms | p99 ms | share of ceiling | pipelined x16 req/s "
         "| 64 KiB req/s | 1 MiB req/s | 1 MiB upload req/s | failed |",
@@ -132,19 +135,28 @@ def restart_md(data: dict[str, Any]) -> list[str]:
         f"### Reload and crash under load ({data['workers']} workers, {data['connections']} "
         "connections)",
         "",
-        f"| server | failed during {data['reloads']} reloads | reload s (mean) "
-        "| failed during kill -9 of a worker | respawn s |",
+        f"| server | failed during {data['reloads']} reloads (unanswered) | reload s (mean) "
+        "| failed during kill -9 of a worker (unanswered) | respawn s |",
         "|---|--:|--:|--:|--:|",
     ]
     for name, r in data["servers"].items():
         rel, kill = r["reload"], r["kill9"]
         mean = sum(rel["recovery_s"]) / len(rel["recovery_s"]) if rel["recovery_s"] else None
         lines.append(
-            f"| {name} | {rel['failed']} of {rel['requests']:,} | {_f(mean)} "
-            f"| {kill['failed']} of {kill['requests']:,} | {_f(kill['recovery_s'][0])} |"
+            f"| {name} | {rel['failed']} ({rel.get('unanswered_reused', '-')}) of "
+            f"{rel['requests']:,} | {_f(mean)} | {kill['failed']} "
+            f"({kill.get('unanswered_reused', '-')}) of {kill['requests']:,} "
+            f"| {_f(kill['recovery_s'][0])} |"
         )
     lines.append("")
     lines += [f"- {name}: {r['how']}" for name, r in data["servers"].items()]
+    lines.append(
+        "- unanswered: a request on a reused keep-alive connection that closed before any byte "
+        "of the answer. In a graceful reload the server had not read it (it closed an idle "
+        "connection as the request was on its way), so clients may resend it (browsers, httpx "
+        "and urllib3 do for idempotent methods); after kill -9 the worker may have been "
+        "running it."
+    )
     return lines
 
 
@@ -216,7 +228,7 @@ def chart(isolation: dict[str, Any], path: Path) -> Path | None:
                 for s in labels
             ]
             bars = ax.bar([i + offset for i in x], values, width, label=phase, color=color)
-            ax.bar_label(bars, fmt="%.3g", fontsize=8)
+            ax.bar_label(bars, fmt="{:,.1f}" if key == "p99" else "{:,.0f}", fontsize=8)
         ax.set_xticks(list(x), labels)
         ax.set_title(title)
         if key == "p99":

@@ -1,16 +1,17 @@
 """Scenario 1, throughput: one worker per server, hello world, pipelining, big bodies, uploads.
 
-Servers take turns within each round, so a noisy neighbour on a shared machine spreads over
-all of them instead of landing on one; each figure is the round with the median req/s.
+All servers run side by side on the server CPU and take turns under load (see `run`).
 """
 
 from __future__ import annotations
 
 import statistics
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from benchmarks import servers
 from benchmarks.context import Context
+from benchmarks.procs import Server
 from benchmarks.wrk import Load
 
 # mode -> (path, connections, pipeline depth, upload bytes)
@@ -24,11 +25,19 @@ MODES: dict[str, tuple[str, int, int, int]] = {
 QUICK_ALL_MODES = ("aioworker", "uvicorn", "ceiling")  # --quick runs the other modes only here
 
 
-def _plan(ctx: Context) -> tuple[int, float, float, float]:
-    """(rounds, hello seconds, other modes' seconds, warm-up seconds)."""
+@dataclass(frozen=True)
+class Plan:
+    hello_rounds: int
+    hello_s: float
+    other_rounds: int
+    other_s: float
+    warm_s: float
+
+
+def _plan(ctx: Context) -> Plan:
     if ctx.quick:
-        return 1, 2.0, 1.0, 0.0
-    return 3, 5.0, 5.0, 1.0
+        return Plan(hello_rounds=1, hello_s=2.0, other_rounds=1, other_s=1.0, warm_s=0.0)
+    return Plan(hello_rounds=5, hello_s=3.0, other_rounds=3, other_s=2.0, warm_s=1.0)
 
 
 def _median(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -55,57 +64,66 @@ def _variants(ctx: Context) -> list[tuple[str, str, dict[str, str]]]:
     return out
 
 
+def _start_all(ctx: Context, variants: list[tuple[str, str, dict[str, str]]]) -> dict[str, Server]:
+    running: dict[str, Server] = {}
+    for label, name, extra_env in variants:
+        ctx.progress(f"throughput: starting {label}")
+        try:
+            running[label] = servers.start(
+                name, servers.HELLO_APP, 1, ctx.server_cpus, ctx.avail, extra_env
+            )
+        except RuntimeError as exc:
+            ctx.note(f"{label} failed to start: {str(exc).splitlines()[0]}")
+            continue
+        ctx.record_memory(label, "idle", running[label])
+    return running
+
+
+def _measure(ctx: Context, label: str, server: Server, mode: str, seconds: float) -> dict[str, Any]:
+    path, conns, depth, upload = MODES[mode]
+    url = f"http://127.0.0.1:{server.ports[0]}{path}"
+    result = ctx.load(Load(url, conns, seconds, depth, upload))
+    lat = result["latency_ms"]
+    # Pipelined latency is one figure per batch of 16: not shown.
+    shown = "" if depth > 1 else f"p50 {lat['p50']:.2f} ms  p99 {lat['p99']:.2f} ms  "
+    ctx.progress(
+        f"  {label:<24} {mode:<9} {result['rps']:>10,.0f} req/s  {shown}failed {result['failed']}"
+    )
+    return result
+
+
 def run(ctx: Context) -> dict[str, Any]:
-    rounds, hello_s, other_s, warm_s = _plan(ctx)
-    variants = _variants(ctx)
+    """Every server runs at once (idle ones cost nothing) and they take turns under load, one
+    short run each per round: a noisy neighbour on a shared machine then spreads over all of
+    them instead of landing on one, and each figure is the run with the median req/s."""
+    plan = _plan(ctx)
+    running = _start_all(ctx, _variants(ctx))
     collected: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    for round_no in range(rounds):
-        for label, name, extra_env in variants:
-            ctx.progress(f"throughput round {round_no + 1}/{rounds}: starting {label}")
-            try:
-                server = servers.start(
-                    name, servers.HELLO_APP, 1, ctx.server_cpus, ctx.avail, extra_env
-                )
-            except RuntimeError as exc:
-                ctx.note(f"{label} failed to start: {str(exc).splitlines()[0]}")
-                continue
-            base = f"http://127.0.0.1:{server.ports[0]}"
-            try:
-                if round_no == 0:
-                    ctx.record_memory(label, "idle", server)
-                if warm_s:
-                    ctx.load(Load(base + "/", 64, warm_s))
-                modes = ["hello"]
-                if round_no == 0 and (not ctx.quick or name in QUICK_ALL_MODES):
-                    modes = list(MODES)
-                for mode in modes:
-                    path, conns, depth, upload = MODES[mode]
-                    seconds = hello_s if mode == "hello" else other_s
-                    result = ctx.load(Load(base + path, conns, seconds, depth, upload))
+    try:
+        if plan.warm_s:
+            ctx.progress("throughput: warming up")
+            for server in running.values():
+                ctx.load(Load(f"http://127.0.0.1:{server.ports[0]}/", 64, plan.warm_s))
+        schedule = [("hello", plan.hello_rounds, plan.hello_s)]
+        schedule += [(mode, plan.other_rounds, plan.other_s) for mode in MODES if mode != "hello"]
+        for mode, rounds, seconds in schedule:
+            for round_no in range(rounds):
+                ctx.progress(f"throughput: {mode}, round {round_no + 1}/{rounds}")
+                for label, server in running.items():
+                    if mode != "hello" and ctx.quick and label not in QUICK_ALL_MODES:
+                        continue
+                    result = _measure(ctx, label, server, mode, seconds)
                     collected.setdefault(label, {}).setdefault(mode, []).append(result)
-                    lat = result["latency_ms"]
-                    # Pipelined latency is one figure per batch of 16: not shown.
-                    shown = (
-                        "" if depth > 1 else (f"p50 {lat['p50']:.2f} ms  p99 {lat['p99']:.2f} ms  ")
-                    )
-                    ctx.progress(
-                        f"  {label:<24} {mode:<9} {result['rps']:>10,.0f} req/s  {shown}"
-                        f"failed {result['failed']}"
-                    )
-                if round_no == 0:
-                    ctx.record_memory(label, "after throughput", server)
-            finally:
-                server.stop()
+        for label, server in running.items():
+            ctx.record_memory(label, "after throughput", server)
+    finally:
+        for label, server in running.items():
+            ctx.stop(server, label)
     table = {
         label: {mode: _median(rs) for mode, rs in modes.items()}
         for label, modes in collected.items()
     }
-    return {
-        "servers": table,
-        "ratios": ratios(table),
-        "rounds": rounds,
-        "seconds": {"hello": hello_s, "other": other_s, "warmup": warm_s},
-    }
+    return {"servers": table, "ratios": ratios(table), "plan": asdict(plan)}
 
 
 def ratios(table: dict[str, dict[str, Any]]) -> dict[str, Any]:
