@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import shutil
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -286,11 +288,22 @@ def test_port_zero_with_hosts_is_fine() -> None:
 # ----------------------------------------------------------------------------- real nginx
 
 
+# (peer port, time.monotonic()) of each connection to a stand-in group that its peer closed.
+CLOSED: queue.Queue[tuple[int, float]] = queue.Queue()
+
+
 class Upstream(BaseHTTPRequestHandler):
-    """Answers with what it received: its own name, the request target, headers, body size."""
+    """Answers with what it received: its own name, the request target, headers, body size.
+
+    It never closes an idle keep-alive connection itself, and records when nginx does.
+    """
 
     protocol_version = "HTTP/1.1"
     server: Any
+
+    def handle(self) -> None:
+        super().handle()
+        CLOSED.put((self.client_address[1], time.monotonic()))
 
     def handle_one(self) -> None:
         length = int(self.headers.get("content-length") or 0)
@@ -301,6 +314,7 @@ class Upstream(BaseHTTPRequestHandler):
             "version": self.request_version,
             "headers": {k.lower(): v for k, v in self.headers.items()},
             "body": len(body),
+            "peer": self.client_address[1],
         }
         out = json.dumps(data).encode()
         self.send_response(200)
@@ -326,7 +340,10 @@ def front() -> Iterator[str]:
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
     port = free_port()
-    cfg = two_groups(servers[0].server_address[1], servers[1].server_address[1])
+    # The task group's keepalive_timeout of 1 s gives nginx an idle timeout of 500 ms.
+    cfg = two_groups(
+        servers[0].server_address[1], servers[1].server_address[1], keepalive_timeout=1
+    )
     text = render(cfg, listen=f"127.0.0.1:{port}", full=True)
     try:
         with nginx_prefix() as prefix, running_nginx(text, prefix, port):
@@ -453,3 +470,21 @@ def test_full_config_runs_unprivileged() -> None:
     assert result.returncode == 0, result.stderr
     assert "[warn]" not in result.stderr
     assert "[alert]" not in result.stderr
+
+
+def test_nginx_closes_idle_upstream_connections_first(front: str) -> None:
+    """nginx drops an idle connection to a group before the group's keepalive_timeout (1 s).
+
+    Were it the other way round, nginx could send a request on a connection the server is
+    closing at that very moment, and answer 502.
+    """
+    response = httpx.get(front + "/task/idle")
+    answered = time.monotonic()
+    peer = response.json()["peer"]
+    deadline = answered + 5
+    while True:
+        port, closed = CLOSED.get(timeout=max(0.0, deadline - time.monotonic()))
+        if port == peer:
+            break
+    idle = closed - answered
+    assert 0.3 < idle < 0.9, idle  # nginx's 500 ms, well before the group's 1 s
