@@ -344,10 +344,16 @@ def front() -> Iterator[str]:
     cfg = two_groups(
         servers[0].server_address[1], servers[1].server_address[1], keepalive_timeout=1
     )
-    text = render(cfg, listen=f"127.0.0.1:{port}", full=True)
     try:
-        with nginx_prefix() as prefix, running_nginx(text, prefix, port):
-            yield f"http://127.0.0.1:{port}"
+        with nginx_prefix() as prefix:
+            static = prefix / "static"
+            (static / "css").mkdir(parents=True)
+            (static / "css" / "site.css").write_text("body {}\n")
+            static.chmod(0o755)
+            (static / "css").chmod(0o755)
+            text = render(cfg, listen=f"127.0.0.1:{port}", full=True, static_root=str(static))
+            with running_nginx(text, prefix, port):
+                yield f"http://127.0.0.1:{port}"
     finally:
         for server in servers:
             server.shutdown()
@@ -488,3 +494,21 @@ def test_nginx_closes_idle_upstream_connections_first(front: str) -> None:
             break
     idle = closed - answered
     assert 0.3 < idle < 0.9, idle  # nginx's 500 ms, well before the group's 1 s
+
+
+def test_static_files_served_by_nginx(front: str) -> None:
+    response = httpx.get(front + "/css/site.css")
+    assert response.status_code == 200
+    assert response.text == "body {}\n"
+    assert response.headers["content-type"] == "text/css"
+    # A directory, or a file that does not exist, goes to the default group.
+    for path in ("/css", "/css/", "/css/other.css"):
+        assert httpx.get(front + path).json()["name"] == "web"
+
+
+def test_large_body_to_the_default_group_with_a_static_root(front: str) -> None:
+    # The body limit applies in `location /` (try_files) before the named location.
+    body = b"x" * (2 * 1024 * 1024)
+    response = httpx.post(front + "/upload", content=body, timeout=30)
+    assert response.status_code == 200
+    assert response.json()["body"] == len(body)
