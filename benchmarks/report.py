@@ -51,6 +51,7 @@ def machine() -> dict[str, Any]:
             else ""
         )
     return {
+        "revision": revision(),
         "nproc": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0)),
         "cpu_model": model,
@@ -59,6 +60,24 @@ def machine() -> dict[str, Any]:
         "packages": versions,
         "wrk": wrk,
     }
+
+
+def revision() -> str:
+    """The commit measured, with "+changes" when the working tree differs from it."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return ""
+    return head + ("+changes" if dirty else "")
 
 
 def _f(value: float | None, digits: int = 2) -> str:
@@ -133,7 +152,7 @@ def isolation_md(data: dict[str, Any]) -> list[str]:
 def restart_md(data: dict[str, Any]) -> list[str]:
     lines = [
         f"### Reload and crash under load ({data['workers']} workers, {data['connections']} "
-        "connections)",
+        "connections from the built-in load generator)",
         "",
         f"| server | failed during {data['reloads']} reloads (unanswered) | reload s (mean) "
         "| failed during kill -9 of a worker (unanswered) | respawn s |",
@@ -183,7 +202,8 @@ def markdown(results: dict[str, Any]) -> str:
     m = meta["machine"]
     lines = [
         f"Machine: {m['nproc']} CPUs ({m['cpu_model']}), Python {m['python']}, "
-        f"load generator: {meta['load_generator']}; {meta['pinning']}.",
+        f"load generator: {meta['load_generator']}; {meta['pinning']}; "
+        f"revision {m.get('revision') or 'unknown'}.",
         f"Command: `{meta['command']}`",
         "",
     ]
