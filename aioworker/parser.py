@@ -1,0 +1,290 @@
+"""HTTP/1.1 request parsing: bytes in, events out, no I/O (httptools/llhttp underneath).
+
+`RequestParser.feed(data)` returns the events found in `data`: a `RequestHead` when a request's
+head is complete, `Body` chunks, and `END` at the end of each message; pipelined requests simply
+produce several heads in one list. Every problem is a `ParseError` carrying the status to answer
+with, after which the connection must be closed: httptools exceptions never leave this module.
+"""
+
+from __future__ import annotations
+
+from typing import Final, NoReturn
+
+import httptools
+
+__all__ = ["END", "Body", "EndOfMessage", "Event", "ParseError", "RequestHead", "RequestParser"]
+
+
+class ParseError(Exception):
+    """The request cannot be served; answer `status` and close the connection."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        # What the same feed() completed before the bad bytes: pipelined requests that
+        # precede an error are still answered, in order.
+        self.events: list[Event] = []
+
+
+class RequestHead:
+    """A complete request line and header section."""
+
+    __slots__ = (
+        "content_length",
+        "expect_continue",
+        "headers",
+        "http_version",
+        "keep_alive",
+        "method",
+        "query_string",
+        "raw_path",
+        "upgrade",
+    )
+
+    def __init__(
+        self,
+        method: str,
+        raw_path: bytes,
+        query_string: bytes,
+        http_version: str,
+        headers: list[tuple[bytes, bytes]],
+        keep_alive: bool,
+        content_length: int | None,
+        expect_continue: bool,
+    ) -> None:
+        self.method = method
+        self.raw_path = raw_path
+        self.query_string = query_string
+        self.http_version = http_version
+        self.headers = headers
+        self.keep_alive = keep_alive
+        # None: chunked or no body framing; otherwise the announced body size.
+        self.content_length = content_length
+        self.expect_continue = expect_continue
+        self.upgrade = False
+
+
+class Body:
+    """A piece of the current request's body."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+class EndOfMessage:
+    """The current request (head and body) is complete."""
+
+    __slots__ = ()
+
+
+END: Final = EndOfMessage()
+Event = RequestHead | Body | EndOfMessage
+
+# RFC 9112 section 7: the only transfer coding aioworker decodes is chunked (llhttp does it).
+_CHUNKED: Final = b"chunked"
+
+
+class RequestParser:
+    """Incremental request parser for one connection, enforcing the configured limits."""
+
+    __slots__ = (
+        "_body_bytes",
+        "_error",
+        "_events",
+        "_head_bytes",
+        "_headers",
+        "_in_head",
+        "_parser",
+        "_url",
+        "max_body_bytes",
+        "max_header_bytes",
+        "max_headers",
+        "max_url_bytes",
+    )
+
+    def __init__(
+        self,
+        *,
+        max_url_bytes: int = 8192,
+        max_header_bytes: int = 16384,
+        max_headers: int = 100,
+        max_body_bytes: int = 0,
+    ) -> None:
+        self.max_url_bytes = max_url_bytes
+        self.max_header_bytes = max_header_bytes
+        self.max_headers = max_headers
+        self.max_body_bytes = max_body_bytes
+        self._parser = httptools.HttpRequestParser(self)
+        self._events: list[Event] = []
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._head_bytes = 0
+        self._body_bytes = 0
+        self._in_head = False
+        self._error: ParseError | None = None
+
+    @property
+    def in_head(self) -> bool:
+        """True while a request head has started but is not complete (for timeouts)."""
+        return self._in_head
+
+    def feed(self, data: bytes) -> list[Event]:
+        """Parse `data`; return the events it completes. Raise ParseError on bad input."""
+        events = self._events = []
+        try:
+            return self._feed(data, events)
+        except ParseError as error:
+            error.events = events
+            raise
+
+    def _feed(self, data: bytes, events: list[Event]) -> list[Event]:
+        was_in_head = self._in_head
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # llhttp stops at an Upgrade/CONNECT request. aioworker does not switch protocols:
+            # the request is served as plain HTTP and the connection closed after it, so the
+            # bytes that follow are never interpreted as a second request.
+            for event in events:
+                if isinstance(event, RequestHead):
+                    event.upgrade = True
+                    event.keep_alive = False
+            return events
+        except httptools.HttpParserCallbackError:
+            error = self._error or ParseError(400, "invalid request")
+            raise error from None
+        except httptools.HttpParserError as exc:
+            if self._error is not None:
+                raise self._error from None
+            raise ParseError(400, _reason(exc)) from None
+        if self._in_head:
+            # httptools buffers an incomplete header line internally, so callbacks alone would
+            # not see a client that sends one endless header: count raw bytes too.
+            self._head_bytes += len(data) if was_in_head else 0
+            if self._head_bytes > self.max_header_bytes:
+                raise ParseError(431, "request header section too large")
+        return events
+
+    # -- httptools callbacks (called from inside feed_data) -----------------------------
+
+    def on_message_begin(self) -> None:
+        self._in_head = True
+        self._url = b""
+        self._headers = []
+        self._head_bytes = 0
+        self._body_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        # on_url may be called several times for one request target split across reads.
+        self._url += url
+        if len(self._url) > self.max_url_bytes:
+            self._fail(414, "request target too long")
+        self._head_bytes += len(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # llhttp drops leading whitespace but keeps trailing; RFC 9112 section 5 excludes both.
+        if value[-1:] in b" \t" and value:
+            value = value.rstrip(b" \t")
+        self._headers.append((name.lower(), value))
+        self._head_bytes += len(name) + len(value) + 4
+        if len(self._headers) > self.max_headers:
+            self._fail(431, "too many header fields")
+        if self._head_bytes > self.max_header_bytes:
+            self._fail(431, "request header section too large")
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        parser = self._parser
+        http_version = parser.get_http_version()
+        content_length: int | None = None
+        expect_continue = False
+        chunked = False
+        hosts = 0
+        for name, value in self._headers:
+            if name == b"content-length":
+                # llhttp already refuses duplicates, lists and non-digits (RFC 9112 6.3).
+                content_length = int(value)
+            elif name == b"transfer-encoding":
+                chunked = self._check_transfer_coding(value)
+            elif name == b"host":
+                hosts += 1
+            elif name == b"expect" and value.lower() == b"100-continue":
+                expect_continue = http_version == "1.1"
+        # llhttp also accepts 0.9 and 2.0 request lines; ASGI has no HTTP/1-framed "2.0" and
+        # 0.9 has no headers to answer with (RFC 9110 section 15.6.6).
+        if http_version not in ("1.1", "1.0"):
+            self._fail(505, f"HTTP/{http_version} not supported")
+        # RFC 9112 section 3.2: a 1.1 request without exactly one Host is answered 400.
+        if http_version == "1.1" and hosts != 1:
+            self._fail(400, "missing Host header" if not hosts else "several Host headers")
+        max_body = self.max_body_bytes
+        if content_length is not None and max_body and content_length > max_body:
+            # Refuse before reading: the client may be about to send gigabytes.
+            self._fail(413, "request body too large")
+        raw_path, query_string = self._split_target(parser.get_method())
+        if chunked:
+            content_length = None
+        elif content_length is None:
+            content_length = 0
+        self._events.append(
+            RequestHead(
+                parser.get_method().decode("ascii"),
+                raw_path,
+                query_string,
+                http_version,
+                self._headers,
+                parser.should_keep_alive(),
+                content_length,
+                expect_continue,
+            )
+        )
+
+    def on_body(self, body: bytes) -> None:
+        if self.max_body_bytes:
+            self._body_bytes += len(body)
+            if self._body_bytes > self.max_body_bytes:
+                self._fail(413, "request body too large")
+        self._events.append(Body(body))
+
+    def on_message_complete(self) -> None:
+        self._events.append(END)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _split_target(self, method: bytes) -> tuple[bytes, bytes]:
+        """Split the request target into path and query (RFC 9112 section 3.2)."""
+        url = self._url
+        if url[:1] == b"/":  # origin-form, nearly every request: no need for the URL parser
+            if b"#" in url:
+                url = url.partition(b"#")[0]
+            path, _, query = url.partition(b"?")
+            return path, query
+        if url == b"*" or method == b"CONNECT":  # asterisk-form and authority-form
+            return url, b""
+        try:  # absolute-form, as sent to proxies
+            parsed = httptools.parse_url(url)
+        except httptools.HttpParserInvalidURLError:
+            self._fail(400, "invalid request target")
+        return parsed.path or b"/", parsed.query or b""
+
+    def _check_transfer_coding(self, value: bytes) -> bool:
+        codings = [c.strip().lower() for c in value.split(b",")]
+        # RFC 9112 section 6.3: when chunked is not the final coding the body length cannot
+        # be determined, which must be answered 400; a coding we cannot decode is 501.
+        if codings[-1] != _CHUNKED:
+            self._fail(400, "chunked must be the final transfer coding")
+        if len(codings) > 1:
+            self._fail(501, f"transfer coding {codings[0].decode('latin-1')!r} not implemented")
+        return True
+
+    def _fail(self, status: int, reason: str) -> NoReturn:
+        self._error = ParseError(status, reason)
+        raise self._error
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.replace("`", "")
