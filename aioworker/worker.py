@@ -269,6 +269,7 @@ async def _serve(spec: WorkerSpec, loop: asyncio.AbstractEventLoop, target: Any)
         hook.worker_started(ctx)
     if group.max_requests:
         _watch_requests(ctx, group.max_requests + random.randint(0, group.max_requests_jitter))
+    _watch_parent(loop, stop)
     notify("ready")
     await stop.wait()
     server.close()
@@ -279,6 +280,20 @@ async def _serve(spec: WorkerSpec, loop: asyncio.AbstractEventLoop, target: Any)
     except asyncio.TimeoutError:
         log.warning("worker %s[%d] did not drain in time", group.name, spec.slot)
     return 0
+
+
+def _watch_parent(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    """Drain and exit when the master is gone (re-parented), instead of serving orphaned."""
+    parent = os.getppid()
+
+    def check() -> None:
+        if os.getppid() != parent:
+            log.warning("the master (pid %d) is gone; stopping", parent)
+            stop.set()
+        else:
+            loop.call_later(1.0, check)
+
+    loop.call_later(1.0, check)
 
 
 def _watch_requests(ctx: WorkerContext, limit: int) -> None:
@@ -305,6 +320,7 @@ async def _run_main(
     ctx = WorkerContext(spec, loop, None, notify)
     for hook in spec.hooks:
         hook.worker_started(ctx)
+    _watch_parent(loop, stop)
     notify("ready")
     stopper = loop.create_task(stop.wait())
     await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)

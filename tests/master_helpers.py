@@ -33,6 +33,17 @@ from urllib.parse import parse_qs
 
 if os.path.exists(os.path.join(os.path.dirname(__file__), "FAIL_IMPORT")):
     raise RuntimeError("import failed on purpose")
+print(f"IMPORTED testapp pid={os.getpid()}", file=sys.stderr, flush=True)
+
+
+async def consume():
+    print(f"CONSUMING pid={os.getpid()} worker={os.environ['AIOWORKER_WORKER']}",
+          file=sys.stderr, flush=True)
+    try:
+        await asyncio.sleep(3600)
+    except asyncio.CancelledError:
+        print(f"CONSUMER CANCELLED pid={os.getpid()}", file=sys.stderr, flush=True)
+        raise
 
 
 def _arg(scope, name, default):
@@ -45,6 +56,8 @@ async def app(scope, receive, send):
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                if os.environ.get("HANG_STARTUP"):
+                    await asyncio.sleep(3600)
                 if os.environ.get("FAIL_STARTUP"):
                     await send({"type": "lifespan.startup.failed",
                                 "message": "database unreachable on purpose"})

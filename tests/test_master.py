@@ -267,3 +267,191 @@ def _free_low_port() -> int:
             probe.close()
         return port
     raise AssertionError("no free port in 900-1023")
+
+
+def test_unix_socket_group_serves_and_removes_its_socket_file() -> None:
+    directory = make_dir()
+    path = directory / "web.sock"
+    config = config_text(f"""
+        [groups.web]
+        app = "testapp:app"
+        listen = "unix:{path}"
+        count = 2
+    """)
+    with running_master(config, directory) as master:
+        with socket.socket(socket.AF_UNIX) as client:
+            client.connect(str(path))
+            client.sendall(b"GET /info HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data = b""
+            while chunk := client.recv(65536):
+                data += chunk
+        assert data.startswith(b"HTTP/1.1 200")
+        assert b'"group": "web"' in data
+        master.signal(signal.SIGTERM)
+        assert master.wait(20) == 0
+    assert not path.exists()
+
+
+def test_main_group_runs_a_supervised_coroutine_restarted_after_a_crash() -> None:
+    config = config_text("""
+        [groups.web]
+        app = "testapp:app"
+        listen = "http://127.0.0.1:0"
+        count = 1
+        [groups.consumer]
+        main = "testapp:consume"
+        count = 2
+    """)
+    with running_master(config) as master:
+        first = master.wait_for(r"CONSUMING pid=(\d+) worker=0")
+        master.wait_for(r"CONSUMING pid=(\d+) worker=1")
+        since = master.mark()
+        os.kill(int(first.group(1)), signal.SIGKILL)
+        master.wait_for(r"worker died pid=\d+ group=consumer slot=0 unexpectedly", since)
+        again = master.wait_for(r"CONSUMING pid=(\d+) worker=0", since)
+        assert again.group(1) != first.group(1)
+        since = master.mark()
+        master.signal(signal.SIGTERM)
+        assert master.wait(20) == 0
+        assert len(master.all_matches(r"CONSUMER CANCELLED", since)) == 2
+
+
+def test_preload_imports_the_app_once_in_the_master() -> None:
+    config = config_text("""
+        [groups.web]
+        app = "testapp:app"
+        listen = "http://127.0.0.1:0"
+        count = 2
+        preload = true
+    """)
+    with running_master(config) as master:
+        imported = {int(m.group(1)) for m in master.all_matches(r"IMPORTED testapp pid=(\d+)")}
+        # (`start` also imports it once in a throwaway child to check it before binding.)
+        assert master.proc.pid in imported
+        assert imported.isdisjoint(master.ready_pids("web").values())
+        since = master.mark()
+        os.kill(master.ready_pids("web")[0], signal.SIGKILL)
+        master.wait_for(r"ready group=web slot=0", since)
+        master.signal(signal.SIGHUP)
+        master.wait_for(r"reload: group=web uses preload", since)
+        master.wait_for(r"reloaded group=web generation=1", since)
+        assert master.all_matches(r"IMPORTED testapp", since) == []
+
+
+def test_max_requests_recycles_a_worker_after_its_replacement_is_ready() -> None:
+    config = config_text("""
+        [groups.web]
+        app = "testapp:app"
+        listen = "http://127.0.0.1:0"
+        count = 1
+        max_requests = 20
+    """)
+    with running_master(config) as master:
+        first = master.ready_pids("web")[0]
+        since = master.mark()
+        with Load(master.url("web"), "/info") as load:
+            master.wait_for(rf"recycling pid={first} group=web slot=0: max_requests", since)
+            ready = master.wait_for(r"ready group=web slot=0 pid=(\d+)", since)
+            master.wait_for(rf"stopping pid={first} group=web slot=0: max_requests", since)
+            master.wait_for(rf"exited pid={first} ", since)
+            index = len(load.pids)
+            load.wait_ok(10)
+            assert load.pids_since(index) == {int(ready.group(1))}
+        assert load.failures == []
+
+
+def test_failed_reload_keeps_the_old_workers_serving() -> None:
+    directory = make_dir()
+    with running_master(config_text(TWO_GROUPS), directory) as master:
+        old = set(master.ready_pids("web").values())
+        (directory / "FAIL_IMPORT").write_text("")
+        since = master.mark()
+        master.signal(signal.SIGHUP)
+        master.wait_for(r"reload failed group=web slot=0: .*import failed on purpose", since)
+        master.wait_for(r"reload failed group=task slot=0: .*import failed on purpose", since)
+        pids = {json.loads(get(master.url("web"), "/info")[1])["pid"] for _ in range(20)}
+        assert pids <= old
+        # The next reload, with the code fixed, goes through.
+        (directory / "FAIL_IMPORT").unlink()
+        since = master.mark()
+        master.signal(signal.SIGHUP)
+        master.wait_for(r"reloaded group=web generation=2", since)
+
+
+def test_reload_applies_count_and_limits_and_names_what_needs_a_restart() -> None:
+    directory = make_dir()
+    with running_master(config_text(TWO_GROUPS), directory) as master:
+        changed = TWO_GROUPS.replace(
+            "count = 2\n\n[groups.task]", "count = 3\nmax_url_bytes = 64\n\n[groups.task]"
+        )
+        changed = changed.replace(
+            'routes = ["/task"]\nreuse_port = false', 'routes = ["/task"]\nreuse_port = true'
+        )
+        (directory / "config.toml").write_text(config_text(changed))
+        since = master.mark()
+        master.signal(signal.SIGHUP)
+        master.wait_for(r"reload: group=web count 2 -> 3", since)
+        master.wait_for(r"reload: groups.task.reuse_port changed: restart the master", since)
+        master.wait_for(r"reloaded group=web generation=1 pids=\d+,\d+,\d+", since)
+        assert get(master.url("web"), "/" + "x" * 100)[0] == 414
+        # A broken file aborts the reload and keeps everything running.
+        (directory / "config.toml").write_text(config_text(TWO_GROUPS + "cout = 1\n"))
+        since = master.mark()
+        master.signal(signal.SIGHUP)
+        master.wait_for(r"reload aborted, the running configuration is kept: .*cout", since)
+        assert get(master.url("web"), "/")[0] == 200
+
+
+def test_worker_that_never_becomes_ready_is_killed_after_start_timeout() -> None:
+    config = config_text("""
+        [groups.web]
+        app = "testapp:app"
+        listen = "http://127.0.0.1:0"
+        count = 1
+        start_timeout = 0.5
+    """)
+    with running_master(config, env={"HANG_STARTUP": "1"}, wait_started=False) as master:
+        master.wait_for(r"killing pid=\d+ group=web slot=0: not ready after 0.5s")
+        master.wait_for(r"group web cannot start: .*not ready after 0.5s")
+        assert master.wait(20) == 1
+
+
+@pytest.mark.parametrize(
+    "signals",
+    [
+        pytest.param([signal.SIGINT], id="INT"),
+        pytest.param([signal.SIGQUIT], id="QUIT"),
+        pytest.param([signal.SIGTERM, signal.SIGTERM], id="second-TERM"),
+    ],
+)
+def test_fast_stop_does_not_wait_for_requests_in_progress(signals: list[int]) -> None:
+    config = config_text(
+        """
+        [groups.web]
+        app = "testapp:app"
+        listen = "http://127.0.0.1:0"
+        count = 1
+    """,
+        graceful=30.0,
+    )
+    with running_master(config) as master:
+        outcome: list[object] = []
+
+        def slow() -> None:
+            try:
+                outcome.append(get(master.url("web"), "/slow?seconds=30")[0])
+            except OSError as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=slow)
+        thread.start()
+        master.wait_for(r"SLOW STARTED")
+        started = time.monotonic()
+        for sig in signals:
+            since = master.mark()
+            master.signal(sig)
+            master.wait_for(r"(graceful|fast) stop", since)
+        assert master.wait(10) == 0
+        assert time.monotonic() - started < 5
+        thread.join(10)
+        assert outcome != [200]
