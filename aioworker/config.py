@@ -131,7 +131,9 @@ def parse_listen(value: str) -> Listen:
 class ServerSettings:
     """The [server] table: the master's own settings."""
 
-    pid_file: str = _f("aioworker.pid", "pid file of the master, relative to the config file")
+    pid_file: str = _f(
+        "aioworker.pid", "pid file of the master, relative to the config file ('' = none)"
+    )
     control_socket: str = _f(
         "aioworker.sock", "unix socket (mode 0600) the CLI uses to talk to the master"
     )

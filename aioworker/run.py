@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from aioworker import logs
-from aioworker.config import Config, load
+from aioworker.config import Config, load, validate
 from aioworker.hooks import Hook
 
 __all__ = ["AlreadyRunning", "pid_alive", "read_pid", "remove_pid", "run", "write_pid"]
@@ -34,7 +34,9 @@ def run(
     Blocks until the master stops. Raises ConfigError for a bad file and AlreadyRunning when
     the pid file names a live master.
     """
-    if not isinstance(config, Config):
+    if isinstance(config, Config):
+        validate(config)  # a Config built in code gets the checks a file gets
+    else:
         config = load(config)
     pid_path = config.pid_path if config.server.pid_file else None
     if pid_path is not None:

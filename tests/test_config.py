@@ -7,7 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from aioworker.config import Config, ConfigError, GroupSettings, HttpSettings, load, parse_listen
+from aioworker.config import (
+    Config,
+    ConfigError,
+    GroupSettings,
+    HttpSettings,
+    MetricsSettings,
+    ServerSettings,
+    load,
+    parse_listen,
+    validate,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -237,3 +247,35 @@ def test_single_builds_one_validated_group() -> None:
     assert config.groups[0].workers == 3
     with pytest.raises(ConfigError, match=r"groups\.web\.listen"):
         Config.single("examples.app:app", "nowhere")
+
+
+@pytest.mark.parametrize("cls", [HttpSettings, GroupSettings, ServerSettings, MetricsSettings])
+def test_readme_reference_lists_every_key_with_its_doc(cls: type) -> None:
+    readme = (ROOT / "README.md").read_text()
+    for f in dataclasses.fields(cls):
+        if f.name in ("name", "http"):
+            continue
+        assert f"| `{f.name}` |" in readme, f"README lacks {cls.__name__}.{f.name}"
+        assert f"| {f.metadata['doc']} |" in readme, f"README doc of {f.name} is stale"
+
+
+def test_readme_embedding_example_config_is_valid() -> None:
+    http = HttpSettings(graceful_timeout=10.0)
+    config = Config(
+        server=ServerSettings(pid_file="/run/myproject.pid", http=http),
+        groups=(
+            GroupSettings(name="web", app="m.asgi:app", listen="http://0.0.0.0:8000", http=http),
+            GroupSettings(
+                name="task",
+                app="m.asgi:app",
+                listen="http://0.0.0.0:8001",
+                routes=("/task",),
+                count=2,
+                http=http,
+            ),
+        ),
+    )
+    validate(config)
+    assert config.default_group is config.groups[0]
+    with pytest.raises(ConfigError, match=r"<config>: groups: no groups defined"):
+        validate(Config())
