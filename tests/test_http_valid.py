@@ -7,6 +7,7 @@ import email.utils
 import json
 import logging
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -318,6 +319,7 @@ def test_date_and_server_headers(server: ServerThread) -> None:
     assert date is not None
     parsed = email.utils.parsedate_to_datetime(date)
     assert parsed.tzinfo is not None
+    assert abs(parsed.timestamp() - time.time()) < 3  # current, not cached since startup
     assert date.endswith(" GMT")
     own = server.get("/own-headers")
     assert own.get_all("server") == ["mine"]
