@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from aioworker.master import Master, Worker
-    from aioworker.worker import WorkerContext
+    from aioworker.worker import WorkerContext, WorkerSpec
 
 __all__ = ["Hook"]
 
@@ -22,6 +22,10 @@ class Hook:
     def master_started(self, master: Master) -> None:
         """Listeners are bound, no worker forked yet: create shared memory, open sockets here
         (register their fds with `master.add_reader`)."""
+
+    def before_spawn(self, master: Master, spec: WorkerSpec) -> None:
+        """In the master, just before a fork: put what the child needs in `spec.extra`
+        (e.g. its scoreboard index); the master's Worker record gets a copy."""
 
     def worker_spawned(self, master: Master, worker: Worker) -> None:
         """In the master, right after a fork."""
@@ -43,3 +47,6 @@ class Hook:
 
     def worker_started(self, ctx: WorkerContext) -> None:
         """In the worker, on its event loop, once it accepts: start heartbeat timers here."""
+
+    def worker_draining(self, ctx: WorkerContext) -> None:
+        """In the worker, once SIGTERM stopped accepting and requests in progress are draining."""

@@ -70,12 +70,17 @@ class Master:
         self._watcher: PollingWatcher | ThreadWatcher | None = None
         self._next_poll = 0.0
         self._notify_fd = notify_fd
+        self._private_fds: set[int] = set()
 
     # ------------------------------------------------------------------ hook points
 
     def add_reader(self, fd: int, callback: Callable[[], None]) -> None:
         """Call `callback()` from the loop whenever `fd` is readable (control, metrics)."""
         self.selector.register(fd, selectors.EVENT_READ, callback)
+
+    def close_in_workers(self, fd: int) -> None:
+        """Have every worker forked from now on close `fd` (registered readers already are)."""
+        self._private_fds.add(fd)
 
     def remove_reader(self, fd: int) -> None:
         with contextlib.suppress(KeyError, ValueError):
@@ -247,6 +252,8 @@ class Master:
         spec = worker.WorkerSpec(
             self.config, group.settings, slot, sock, write_fd, close, group.app, self.hooks
         )
+        for hook in self.hooks:
+            hook.before_spawn(self, spec)
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
         pid = os.fork()
@@ -256,6 +263,7 @@ class Master:
         os.close(write_fd)
         os.set_blocking(read_fd, False)
         w = Worker(pid, group.name, slot, group.generation, now, pipe=read_fd)
+        w.extra = dict(spec.extra)
         self.workers[pid] = w
         self.add_reader(read_fd, lambda: self._read_notify(w))
         log.info(
@@ -266,7 +274,7 @@ class Master:
 
     def _owned_fds(self) -> set[int]:
         fds = {key.fd for key in self.selector.get_map().values()}
-        fds |= {self.selector.fileno(), self._wake_w}
+        fds |= {self.selector.fileno(), self._wake_w, *self._private_fds}
         for g in self.groups.values():
             if g.sockets is not None:
                 fds |= g.sockets.fds()

@@ -36,6 +36,7 @@ class Worker:
     recycle: str = ""
     error: str = ""
     buffer: bytes = b""
+    extra: dict[str, Any] = field(default_factory=dict)  # Hook.before_spawn's spec.extra
 
     def info(self) -> planner.WorkerInfo:
         return planner.WorkerInfo(

@@ -47,6 +47,7 @@ class WorkerSpec:
     close_fds: Sequence[int] = ()  # the master's descriptors this worker must not keep
     app: Any = None  # the app imported in the master (preload)
     hooks: Sequence[Hook] = ()
+    extra: dict[str, Any] = field(default_factory=dict)  # filled by Hook.before_spawn
 
 
 @dataclass(slots=True)
@@ -274,6 +275,8 @@ async def _serve(spec: WorkerSpec, loop: asyncio.AbstractEventLoop, target: Any)
     await stop.wait()
     server.close()
     log.info("draining group=%s slot=%d pid=%d", group.name, spec.slot, os.getpid())
+    for hook in spec.hooks:
+        hook.worker_draining(ctx)
     try:
         # The engine bounds the drain by graceful_timeout; this is a last resort.
         await asyncio.wait_for(server.wait_closed(), group.http.graceful_timeout + 5.0)

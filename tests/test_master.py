@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -14,7 +15,9 @@ import pytest
 
 from aioworker.plan import backoff_delay
 from tests.master_helpers import (
+    PYTHON,
     Load,
+    MasterProcess,
     config_text,
     get,
     listening_inodes,
@@ -455,3 +458,92 @@ def test_fast_stop_does_not_wait_for_requests_in_progress(signals: list[int]) ->
         assert time.monotonic() - started < 5
         thread.join(10)
         assert outcome != [200]
+
+
+HOOKED = """
+import os, sys
+import aioworker
+from aioworker.hooks import Hook
+
+def say(*words):
+    print("HOOK", *words, file=sys.stderr, flush=True)
+
+class Probe(Hook):
+    def master_started(self, master):
+        self.r, self.w = os.pipe()
+        self.pipe = "pipe:[%d]" % os.fstat(self.r).st_ino
+        master.add_reader(self.r, lambda: say("readable", os.read(self.r, 10).decode()))
+        master.close_in_workers(self.w)
+        self.ticks = 0
+        say("master_started", os.getpid())
+    def before_spawn(self, master, spec):
+        spec.extra["index"] = 40 + spec.slot
+    def worker_spawned(self, master, worker):
+        say("spawned", worker.pid, worker.extra["index"])
+        if worker.slot == 1:
+            os.write(self.w, b"ping")
+    def worker_ready(self, master, worker):
+        say("ready", worker.pid)
+    def worker_started(self, ctx):
+        links = set()
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                links.add(os.readlink("/proc/self/fd/" + fd))
+            except OSError:
+                pass
+        say("in_worker", os.getpid(), ctx.spec.extra["index"], ctx.server.state.requests,
+            "master_fd_open" if self.pipe in links else "master_fd_closed")
+    def worker_draining(self, ctx):
+        say("draining", os.getpid())
+    def worker_exited(self, master, worker, reason):
+        say("exited", worker.pid, reason)
+    def tick(self, master, now):
+        self.ticks += 1
+        if self.ticks == 3:
+            say("ticked")
+    def master_stopping(self, master):
+        say("stopping")
+    def master_stopped(self, master):
+        say("stopped", len(master.workers))
+
+config = aioworker.Config.single("testapp:app", "http://127.0.0.1:0", 2)
+raise SystemExit(aioworker.run(config, hooks=[Probe()]))
+"""
+
+
+def test_hook_points_for_status_metrics_and_watchdog() -> None:
+    directory = make_dir()
+    (directory / "hooked.py").write_text(HOOKED)
+    proc = subprocess.Popen(
+        [PYTHON, "hooked.py"],
+        cwd=directory,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": str(directory)},
+    )
+    master = MasterProcess(proc, directory)
+    try:
+        master.wait_for(rf"HOOK master_started {proc.pid}")
+        spawned = {
+            int(m.group(2)): int(m.group(1))
+            for m in [
+                master.wait_for(r"HOOK spawned (\d+) (40)"),
+                master.wait_for(r"HOOK spawned (\d+) (41)"),
+            ]
+        }
+        for index, pid in spawned.items():
+            master.wait_for(rf"HOOK in_worker {pid} {index} 0 master_fd_closed")
+            master.wait_for(rf"HOOK ready {pid}")
+        master.wait_for(r"HOOK readable ping")
+        master.wait_for(r"HOOK ticked")
+        master.wait_for(r"started pid=")
+        master.signal(signal.SIGTERM)
+        for pid in spawned.values():
+            master.wait_for(rf"HOOK draining {pid}")
+            master.wait_for(rf"HOOK exited {pid} exited with code 0")
+        master.wait_for(r"HOOK stopping")
+        master.wait_for(r"HOOK stopped 0")
+        assert master.wait(20) == 0
+    finally:
+        master.stop()
