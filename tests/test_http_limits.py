@@ -427,3 +427,80 @@ def test_state_counters(serve: Any) -> None:
     assert server.call(lambda: sum(state.latency_counts)) == 3
     assert server.call(lambda: state.bytes_in) > 0
     assert server.call(lambda: state.bytes_out) > 0
+
+
+def test_slowloris_on_second_request(serve: Any) -> None:
+    """The head timeout also applies to a later request on a keep-alive connection."""
+    settings = dataclasses.replace(FAST, header_timeout=SHORT, keepalive_timeout=5.0)
+    server = serve(hello_app, settings)
+    with server.connect() as conn:
+        conn.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert conn.read_response().status == 200
+        conn.send(b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: ")
+        elapsed, data = _timed_close(conn)
+        assert data.startswith(b"HTTP/1.1 408 "), data
+    assert elapsed >= SHORT * 0.9
+
+
+def test_timeouts_do_not_cut_a_slow_app(serve: Any) -> None:
+    """Head, keep-alive and body timeouts are about the client, not about a busy app."""
+    gate = Gate()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        gate.entered.set()
+        await gate.wait()  # longer than every client timeout, before reading the body
+        await send_response(send, 200, await read_body(receive))
+
+    settings = dataclasses.replace(
+        FAST, header_timeout=SHORT, keepalive_timeout=SHORT, body_timeout=SHORT
+    )
+    server = serve(app, settings)
+    with server.connect() as conn:
+        conn.send(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nbody")
+        assert gate.entered.wait(5)
+        conn.assert_open(wait=3 * SHORT)
+        gate.open()
+        response = conn.read_response()
+        assert (response.status, response.body) == (200, b"body")
+
+
+def test_pipelined_requests_wait_for_their_turn(serve: Any) -> None:
+    """Requests queued behind a slow one are not cut by the head or keep-alive timeout."""
+    gate = Gate()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"] == "/slow":
+            gate.entered.set()
+            await gate.wait()
+        await send_response(send, 200, scope["path"].encode())
+
+    settings = dataclasses.replace(FAST, header_timeout=SHORT, keepalive_timeout=SHORT)
+    server = serve(app, settings)
+    with server.connect() as conn:
+        conn.send(
+            b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\nGET /a HTTP/1.1\r\nHost: a\r\n\r\n"
+            b"GET /b HTTP/1.1\r\nHost: a\r\n\r\n"
+        )
+        assert gate.entered.wait(5)
+        conn.assert_open(wait=3 * SHORT)
+        gate.open()
+        assert [conn.read_response().body for _ in range(3)] == [b"/slow", b"/a", b"/b"]
+
+
+def test_deadline_while_app_waits_for_body(serve: Any) -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send_response(send, 200, await read_body(receive))
+
+    settings = dataclasses.replace(FAST, request_timeout=SHORT, body_timeout=5.0)
+    server = serve(app, settings)
+    with server.connect() as conn:
+        conn.send(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc")
+        response = conn.read_response(timeout=SHORT + SLACK)
+        assert response.status == 504
+        conn.read_until_closed()

@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 import pytest
-from conftest import FAST, Gate, ServerThread, read_body, send_response
+from conftest import FAST, Gate, IncompleteResponse, ServerThread, read_body, send_response
 
 
 def _latin(value: bytes) -> str:
@@ -513,3 +513,79 @@ def test_send_after_disconnect_does_not_hang(serve: Any) -> None:
     assert outcome[0] == "http.disconnect"
     # Either is allowed by ASGI 2.4 (ignored, or an OSError): never a hang.
     assert outcome[1] in ("sent", "oserror")
+
+
+# --------------------------------------------------------------------------- app mistakes
+
+
+async def _start_with(send: Any, headers: list[Any], status: Any = 200) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"x"})
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param([(b"x-a", b"v\r\nx-injected: 1")], id="crlf-in-value"),
+        pytest.param([(b"x-a", b"v\nx-injected: 1")], id="lf-in-value"),
+        pytest.param([(b"x-a", b"v\x00")], id="nul-in-value"),
+        pytest.param([(b"x-a\r\nx-injected", b"1")], id="crlf-in-name"),
+        pytest.param([(b"x a", b"1")], id="space-in-name"),
+        pytest.param([(b"", b"1")], id="empty-name"),
+        pytest.param([(b"content-length", b"abc")], id="bad-content-length"),
+    ],
+)
+def test_invalid_response_headers_give_500(serve: Any, headers: list[Any]) -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"] == "/ok":
+            await send_response(send, 200, b"ok")
+            return
+        await _start_with(send, headers)
+
+    server = serve(app)
+    with server.connect() as conn:
+        conn.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        response = conn.read_response()
+        assert response.status == 500
+        assert b"x-injected" not in response.raw.lower()
+    assert server.get("/ok").body == b"ok"
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        pytest.param([{"type": "http.response.body", "body": b"x"}], id="body-before-start"),
+        pytest.param(
+            [
+                {"type": "http.response.start", "status": 200, "headers": []},
+                {"type": "http.response.start", "status": 200, "headers": []},
+            ],
+            id="start-twice",
+        ),
+        pytest.param([{"type": "http.nonsense"}], id="unknown-type"),
+        pytest.param(
+            [{"type": "http.response.start", "status": "abc", "headers": []}], id="bad-status"
+        ),
+    ],
+)
+def test_protocol_errors_by_the_app(serve: Any, messages: list[dict[str, Any]]) -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"] == "/ok":
+            await send_response(send, 200, b"ok")
+            return
+        for message in messages:
+            await send(message)
+
+    server = serve(app)
+    with server.connect() as conn:
+        conn.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /ok HTTP/1.1\r\nHost: a\r\n\r\n")
+        try:
+            response = conn.read_response()
+        except IncompleteResponse:
+            return  # aborted: fine, as long as nothing corrupt follows
+        assert response.status == 500
+    assert server.get("/ok").body == b"ok"
