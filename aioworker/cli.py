@@ -20,7 +20,7 @@ from typing import Any
 
 from aioworker import check
 from aioworker.config import Config, ConfigError, HttpSettings, ServerSettings, load
-from aioworker.run import AlreadyRunning, pid_alive, read_pid
+from aioworker.run import AlreadyRunning, is_master, pid_alive, read_pid
 
 __all__ = ["CliError", "main", "master_pid", "query_control"]
 
@@ -52,6 +52,11 @@ def master_pid(config: Config) -> int:
     if not pid_alive(pid):
         raise CliError(
             f"no master running (stale pid file {path}: pid {pid} is not running)", NOT_RUNNING
+        )
+    if not is_master(pid):
+        raise CliError(
+            f"no master running (stale pid file {path}: pid {pid} is another program)",
+            NOT_RUNNING,
         )
     return pid
 

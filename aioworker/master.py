@@ -394,6 +394,10 @@ class Master:
             group.sockets.shrink(group.count)
 
     def _check_started(self) -> None:
+        if self.stopping and not self.exit_code:
+            self.starting = False
+            self._tell_parent("error stopped before every group was up")
+            return
         wants = self._wants()
         infos = [w.info() for w in self.workers.values()]
         for want in wants:

@@ -13,7 +13,7 @@ from aioworker import logs
 from aioworker.config import Config, load, validate
 from aioworker.hooks import Hook
 
-__all__ = ["AlreadyRunning", "pid_alive", "read_pid", "remove_pid", "run", "write_pid"]
+__all__ = ["AlreadyRunning", "is_master", "pid_alive", "read_pid", "remove_pid", "run", "write_pid"]
 
 log = logging.getLogger("aioworker.master")
 
@@ -68,9 +68,9 @@ def _check_pid_file(path: Path) -> None:
     pid = read_pid(path)
     if pid is None:
         return
-    if pid_alive(pid) and pid != os.getpid():
+    if pid != os.getpid() and is_master(pid):
         raise AlreadyRunning(f"a master is already running (pid {pid}, pid file {path})")
-    log.warning("removing stale pid file %s (pid %d is not running)", path, pid)
+    log.warning("removing stale pid file %s (pid %d is not an aioworker master)", path, pid)
     remove_pid(path, pid)
 
 
@@ -91,6 +91,21 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True  # someone else's process: alive
     return True
+
+
+def is_master(pid: int) -> bool:
+    """Whether `pid` is alive and looks like an aioworker process (pids get reused: a stale
+    pid file must not make `stop` signal some unrelated process)."""
+    if not pid_alive(pid):
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as stream:
+            cmdline = stream.read()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # no /proc here: trust the pid file
+    return b"aioworker" in cmdline
 
 
 def write_pid(path: Path, pid: int) -> None:

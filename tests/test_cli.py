@@ -122,6 +122,14 @@ def test_commands_without_a_master_exit_3() -> None:
     assert f"stale pid file {directory / 'aioworker.pid'}: pid {dead.pid} is not running" in (
         result.stderr
     )
+    # A reused pid: alive, but not an aioworker process; never signalled.
+    with subprocess.Popen(["sleep", "60"]) as foreign:
+        (directory / "aioworker.pid").write_text(f"{foreign.pid}\n")
+        result = aioworker("stop", cwd=directory)
+        assert result.returncode == 3
+        assert f"pid {foreign.pid} is another program" in result.stderr
+        assert foreign.poll() is None
+        foreign.kill()
 
 
 def test_start_refuses_a_port_another_process_holds() -> None:
