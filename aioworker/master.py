@@ -33,7 +33,7 @@ log = logging.getLogger("aioworker.master")
 
 SIGNALS = ("TERM", "INT", "QUIT", "HUP", "USR1", "TTIN", "TTOU", "CHLD")
 FAST_STOP_TIMEOUT = 3.0  # seconds workers get after SIGQUIT before SIGKILL
-KILL_MARGIN = 5.0  # beyond graceful_timeout: the worker enforces it, the master backs it up
+KILL_MARGIN = 3.0  # beyond graceful_timeout: the worker enforces it (+1 s), the master backs it up
 
 
 class StartError(Exception):

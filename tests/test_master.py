@@ -547,3 +547,39 @@ def test_hook_points_for_status_metrics_and_watchdog() -> None:
         assert master.wait(20) == 0
     finally:
         master.stop()
+
+
+@pytest.mark.slow
+def test_worker_whose_loop_is_blocked_is_killed_after_the_stop_timeout() -> None:
+    config = config_text(
+        """
+        [groups.web]
+        app = "testapp:app"
+        listen = "http://127.0.0.1:0"
+        count = 1
+        """,
+        graceful=0.5,
+    )
+    with running_master(config) as master:
+        pid = master.ready_pids("web")[0]
+        blocked = threading.Thread(
+            target=_ignore_errors(get), args=(master.url("web"), "/task/block?seconds=60")
+        )
+        blocked.start()
+        master.wait_for(r"BLOCKING pid=")
+        started = time.monotonic()
+        master.signal(signal.SIGTERM)
+        master.wait_for(rf"killing pid={pid} group=web slot=0: still running 3.5s after stop")
+        assert master.wait(10) == 0
+        assert 3.0 < time.monotonic() - started < 8.0
+        blocked.join(10)
+
+
+def _ignore_errors(fn: object) -> object:
+    def call(*args: object) -> None:
+        try:
+            fn(*args)  # type: ignore[operator]
+        except OSError:
+            pass
+
+    return call
