@@ -264,3 +264,33 @@ def test_bad_body_of_pipelined_request(serve: Any) -> None:
         second = conn.read_response()
         assert second.status == 400
         conn.assert_closed()
+
+
+def test_endless_header_line_gets_431(server: ServerThread) -> None:
+    """One header line that never ends, sent in pieces: refused once past the limit."""
+    with server.connect() as conn:
+        conn.send(b"GET / HTTP/1.1\r\nHost: a\r\nX-Endless: ")
+        for _ in range(16):
+            server.call(lambda: None)  # let the server read each piece on its own
+            try:
+                conn.send(b"v" * 1024)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+        response = conn.read_response()
+        assert response.status == 431
+        conn.read_until_closed()
+
+
+def test_reads_that_end_inside_pipelined_heads(server: ServerThread) -> None:
+    """Reads holding many small pipelined requests and ending mid-head are not 431."""
+    one = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nok"
+    with server.connect() as conn:
+        conn.send(one + one[:20])
+        assert conn.read_response().body == b"ok"
+        # Completes the open head, then more than max_header_bytes of whole requests, then
+        # ends inside another head: none of it is one large head.
+        conn.send(one[20:] + one * 200 + one[:20])
+        for _ in range(201):
+            assert conn.read_response().body == b"ok"
+        conn.send(one[20:])
+        assert conn.read_response().body == b"ok"

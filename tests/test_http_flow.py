@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import zlib
 from collections.abc import Iterator
@@ -47,6 +48,8 @@ SERVER = textwrap.dedent(
                 if not message.get("more_body"):
                     break
             body = json.dumps({"total": total, "crc": crc}).encode()
+        elif scope["path"] == "/small":
+            body = BLOCK[:16384]
         else:
             n = int(scope["query_string"] or 0)
             await send({"type": "http.response.start", "status": 200,
@@ -176,3 +179,32 @@ def test_download_1gib_to_slow_reader(server_process: tuple[subprocess.Popen[str
     print(f"download: {elapsed:.1f}s, baseline {baseline // 1024} MB, peak {peak // 1024} MB")
     assert peak < LIMIT_MB * 1024, f"server peak RSS {peak // 1024} MB for a 1 GiB download"
     assert stalled_peak < LIMIT_MB * 1024
+
+
+@pytest.mark.slow
+def test_pipelined_flood_to_stalled_reader(
+    server_process: tuple[subprocess.Popen[str], int],
+) -> None:
+    """50,000 pipelined requests (800 MB of responses) from a client that stalls reading."""
+    proc, port = server_process
+    count = 50_000
+    request = b"GET /small HTTP/1.1\r\nHost: t\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sender = threading.Thread(target=sock.sendall, args=(request * count,), daemon=True)
+        sender.start()
+        deadline = time.monotonic() + PAUSE  # stall (the behaviour under test)
+        stalled_peak = 0
+        while time.monotonic() < deadline:
+            stalled_peak = max(stalled_peak, _status_kb(proc.pid, "VmRSS"))
+            time.sleep(0.05)
+        buf = bytearray(1 << 20)
+        received = 0
+        expected = count * (16384 + len(b"content-length: 16384\r\n"))
+        while received < expected:
+            n = sock.recv_into(buf)
+            assert n, f"closed after {received} bytes"
+            received += n
+        sender.join(30)
+    peak = _status_kb(proc.pid, "VmHWM")
+    assert stalled_peak < LIMIT_MB * 1024
+    assert peak < LIMIT_MB * 1024, f"server peak RSS {peak // 1024} MB for a pipelined flood"
