@@ -244,7 +244,16 @@ async def _serve(spec: WorkerSpec, loop: asyncio.AbstractEventLoop, target: Any)
     def reopen() -> None:
         from aioworker import logs
 
-        logs.reopen()
+        try:
+            logs.reopen()
+        except OSError as exc:
+            # A worker that dropped privileges may not open the master's log file.
+            log.warning(
+                "worker %s[%d] cannot reopen the log file: %s; it keeps the old one",
+                group.name,
+                spec.slot,
+                exc.strerror,
+            )
 
     loop.add_signal_handler(signal.SIGUSR1, reopen)
 

@@ -217,13 +217,17 @@ def test_env_table_group_variables_and_ttin_ttou() -> None:
         listen = "http://127.0.0.1:0"
         count = 1
         routes = ["/side"]
+        strict_routes = true
     """)
     with running_master(config) as master:
         info = json.loads(get(master.url("web"), "/info")[1])
         assert info == {**info, "group": "web", "worker": "0", "env": "hello"}
-        side = json.loads(get(master.url("side"), "/info")[1])
+        side = json.loads(get(master.url("side"), "/side/info")[1])
         assert side["group"] == "side"
         assert side["env"] is None
+        # strict_routes: the side group refuses paths outside its routes.
+        assert get(master.url("side"), "/info")[0] == 404
+        assert get(master.url("web"), "/side/info")[0] == 200  # web has no strict_routes
         since = master.mark()
         master.signal(signal.SIGTTIN)
         master.wait_for(r"ready group=web slot=1 pid=", since)
@@ -403,6 +407,20 @@ def test_reload_applies_count_and_limits_and_names_what_needs_a_restart() -> Non
         master.signal(signal.SIGHUP)
         master.wait_for(r"reload aborted, the running configuration is kept: .*cout", since)
         assert get(master.url("web"), "/")[0] == 200
+
+
+def test_reload_skips_groups_that_are_not_reloadable() -> None:
+    directory = make_dir()
+    config = config_text(TWO_GROUPS.replace("reuse_port = false", "reloadable = false"))
+    with running_master(config, directory) as master:
+        task = master.ready_pids("task")
+        since = master.mark()
+        master.signal(signal.SIGHUP)
+        master.wait_for(r"reload: group=task is not reloadable; skipped", since)
+        master.wait_for(r"reloaded group=web generation=1", since)
+        assert master.all_matches(r"reloading group=task", since) == []
+        pids = {json.loads(get(master.url("task"), "/task/info")[1])["pid"] for _ in range(10)}
+        assert pids <= set(task.values())
 
 
 def test_worker_that_never_becomes_ready_is_killed_after_start_timeout() -> None:
