@@ -313,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="rolling reload of the groups",
         description="Re-read config.toml and replace each reloadable "
-        "group's workers one slot at a time, without dropping a request.",
+        "group's workers one slot at a time: the new worker accepts before the old one drains.",
     )
     reload.add_argument(
         "-g",
