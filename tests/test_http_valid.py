@@ -6,12 +6,21 @@ import dataclasses
 import email.utils
 import json
 import logging
+import tempfile
 import threading
 import time
 from typing import Any
 
 import pytest
-from conftest import FAST, Gate, IncompleteResponse, ServerThread, read_body, send_response
+from conftest import (
+    FAST,
+    Gate,
+    IncompleteResponse,
+    ServerThread,
+    read_body,
+    send_response,
+    wait_until,
+)
 
 
 def _latin(value: bytes) -> str:
@@ -589,3 +598,80 @@ def test_protocol_errors_by_the_app(serve: Any, messages: list[dict[str, Any]]) 
             return  # aborted: fine, as long as nothing corrupt follows
         assert response.status == 500
     assert server.get("/ok").body == b"ok"
+
+
+# --------------------------------------------------------------------------- framing safety
+
+
+SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n"
+
+
+def test_unread_body_is_never_parsed_as_a_request(server: ServerThread) -> None:
+    """The app answers without reading a body that looks like a request: never served."""
+    with server.connect() as conn:
+        conn.send(b"POST /noread HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(SMUGGLED))
+        response = conn.read_response()
+        assert response.body == b"not reading"
+        try:
+            conn.send(SMUGGLED + b"GET /head HTTP/1.1\r\nHost: a\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            return
+        rest = conn.read_until_closed() if not response.closes else b""
+        # Either the body was skipped and only /head answered, or the connection closed.
+        assert b"smuggled" not in rest
+        if rest:
+            assert rest.count(b"HTTP/1.1 ") == 1
+            assert rest.endswith(b"\r\n\r\nhello")
+
+
+def test_unread_body_in_same_packet(server: ServerThread) -> None:
+    with server.connect() as conn:
+        conn.send(
+            b"POST /noread HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(SMUGGLED)
+            + SMUGGLED
+            + b"GET /head HTTP/1.1\r\nHost: a\r\n\r\n"
+        )
+        assert conn.read_response().body == b"not reading"
+        try:
+            nxt = conn.read_response()
+        except IncompleteResponse:
+            return  # closed instead: also safe
+        assert nxt.body == b"hello"
+
+
+def test_unix_socket_scope(serve: Any) -> None:
+    seen: list[dict[str, Any]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        seen.append(scope)
+        await send_response(send, 200, b"unix")
+
+    with tempfile.TemporaryDirectory(prefix="aw") as tmp:
+        path = f"{tmp}/s.sock"
+        server = serve(app, uds=path)
+        response = server.request(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert response.body == b"unix"
+        server.stop()
+    assert seen[0]["server"] is None or seen[0]["server"][0] == path
+    assert seen[0]["client"] is None or isinstance(seen[0]["client"], (tuple, list))
+
+
+def test_access_log(serve: Any, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="aioworker.access")
+    server = serve(inspect_app, dataclasses.replace(FAST, access_log=True))
+    assert server.get("/head?x=1").status == 200
+    wait_until(lambda: any(r.name == "aioworker.access" for r in caplog.records))
+    line = next(r.getMessage() for r in caplog.records if r.name == "aioworker.access")
+    assert "GET" in line
+    assert "/head" in line
+    assert "200" in line
+
+
+def test_no_access_log_by_default(serve: Any, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="aioworker.access")
+    server = serve(inspect_app)
+    assert server.get("/head").status == 200
+    server.stop()
+    assert not [r for r in caplog.records if r.name == "aioworker.access"]
