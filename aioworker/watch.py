@@ -79,6 +79,7 @@ class ThreadWatcher:
         os.set_blocking(self._read, False)
         self.fileno: int | None = self._read
         self._stop = threading.Event()
+        self.ready = threading.Event()  # set once the watcher runs: later changes are seen
         self._changes: list[str] = []
         self._lock = threading.Lock()
         self._thread = threading.Thread(
@@ -88,10 +89,20 @@ class ThreadWatcher:
 
     def _run(self, paths: list[str]) -> None:
         only_py = self._watchfiles.PythonFilter()
-        for batch in self._watchfiles.watch(*paths, watch_filter=only_py, stop_event=self._stop):
-            with self._lock:
-                self._changes.extend(path for _, path in batch)
-            os.write(self._write, b"x")
+        # yield_on_timeout: the first (empty) batch says the watcher is set up.
+        batches = self._watchfiles.watch(
+            *paths,
+            watch_filter=only_py,
+            stop_event=self._stop,
+            yield_on_timeout=True,
+            rust_timeout=200,
+        )
+        for batch in batches:
+            self.ready.set()
+            if batch:
+                with self._lock:
+                    self._changes.extend(path for _, path in batch)
+                os.write(self._write, b"x")
 
     def changed(self) -> list[str]:
         try:
@@ -104,6 +115,7 @@ class ThreadWatcher:
 
     def close(self) -> None:
         self._stop.set()
+        self._thread.join(5)  # it may still be writing to the pipe
         os.close(self._read)
         os.close(self._write)
 
@@ -114,5 +126,7 @@ def make_watcher(paths: Sequence[Path]) -> PollingWatcher | ThreadWatcher:
     except ImportError:
         log.info("watching %s (polling)", ", ".join(map(str, paths)))
         return PollingWatcher(paths)
+    watcher = ThreadWatcher(paths)
+    watcher.ready.wait(10)
     log.info("watching %s (watchfiles)", ", ".join(map(str, paths)))
-    return ThreadWatcher(paths)
+    return watcher
