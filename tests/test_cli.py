@@ -297,3 +297,25 @@ def test_nginx_prints_the_front_proxy_config() -> None:
     assert result.returncode == 0, result.stderr
     assert "upstream" in result.stdout
     assert "example.test" in result.stdout
+
+
+def test_run_reports_the_apps_own_import_error_and_exits_1() -> None:
+    directory = make_dir()
+    (directory / "FAIL_IMPORT").write_text("")
+    code = (
+        "import aioworker\n"
+        "config = aioworker.Config.single('testapp:app', 'http://127.0.0.1:0', 2)\n"
+        "raise SystemExit(aioworker.run(config))\n"
+    )
+    result = subprocess.run(
+        [PYTHON, "-c", code],
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(directory)},
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "group web cannot start: RuntimeError: import failed on purpose" in result.stderr
+    assert not (directory / "aioworker.pid").exists()
