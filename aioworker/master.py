@@ -120,8 +120,7 @@ class Master:
             # New connections are refused from now on; workers keep their copies to drain.
             if group.sockets is not None:
                 group.sockets.close()
-        for hook in self.hooks:
-            hook.master_stopping(self)
+        self._call_hooks("master_stopping", self)
 
     def status(self) -> dict[str, Any]:
         """Plain data for `status`: groups, targets, workers, restarts and failures."""
@@ -143,8 +142,7 @@ class Master:
                 self._turn()
         finally:
             self._close_listeners()
-            for hook in self.hooks:
-                hook.master_stopped(self)
+            self._call_hooks("master_stopped", self)
             if self._watcher is not None:
                 self._watcher.close()
             self._restore_signals()
@@ -180,8 +178,7 @@ class Master:
             self._watcher = make_watcher([self.config.resolve(p) for p in paths])
             if self._watcher.fileno is not None:
                 self.add_reader(self._watcher.fileno, self._check_watch)
-        for hook in self.hooks:
-            hook.master_started(self)
+        self._call_hooks("master_started", self)
 
     def _turn(self) -> None:
         now = time.monotonic()
@@ -208,8 +205,7 @@ class Master:
         if self.starting:
             self._check_started()
         reloading.check_done(self)
-        for hook in self.hooks:
-            hook.tick(self, now)
+        self._call_hooks("tick", self, now)
 
     def _wants(self) -> list[planner.GroupWant]:
         wants = []
@@ -252,8 +248,7 @@ class Master:
         spec = worker.WorkerSpec(
             self.config, group.settings, slot, sock, write_fd, close, group.app, self.hooks
         )
-        for hook in self.hooks:
-            hook.before_spawn(self, spec)
+        self._call_hooks("before_spawn", self, spec)
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
         pid = os.fork()
@@ -269,8 +264,7 @@ class Master:
         log.info(
             "spawned pid=%d group=%s slot=%d generation=%d", pid, group.name, slot, group.generation
         )
-        for hook in self.hooks:
-            hook.worker_spawned(self, w)
+        self._call_hooks("worker_spawned", self, w)
 
     def _owned_fds(self) -> set[int]:
         fds = {key.fd for key in self.selector.get_map().values()}
@@ -305,8 +299,7 @@ class Master:
                     w.pid,
                     w.generation,
                 )
-                for hook in self.hooks:
-                    hook.worker_ready(self, w)
+                self._call_hooks("worker_ready", self, w)
             elif kind == "error":
                 w.error = text
             elif kind == "recycle":
@@ -384,8 +377,7 @@ class Master:
                 after.failures,
                 max(0.0, after.retry_at - now),
             )
-        for hook in self.hooks:
-            hook.worker_exited(self, w, how)
+        self._call_hooks("worker_exited", self, w, how)
         if self.stopping or w.slot < group.count:
             return
         if group.sockets is not None and not any(
@@ -435,6 +427,15 @@ class Master:
         if changed:
             log.info("changed: %s; reloading", ", ".join(changed[:5]))
             self.reload()
+
+    def _call_hooks(self, name: str, *args: Any) -> None:
+        # A failing hook (status, metrics, watchdog) must not take the master and its groups
+        # down with it: log it and go on.
+        for hook in self.hooks:
+            try:
+                getattr(hook, name)(*args)
+            except Exception:
+                log.exception("hook %s.%s failed", type(hook).__name__, name)
 
     def _signal(self, pid: int, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError):

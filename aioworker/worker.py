@@ -137,6 +137,14 @@ def _preimport(group: GroupSettings) -> None:
             importlib.import_module(name)
 
 
+def _call_hooks(spec: WorkerSpec, name: str, ctx: WorkerContext) -> None:
+    for hook in spec.hooks:
+        try:
+            getattr(hook, name)(ctx)
+        except Exception:
+            log.exception("hook %s.%s failed", type(hook).__name__, name)
+
+
 def _summary(exc: BaseException) -> str:
     return "".join(traceback.format_exception_only(type(exc), exc)).strip()
 
@@ -275,8 +283,7 @@ async def _serve(spec: WorkerSpec, loop: asyncio.AbstractEventLoop, target: Any)
         notify(f"error {_summary(exc)}")
         return BOOT_ERROR
     ctx = WorkerContext(spec, loop, server, notify)
-    for hook in spec.hooks:
-        hook.worker_started(ctx)
+    _call_hooks(spec, "worker_started", ctx)
     if group.max_requests:
         _watch_requests(ctx, group.max_requests + random.randint(0, group.max_requests_jitter))
     _watch_parent(loop, stop)
@@ -284,8 +291,7 @@ async def _serve(spec: WorkerSpec, loop: asyncio.AbstractEventLoop, target: Any)
     await stop.wait()
     server.close()
     log.info("draining group=%s slot=%d pid=%d", group.name, spec.slot, os.getpid())
-    for hook in spec.hooks:
-        hook.worker_draining(ctx)
+    _call_hooks(spec, "worker_draining", ctx)
     try:
         # The engine bounds the drain by graceful_timeout; this is a last resort.
         await asyncio.wait_for(server.wait_closed(), group.http.graceful_timeout + 5.0)
@@ -330,8 +336,7 @@ async def _run_main(
     """A `main` group: supervise one coroutine; TERM cancels it within graceful_timeout."""
     task = loop.create_task(fn())
     ctx = WorkerContext(spec, loop, None, notify)
-    for hook in spec.hooks:
-        hook.worker_started(ctx)
+    _call_hooks(spec, "worker_started", ctx)
     _watch_parent(loop, stop)
     notify("ready")
     stopper = loop.create_task(stop.wait())

@@ -524,8 +524,14 @@ class Probe(Hook):
     def master_stopped(self, master):
         say("stopped", len(master.workers))
 
+class Broken(Hook):
+    def tick(self, master, now):
+        raise RuntimeError("tick bug")
+    def worker_started(self, ctx):
+        raise RuntimeError("worker bug")
+
 config = aioworker.Config.single("testapp:app", "http://127.0.0.1:0", 2)
-raise SystemExit(aioworker.run(config, hooks=[Probe()]))
+raise SystemExit(aioworker.run(config, hooks=[Broken(), Probe()]))
 """
 
 
@@ -555,6 +561,9 @@ def test_hook_points_for_status_metrics_and_watchdog() -> None:
             master.wait_for(rf"HOOK ready {pid}")
         master.wait_for(r"HOOK readable ping")
         master.wait_for(r"HOOK ticked")
+        # A failing hook is logged; the master, its workers and the other hooks go on.
+        master.wait_for(r"hook Broken.tick failed")
+        master.wait_for(r"hook Broken.worker_started failed")
         master.wait_for(r"started pid=")
         master.signal(signal.SIGTERM)
         for pid in spawned.values():
