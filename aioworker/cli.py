@@ -156,8 +156,12 @@ def cmd_reload(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_restart(args: argparse.Namespace, config: Config) -> int:
+    # Check the new config and apps before stopping the running master.
+    problems = check.check_apps_isolated(config)
+    if problems:
+        raise CliError("\n".join(problems), BAD_CONFIG)
     try:
-        pid = master_pid(config)
+        master_pid(config)
     except CliError as exc:
         if exc.code != NOT_RUNNING:
             raise
@@ -165,7 +169,6 @@ def cmd_restart(args: argparse.Namespace, config: Config) -> int:
     else:
         args.fast = False
         cmd_stop(args, config)
-        del pid
     return cmd_start(args, config)
 
 

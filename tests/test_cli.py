@@ -319,3 +319,15 @@ def test_run_reports_the_apps_own_import_error_and_exits_1() -> None:
     assert result.returncode == 1
     assert "group web cannot start: RuntimeError: import failed on purpose" in result.stderr
     assert not (directory / "aioworker.pid").exists()
+
+
+def test_restart_with_a_broken_app_keeps_the_running_master() -> None:
+    with running_master(config_text(ONE)) as master:
+        (master.directory / "FAIL_IMPORT").write_text("")
+        result = aioworker("restart", cwd=master.directory)
+        assert result.returncode == 2
+        assert "groups.web.app: cannot import testapp:app: import failed on purpose" in (
+            result.stderr
+        )
+        assert master.proc.poll() is None
+        assert get(master.url("web"))[0] == 200
