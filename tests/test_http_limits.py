@@ -504,3 +504,28 @@ def test_deadline_while_app_waits_for_body(serve: Any) -> None:
         response = conn.read_response(timeout=SHORT + SLACK)
         assert response.status == 504
         conn.read_until_closed()
+
+
+def test_graceful_shutdown_lets_a_body_finish(serve: Any) -> None:
+    """A request whose body is still arriving when shutdown starts gets all of it."""
+    gate = Gate()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        first = await receive()
+        gate.entered.set()
+        rest = await read_body(receive)
+        await send_response(send, 200, first["body"] + rest)
+
+    server = serve(app, dataclasses.replace(FAST, graceful_timeout=5.0))
+    with server.connect() as conn:
+        conn.send(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n012")
+        assert gate.entered.wait(5)
+        server.close()
+        conn.assert_open(wait=0.1)
+        conn.send(b"3456789")
+        response = conn.read_response()
+        assert (response.status, response.body) == (200, b"0123456789")
+        conn.read_until_closed()
+    server.wait_stopped()

@@ -205,6 +205,46 @@ def test_pipelined_bytewise_with_bodies(server: ServerThread) -> None:
             _check(conn.read_response(), p.values[1])
 
 
+# Requests after which the connection closes, with bodies: each also sent head first, body later.
+CLOSING = [
+    pytest.param(
+        b"POST /p HTTP/1.0\r\nContent-Length: 10\r\n\r\n",
+        b"0123456789",
+        id="http-1.0-body",
+    ),
+    pytest.param(
+        b"POST /p HTTP/1.1\r\nHost: a\r\nConnection: close\r\nContent-Length: 10\r\n\r\n",
+        b"0123456789",
+        id="close-content-length",
+    ),
+    pytest.param(
+        b"POST /p HTTP/1.1\r\nHost: a\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"4\r\n0123\r\n6\r\n456789\r\n0\r\n\r\n",
+        id="close-chunked",
+    ),
+]
+
+
+@pytest.mark.parametrize("mode", ["whole", "bytewise", "split"])
+@pytest.mark.parametrize(("head", "body"), CLOSING)
+def test_closing_requests_with_bodies(
+    server: ServerThread, head: bytes, body: bytes, mode: str
+) -> None:
+    with server.connect() as conn:
+        if mode == "whole":
+            conn.send(head + body)
+        elif mode == "bytewise":
+            conn.send_bytewise(head + body)
+        else:
+            conn.send(head)
+            server.call(lambda: None)  # the head is read on its own, the body later
+            conn.send(body)
+        response = conn.read_response()
+        _check(response, {"body": "0123456789"})
+        assert response.closes
+        conn.assert_closed()
+
+
 # --------------------------------------------------------------------------- persistence
 
 
