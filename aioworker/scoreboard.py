@@ -1,0 +1,408 @@
+"""Scoreboard: shared memory with one fixed-size slot per worker process.
+
+The master creates it before the first fork (an anonymous ``MAP_SHARED`` mapping, inherited by
+every child), claims a slot for each process it spawns and releases it after the reap. A worker
+writes only its own slot, from a timer on its event loop (``start_heartbeat``) that copies the
+engine's plain counters (``ServerState``) and stamps the loop heartbeat: there is no per-request
+work, and a blocked loop stops the heartbeat, which is how the watchdog sees it.
+
+Why anonymous memory and no file under /dev/shm: the CLI asks the master over the control socket,
+a file would show request paths to anyone allowed to read it, and it would outlive a crashed
+master. Slots are indexed by process, not by worker slot number: during a rolling reload the old
+and the new worker of one slot run side by side.
+
+Consistency: each slot starts with a sequence counter (a seqlock). The writer makes it odd,
+packs the body, makes it even; a reader retries while it is odd or changed. Python gives no
+memory barriers, so on weakly ordered CPUs a read may still mix two updates; that costs one
+snapshot a slightly stale integer, never a crash, and the next snapshot is right.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+import time
+from asyncio import AbstractEventLoop, TimerHandle
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+__all__ = [
+    "DEFAULT_BUCKETS",
+    "DRAINING",
+    "EMPTY",
+    "MAX_BUCKETS",
+    "READY",
+    "STARTING",
+    "STATE_NAMES",
+    "Heartbeat",
+    "OldestRequest",
+    "Scoreboard",
+    "ScoreboardFull",
+    "SlotWriter",
+    "WorkerSample",
+    "start_heartbeat",
+]
+
+EMPTY, STARTING, READY, DRAINING = 0, 1, 2, 3
+STATE_NAMES = {EMPTY: "empty", STARTING: "starting", READY: "ready", DRAINING: "draining"}
+
+# Upper bounds (seconds) of the latency histogram, the last bucket being +Inf. The engine's own
+# bounds are passed to Scoreboard.create(); these are used only when it is built without them.
+DEFAULT_BUCKETS: tuple[float, ...] = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+)  # fmt: skip
+MAX_BUCKETS = 31  # finite bounds a board can hold; +1 counter for +Inf
+METHOD_BYTES = 16
+PATH_BYTES = 200  # the oldest request's path (with query) is cut to this many UTF-8 bytes
+GROUP_BYTES = 32
+
+_MAGIC = b"AIOWSB01"
+_HEADER = struct.Struct(f"<8sIII4x{MAX_BUCKETS}d")
+_HEADER_SIZE = 320
+_SEQ = struct.Struct("<Q")
+_BODY = struct.Struct(
+    f"<iHHB3x{GROUP_BYTES}s"  # pid, group index, worker slot, state, group name
+    "5d"  # started wall, started mono, heartbeat mono, heartbeat wall, written mono
+    "QIIQQ"  # requests, in progress, connections, bytes in, bytes out
+    f"6Q{MAX_BUCKETS + 1}Q"  # status classes (index status // 100), latency counts
+    f"{METHOD_BYTES}s{PATH_BYTES}sd"  # oldest request in progress: method, path, started mono
+)
+# Slots are 64-byte aligned so the 8-byte sequence counter never straddles a cache line.
+_SLOT_SIZE = (_SEQ.size + _BODY.size + 63) // 64 * 64
+assert _HEADER.size <= _HEADER_SIZE
+
+
+class ScoreboardFull(RuntimeError):
+    """Every slot is in use: the process runs unobserved (raise the capacity)."""
+
+
+class RequestLike(Protocol):
+    """What the scoreboard reads from a request cycle in ``ServerState.active``."""
+
+    @property
+    def method(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def started(self) -> float: ...
+
+
+class StateLike(Protocol):
+    """The engine's ``ServerState`` as the scoreboard sees it: plain counters."""
+
+    @property
+    def requests(self) -> int: ...
+    @property
+    def in_progress(self) -> int: ...
+    @property
+    def connections(self) -> int: ...
+    @property
+    def bytes_in(self) -> int: ...
+    @property
+    def bytes_out(self) -> int: ...
+    @property
+    def status_classes(self) -> Sequence[int]: ...
+    @property
+    def latency_counts(self) -> Sequence[int]: ...
+    @property
+    def active(self) -> Collection[RequestLike]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class OldestRequest:
+    """The request in progress that started first, as last written by its worker."""
+
+    method: str
+    path: str
+    started: float  # time.monotonic() of the worker (CLOCK_MONOTONIC is system-wide)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSample:
+    """One slot as read at one moment: plain data for status, metrics and the watchdog."""
+
+    index: int
+    pid: int
+    group_index: int
+    group: str
+    slot: int
+    state: str
+    started_wall: float
+    started_mono: float
+    heartbeat_mono: float  # 0.0 until the worker's loop has beaten once
+    heartbeat_wall: float
+    written_mono: float
+    requests: int
+    in_progress: int
+    connections: int
+    bytes_in: int
+    bytes_out: int
+    status_classes: tuple[int, ...]
+    latency_counts: tuple[int, ...]
+    oldest: OldestRequest | None
+
+    def heartbeat_age(self, now: float) -> float | None:
+        """Seconds since the loop last beat (monotonic `now`), None before the first beat."""
+        return max(0.0, now - self.heartbeat_mono) if self.heartbeat_mono else None
+
+
+class Scoreboard:
+    """The shared mapping: the master claims and releases slots, workers write, all read."""
+
+    def __init__(self, buf: mmap.mmap) -> None:
+        magic, capacity, slot_size, nbuckets, *bounds = _HEADER.unpack_from(buf, 0)
+        if magic != _MAGIC or slot_size != _SLOT_SIZE:
+            raise ValueError("not a scoreboard of this version")
+        self._buf = buf
+        self.capacity: int = capacity
+        self.buckets: tuple[float, ...] = tuple(bounds[:nbuckets])
+        self._free = [i for i in range(capacity - 1, -1, -1) if self._state(i) == EMPTY]
+
+    @classmethod
+    def create(cls, capacity: int, buckets: Sequence[float] = DEFAULT_BUCKETS) -> Scoreboard:
+        """Map zeroed shared memory for `capacity` processes; call before the first fork."""
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        if len(buckets) > MAX_BUCKETS or list(buckets) != sorted(buckets):
+            raise ValueError(f"at most {MAX_BUCKETS} increasing latency bounds")
+        size = _HEADER_SIZE + capacity * _SLOT_SIZE
+        buf = mmap.mmap(-1, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        padded = [*buckets, *[0.0] * (MAX_BUCKETS - len(buckets))]
+        _HEADER.pack_into(buf, 0, _MAGIC, capacity, _SLOT_SIZE, len(buckets), *padded)
+        return cls(buf)
+
+    @staticmethod
+    def size_for(capacity: int) -> int:
+        """Bytes of shared memory a board of `capacity` slots maps."""
+        return _HEADER_SIZE + capacity * _SLOT_SIZE
+
+    def close(self) -> None:
+        self._buf.close()
+
+    # ------------------------------------------------------------------ master side
+
+    def claim(self, group_index: int, group: str, slot: int) -> int:
+        """Reserve and reset a slot for a process about to be forked; return its index.
+
+        Call in the master before fork and hand the index to the child. Raises ScoreboardFull.
+        """
+        if not self._free:
+            raise ScoreboardFull(f"all {self.capacity} scoreboard slots are in use")
+        index = self._free.pop()
+        name = group.encode()[:GROUP_BYTES]
+        body = _empty_body()
+        body[0:5] = [0, group_index, slot, STARTING, name]
+        body[5], body[6] = time.time(), time.monotonic()
+        self._write(index, body)
+        return index
+
+    def release(self, index: int) -> WorkerSample | None:
+        """Free a slot after its process was reaped; return its last sample."""
+        sample = self.read(index)
+        self._write(index, _empty_body())
+        if index not in self._free:
+            self._free.append(index)
+        return sample
+
+    def _write(self, index: int, body: list[object]) -> None:
+        offset = _HEADER_SIZE + index * _SLOT_SIZE
+        (seq,) = _SEQ.unpack_from(self._buf, offset)
+        seq = (seq | 1) + 1  # even, past anything a dead writer left behind
+        _SEQ.pack_into(self._buf, offset, seq - 1)
+        _BODY.pack_into(self._buf, offset + _SEQ.size, *body)
+        _SEQ.pack_into(self._buf, offset, seq)
+
+    # ------------------------------------------------------------------ reading
+
+    def _state(self, index: int) -> int:
+        return self._buf[_HEADER_SIZE + index * _SLOT_SIZE + _SEQ.size + 8]
+
+    def read(self, index: int) -> WorkerSample | None:
+        """A consistent copy of one slot, or None when it is empty."""
+        offset = _HEADER_SIZE + index * _SLOT_SIZE
+        buf = self._buf
+        fields: tuple[Any, ...] = ()
+        for _ in range(100):
+            (before,) = _SEQ.unpack_from(buf, offset)
+            fields = _BODY.unpack_from(buf, offset + _SEQ.size)
+            (after,) = _SEQ.unpack_from(buf, offset)
+            if before == after and not before & 1:
+                break
+        # After 100 tries the writer died mid-write or is very busy: take the last copy.
+        return _sample(index, fields, len(self.buckets) + 1)
+
+    def snapshot(self) -> list[WorkerSample]:
+        """Every occupied slot, in index order."""
+        samples = []
+        for index in range(self.capacity):
+            if self._state(index) != EMPTY:
+                sample = self.read(index)
+                if sample is not None:
+                    samples.append(sample)
+        return samples
+
+    def writer(self, index: int) -> SlotWriter:
+        """The child's writer for the slot the master claimed for it."""
+        return SlotWriter(self, index)
+
+
+def _empty_body() -> list[object]:
+    return [0, 0, 0, EMPTY, b"", *[0.0] * 5, *[0] * 5, *[0] * 6, *[0] * (MAX_BUCKETS + 1),
+            b"", b"", 0.0]  # fmt: skip
+
+
+def _sample(index: int, f: tuple[Any, ...], nlatency: int) -> WorkerSample | None:
+    if f[3] == EMPTY:
+        return None
+    method, path, oldest_started = f[-3], f[-2], f[-1]
+    oldest = None
+    if oldest_started:
+        oldest = OldestRequest(
+            method.rstrip(b"\0").decode("latin-1"),
+            path.rstrip(b"\0").decode("utf-8", "replace"),
+            oldest_started,
+        )
+    return WorkerSample(
+        index=index,
+        pid=f[0],
+        group_index=f[1],
+        slot=f[2],
+        state=STATE_NAMES.get(f[3], "unknown"),
+        group=f[4].rstrip(b"\0").decode("utf-8", "replace"),
+        started_wall=f[5],
+        started_mono=f[6],
+        heartbeat_mono=f[7],
+        heartbeat_wall=f[8],
+        written_mono=f[9],
+        requests=f[10],
+        in_progress=f[11],
+        connections=f[12],
+        bytes_in=f[13],
+        bytes_out=f[14],
+        status_classes=tuple(f[15:21]),
+        latency_counts=tuple(f[21 : 21 + nlatency]),
+        oldest=oldest,
+    )
+
+
+class SlotWriter:
+    """A worker's view of its own slot: copies counters in, never reads other slots."""
+
+    __slots__ = ("_body", "_buf", "_offset", "_seq", "_writing", "state")
+
+    def __init__(self, board: Scoreboard, index: int) -> None:
+        self._buf = board._buf
+        self._offset = _HEADER_SIZE + index * _SLOT_SIZE
+        (seq,) = _SEQ.unpack_from(self._buf, self._offset)
+        self._seq: int = (seq | 1) + 1
+        self._body = list(_BODY.unpack_from(self._buf, self._offset + _SEQ.size))
+        self._body[0] = os.getpid()
+        self._writing = False
+        self.state: StateLike | None = None
+        self._flush()
+
+    def set_state(self, state: int) -> None:
+        """Mark READY once accepting, DRAINING once told to stop; written at once."""
+        self._body[3] = state
+        self.update(beat=False)
+
+    def update(self, state: StateLike | None = None, *, beat: bool = True) -> None:
+        """Copy the engine's counters (and, with `beat`, the heartbeat) into the slot.
+
+        Called by the heartbeat timer; also safe from a signal handler that interrupted a
+        write (that nested call is skipped). `state` defaults to the last one given.
+        """
+        if self._writing:
+            return
+        self._writing = True
+        try:
+            if state is not None:
+                self.state = state
+            body = self._body
+            now = time.monotonic()
+            if beat:
+                body[7], body[8] = now, time.time()
+            body[9] = now
+            s = self.state
+            if s is not None:
+                body[10:15] = s.requests, s.in_progress, s.connections, s.bytes_in, s.bytes_out
+                classes = s.status_classes
+                n = min(len(classes), 6)
+                body[15 : 15 + n] = classes[:n]
+                latency = s.latency_counts
+                n = min(len(latency), MAX_BUCKETS + 1)
+                body[21 : 21 + n] = latency[:n]
+                oldest = min(s.active, key=_started, default=None)
+                if oldest is None:
+                    body[-3:] = b"", b"", 0.0
+                else:
+                    body[-3:] = (
+                        oldest.method.encode("latin-1", "replace")[:METHOD_BYTES],
+                        _cut(oldest.path),
+                        oldest.started,
+                    )
+            self._flush()
+        finally:
+            self._writing = False
+
+    def _flush(self) -> None:
+        seq = self._seq + 1
+        _SEQ.pack_into(self._buf, self._offset, seq)
+        _BODY.pack_into(self._buf, self._offset + _SEQ.size, *self._body)
+        self._seq = seq + 1
+        _SEQ.pack_into(self._buf, self._offset, self._seq)
+
+
+def _started(request: RequestLike) -> float:
+    return request.started
+
+
+def _cut(path: str) -> bytes:
+    """The path as UTF-8, cut to PATH_BYTES without splitting a character."""
+    raw = path.encode("utf-8", "replace")
+    if len(raw) <= PATH_BYTES:
+        return raw
+    return raw[:PATH_BYTES].decode("utf-8", "ignore").encode()
+
+
+class Heartbeat:
+    """The periodic timer that writes a worker's slot; `cancel()` stops it."""
+
+    __slots__ = ("_handle", "_interval", "_loop", "_writer")
+
+    def __init__(self, loop: AbstractEventLoop, writer: SlotWriter, interval: float) -> None:
+        self._loop = loop
+        self._writer = writer
+        self._interval = interval
+        self._handle: TimerHandle | None = None
+
+    def _tick(self) -> None:
+        self._writer.update()
+        self._handle = self._loop.call_later(self._interval, self._tick)
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+
+def start_heartbeat(
+    loop: AbstractEventLoop,
+    writer: SlotWriter,
+    state: StateLike | None = None,
+    interval: float = 0.1,
+) -> Heartbeat:
+    """Beat now and then every `interval` seconds on `loop` (a blocked loop stops beating).
+
+    Each beat copies `state` into the slot: at 10 beats a second that is one struct pack of
+    ~60 integers and a min() over the requests in progress, and nothing per request.
+    """
+    if interval <= 0:
+        raise ValueError("interval must be positive")
+    if state is not None:
+        writer.state = state
+    heartbeat = Heartbeat(loop, writer, interval)
+    heartbeat._tick()
+    return heartbeat
