@@ -24,6 +24,7 @@ from aioworker.check import check_ids
 from aioworker.config import Config
 from aioworker.hooks import Hook
 from aioworker.records import Group, Worker, describe_exit
+from aioworker.signals import SignalHandling
 from aioworker.sockets import BindError, bind_group
 from aioworker.watch import PollingWatcher, ThreadWatcher
 
@@ -31,7 +32,6 @@ __all__ = ["Group", "Master", "Worker", "describe_exit"]
 
 log = logging.getLogger("aioworker.master")
 
-SIGNALS = ("TERM", "INT", "QUIT", "HUP", "USR1", "TTIN", "TTOU", "CHLD")
 FAST_STOP_TIMEOUT = 3.0  # seconds workers get after SIGQUIT before SIGKILL
 KILL_MARGIN = 3.0  # beyond graceful_timeout: the worker enforces it (+1 s), the master backs it up
 
@@ -40,7 +40,7 @@ class StartError(Exception):
     """The master cannot start; the message says why."""
 
 
-class Master:
+class Master(SignalHandling):
     """Runs `config`'s groups until stopped; `run()` returns the process exit code."""
 
     TICK = 0.5  # seconds between loop turns when nothing happens
@@ -191,9 +191,7 @@ class Master:
             timeout = min(timeout, max(0.0, result.wake_at - now))
         for key, _ in self.selector.select(timeout):
             key.data()
-        while self._signals:
-            name = signal.Signals(self._signals.popleft()).name[3:].lower()
-            getattr(self, f"handle_{name}")()
+        self._dispatch_signals()
         self._reap()
         now = time.monotonic()
         for slot_key, state in list(self.slots.items()):
@@ -251,7 +249,21 @@ class Master:
         self._call_hooks("before_spawn", self, spec)
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as exc:  # out of processes or memory: retry later, as for a crash
+            os.close(read_fd)
+            os.close(write_fd)
+            state = self.slots.get((group.name, slot), planner.SlotState())
+            failures = state.failures + 1
+            self.slots[(group.name, slot)] = planner.SlotState(
+                failures,
+                now + max(planner.backoff_delay(failures), 1.0),
+                state.failed_generation,
+                f"fork failed: {exc.strerror}",
+            )
+            log.error("fork failed group=%s slot=%d: %s", group.name, slot, exc.strerror)
+            return
         if pid == 0:  # pragma: no cover - the child; covered by the end-to-end tests
             os.close(read_fd)
             worker.run(spec)
@@ -445,60 +457,3 @@ class Master:
         for group in self.groups.values():
             if group.sockets is not None:
                 group.sockets.close()
-
-    # ------------------------------------------------------------------ signals
-
-    def _install_signals(self) -> None:
-        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
-        for name in SIGNALS:
-            signal.signal(getattr(signal, f"SIG{name}"), self._enqueue)
-
-    def _restore_signals(self) -> None:
-        signal.set_wakeup_fd(-1)
-        for name in SIGNALS:
-            signal.signal(getattr(signal, f"SIG{name}"), signal.SIG_DFL)
-
-    def _enqueue(self, signum: int, frame: Any) -> None:
-        self._signals.append(signum)
-
-    def _drain_wakeup(self) -> None:
-        with contextlib.suppress(BlockingIOError):
-            while os.read(self._wake_r, 4096):
-                pass
-
-    def handle_term(self) -> None:
-        self.stop(fast=self.stopping)  # a second TERM turns a graceful stop into a fast one
-
-    def handle_int(self) -> None:
-        self.stop(fast=True)
-
-    def handle_quit(self) -> None:
-        self.stop(fast=True)
-
-    def handle_hup(self) -> None:
-        self.reload()
-
-    def handle_usr1(self) -> None:
-        from aioworker import logs
-
-        reopened = logs.reopen()
-        log.info("log file %s", "reopened" if reopened else "not in use (stderr); nothing to do")
-        for w in self.workers.values():
-            self._signal(w.pid, signal.SIGUSR1)
-
-    def handle_ttin(self) -> None:
-        self._resize(+1)
-
-    def handle_ttou(self) -> None:
-        self._resize(-1)
-
-    def handle_chld(self) -> None:
-        pass  # _reap runs every turn
-
-    def _resize(self, delta: int) -> None:
-        default = self.config.default_group
-        if default is None or self.stopping:
-            return
-        group = self.groups[default.name]
-        group.count = max(1, group.count + delta)
-        log.info("count group=%s now %d", group.name, group.count)
