@@ -117,6 +117,12 @@ BAD_REQUESTS = [
         id="te-unknown-coding",
     ),
     pytest.param(
+        b"POST / HTTP/1.1\r\n" + H + b"Connection: upgrade\r\nUpgrade: h2c\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        501,
+        id="upgrade-with-chunked-body",
+    ),
+    pytest.param(
         b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
         400,
         id="chunk-size-not-hex",

@@ -245,3 +245,13 @@ def test_curl(server: ServerThread, data_file: Path, tmp_path: Path) -> None:
     assert code == 200
     assert len(json.loads(body)["got"]["name"]) == 2_000_000
     assert _curl(f"{url}/state") == (200, b"hello from lifespan")
+    # curl --http2 on http:// asks to upgrade to h2c, with the body: served as HTTP/1.1.
+    code, body = _curl(
+        "--http2",
+        "-H",
+        "content-type: application/json",
+        "--data-binary",
+        json.dumps(JSON_BODY),
+        f"{url}/json",
+    )
+    assert (code, json.loads(body)) == (200, {"got": JSON_BODY})

@@ -245,6 +245,40 @@ def test_closing_requests_with_bodies(
         conn.assert_closed()
 
 
+UPGRADE = b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQ\r\n"
+
+
+@pytest.mark.parametrize("mode", ["whole", "bytewise", "split"])
+def test_upgrade_request_served_as_http(server: ServerThread, mode: str) -> None:
+    """Upgrade is ignored (RFC 9110 section 7.8): the request, body included, is plain HTTP,
+    and what follows it is never read as a request."""
+    head = b"POST /up HTTP/1.1\r\nHost: a\r\n" + UPGRADE + b"Content-Length: 10\r\n\r\n"
+    rest = b"0123456789" + SMUGGLED
+    with server.connect() as conn:
+        if mode == "whole":
+            conn.send(head + rest)
+        elif mode == "bytewise":
+            try:  # the server may close once the body is in, before the trailing bytes
+                conn.send_bytewise(head + rest)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+        else:
+            conn.send(head + rest[:3])
+            server.call(lambda: None)
+            conn.send(rest[3:])
+        response = conn.read_response()
+        _check(response, {"path": "/up", "body": "0123456789"})
+        assert response.closes
+        conn.assert_closed()
+
+
+def test_upgrade_get_then_pipelined(server: ServerThread) -> None:
+    with server.connect() as conn:
+        conn.send(b"GET /up HTTP/1.1\r\nHost: a\r\n" + UPGRADE + b"\r\n" + SMUGGLED)
+        _check(conn.read_response(), {"path": "/up", "body": ""})
+        conn.assert_closed()
+
+
 # --------------------------------------------------------------------------- persistence
 
 
