@@ -88,6 +88,42 @@ _INVALID_NAME: Final = re.compile(rb"[^!#$%&'*+\-.^_`|~0-9A-Za-z]")
 _INVALID_VALUE: Final = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+# Kinds of response header, as far as framing is concerned.
+_PLAIN, _LENGTH, _DROP, _CLOSE, _DATE, _SERVER = range(6)
+_KINDS: Final = {
+    b"content-length": _LENGTH,
+    # The server frames the body and owns the connection (RFC 9112 sections 6.1, 9.3).
+    b"transfer-encoding": _DROP,
+    b"connection": _DROP,
+    b"date": _DATE,
+    b"server": _SERVER,
+}
+# Checked and formatted header lines by (name, value): apps send the same few headers on
+# every response, and validating plus formatting costs ~1.2 us a header, a lookup ~0.1 us.
+# Bounded, so varying values (cookies, lengths) stop being added once it is full.
+_LINES: dict[tuple[bytes, bytes], tuple[bytes, int, int]] = {}
+_LINES_MAX: Final = 1024
+
+
+def _header_line(name: bytes, value: bytes) -> tuple[bytes, int, int]:
+    """Validate one response header; return its wire line, kind and content length."""
+    if _INVALID_NAME.search(name) or _INVALID_VALUE.search(value) or not name:
+        raise RuntimeError(f"invalid response header {name!r}: {value!r}")
+    kind = _KINDS.get(name.lower(), _PLAIN)
+    length = 0
+    if kind == _LENGTH:
+        if not value.strip().isdigit():
+            raise RuntimeError(f"invalid content-length {value!r}")
+        length = int(value)
+    elif kind == _DROP and name.lower() == b"connection" and b"close" in value.lower():
+        kind = _CLOSE
+    known = (b"%s: %s\r\n" % (name, value), kind, length)
+    if len(_LINES) < _LINES_MAX:
+        _LINES[(name, value)] = known
+    return known
+
+
 _CHUNK_END: Final = b"0\r\n\r\n"
 
 
@@ -248,33 +284,39 @@ class RequestCycle:
 
     def _start(self, message: Message) -> None:
         status = int(message["status"])
-        self.response_started = True
         self.status = status
         conn = self.conn
         parts = [status_line(status)]
         has_date = has_server = False
         for name, value in message.get("headers", ()):
-            lower = bytes(name).lower()
-            if lower == b"content-length":
-                self.expected_length = int(value)
-            elif lower == b"transfer-encoding" or lower == b"connection":
-                # The server frames the body and owns the connection (RFC 9112 section 9.3).
-                if lower == b"connection" and b"close" in bytes(value).lower():
-                    self.keep_alive = False
-                continue
-            elif lower == b"date":
+            try:
+                known = _LINES.get((name, value))
+            except TypeError:  # bytearray or memoryview: unhashable, take the slow path
+                known = None
+            if known is None:
+                known = _header_line(bytes(name), bytes(value))
+            line, kind, length = known
+            if kind == _PLAIN:
+                parts.append(line)
+            elif kind == _LENGTH:
+                self.expected_length = length
+                parts.append(line)
+            elif kind == _CLOSE:
+                self.keep_alive = False
+            elif kind == _DATE:
                 has_date = True
-            elif lower == b"server":
+                parts.append(line)
+            elif kind == _SERVER:
                 has_server = True
-            if _INVALID_NAME.search(name) or _INVALID_VALUE.search(value):
-                raise RuntimeError(f"invalid response header {name!r}: {value!r}")
-            parts.append(b"%s: %s\r\n" % (name, value))
+                parts.append(line)
         if not has_server:
             parts.append(conn.server_header)
         if not has_date:
             parts.append(conn.date_header())
         if status < 200 or status in (204, 304):
             self.head_only = True  # RFC 9110 sections 15.2, 15.3.5, 15.4.5: never a body
+        # Only now: a header refused above leaves the response unstarted, so it becomes a 500.
+        self.response_started = True
         self.pending_head = b"".join(parts)
 
     def _finish_head(self, first_body: bytes | None) -> bytes:
