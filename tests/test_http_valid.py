@@ -156,6 +156,11 @@ VALID = [
         id="http-1.0-keep-alive",
     ),
     pytest.param(
+        b"GET http://example.com/abs/p%20q?x=1 HTTP/1.1\r\nHost: example.com\r\n\r\n",
+        {"path": "/abs/p q", "raw_path": "/abs/p%20q", "query_string": "x=1"},
+        id="absolute-form",
+    ),
+    pytest.param(
         b"DELETE /x?y HTTP/1.1\r\nHost: a\r\n\r\n",
         {"method": "DELETE", "path": "/x", "query_string": "y"},
         id="delete-query",
@@ -749,3 +754,31 @@ def test_no_access_log_by_default(serve: Any, caplog: pytest.LogCaptureFixture) 
     assert server.get("/head").status == 200
     server.stop()
     assert not [r for r in caplog.records if r.name == "aioworker.access"]
+
+
+def test_client_gone_during_large_download(serve: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """The app streaming to a client that left finds out (send raises OSError) and ends."""
+    caplog.set_level(logging.WARNING, logger="aioworker")
+    outcome: list[str] = []
+    done = threading.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            for _ in range(10_000):  # 640 MB: far more than any socket buffer
+                await send({"type": "http.response.body", "body": b"x" * 65536, "more_body": True})
+            outcome.append("finished")
+        except OSError:
+            outcome.append("oserror")
+        finally:
+            done.set()
+
+    server = serve(app)
+    with server.connect() as conn:
+        conn.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        conn._fill(time.monotonic() + 5, "the response head")
+    assert done.wait(10), "the app never learned that the client left"
+    assert outcome == ["oserror"]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
