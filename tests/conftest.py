@@ -59,6 +59,7 @@ def run_in_loop(loop_factory: Callable[[], asyncio.AbstractEventLoop], coro: Awa
         try:
             _cancel_all(loop)
             loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
         finally:
             asyncio.set_event_loop(None)
             loop.close()
@@ -435,7 +436,11 @@ class ServerThread:
             except BaseException as exc:
                 self.startup_error = exc
                 return
-            await self.server.start([sock])
+            try:
+                await self.server.start([sock])
+            except BaseException as exc:
+                self.startup_error = exc
+                return
             self._ready.set()
             await self._stop.wait()
             self.server.close()
