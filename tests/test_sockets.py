@@ -106,3 +106,22 @@ def test_unix_path_that_is_not_a_socket_is_refused(tmp_path: Path) -> None:
 def test_unavailable_address_names_the_listen_url() -> None:
     with pytest.raises(BindError, match=r"http://192\.0\.2\.1:\d+: address not available"):
         bind_listen(parse_listen("http://192.0.2.1:8123"))
+
+
+@pytest.mark.parametrize(
+    ("listen", "family"),
+    [
+        pytest.param("http://[::1]:0", socket.AF_INET6, id="ipv6"),
+        pytest.param("http://localhost:0", socket.AF_INET, id="name"),
+    ],
+)
+def test_ipv6_and_host_names(listen: str, family: socket.AddressFamily) -> None:
+    bound = bind_group(group(listen, 2))
+    try:
+        assert {s.family for s in bound.sockets} == {family}
+        assert len({s.getsockname()[1] for s in bound.sockets}) == 1
+        host = "::1" if family == socket.AF_INET6 else "127.0.0.1"
+        with socket.create_connection((host, bound.port), timeout=5):
+            pass
+    finally:
+        bound.close()
