@@ -13,7 +13,16 @@ from aioworker import logs
 from aioworker.config import Config, load, validate
 from aioworker.hooks import Hook
 
-__all__ = ["AlreadyRunning", "is_master", "pid_alive", "read_pid", "remove_pid", "run", "write_pid"]
+__all__ = [
+    "AlreadyRunning",
+    "default_hooks",
+    "is_master",
+    "pid_alive",
+    "read_pid",
+    "remove_pid",
+    "run",
+    "write_pid",
+]
 
 log = logging.getLogger("aioworker.master")
 
@@ -55,13 +64,20 @@ def run(
     from aioworker.master import Master
 
     try:
-        return Master(config, hooks=hooks, watch=watch, notify_fd=notify_fd).run()
+        every_hook = [*default_hooks(config), *hooks]
+        return Master(config, hooks=every_hook, watch=watch, notify_fd=notify_fd).run()
     finally:
         if pid_path is not None and os.getpid() == _master_pid:
             remove_pid(pid_path, _master_pid)
 
 
 _master_pid = os.getpid()
+
+
+def default_hooks(config: Config) -> list[Hook]:
+    """The hooks every master runs: the scoreboard, control socket, metrics and watchdog
+    plug in here (see aioworker/hooks.py); `run(hooks=...)` adds to them."""
+    return []
 
 
 def _check_pid_file(path: Path) -> None:
