@@ -242,24 +242,29 @@ def test_privileges_workers_run_as_nobody_on_a_low_port() -> None:
         pytest.fail("this test needs root (CI runs as root)")
     port = _free_low_port()
     directory = make_dir(world_readable=True)
-    config = config_text(f"""
+    # The user comes from [server] (the default), the group from the group's own table.
+    config = config_text(
+        f"""
         [groups.web]
         app = "testapp:app"
         listen = "http://127.0.0.1:{port}"
         count = 1
-        user = "nobody"
-    """)
+        group = "nogroup"
+        """,
+        server='user = "nobody"\n',
+    )
     with running_master(config, directory) as master:
         status, body = get(("127.0.0.1", port), "/info")
         assert status == 200
         info = json.loads(body)
         assert info["uid"] == 65534
-        uid_line = next(
-            line
+        fields = dict(
+            line.split(":", 1)
             for line in Path(f"/proc/{info['pid']}/status").read_text().splitlines()
-            if line.startswith("Uid:")
         )
-        assert uid_line.split()[1:] == ["65534"] * 4
+        assert fields["Uid"].split() == ["65534"] * 4
+        assert fields["Gid"].split() == ["65534"] * 4
+        assert "0" not in fields["Groups"].split()  # root's supplementary groups are gone
         assert os.stat(f"/proc/{master.proc.pid}").st_uid == 0  # the master keeps root
 
 
