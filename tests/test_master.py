@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -615,3 +616,22 @@ def _ignore_errors(fn: object) -> object:
             pass
 
     return call
+
+
+def test_workers_stop_when_the_master_is_killed() -> None:
+    with running_master(config_text(TWO_GROUPS)) as master:
+        pids = [*master.ready_pids("web").values(), *master.ready_pids("task").values()]
+        handles = [os.pidfd_open(pid) for pid in pids]
+        try:
+            since = master.mark()
+            master.proc.kill()
+            for pid in pids:
+                master.wait_for(
+                    rf"\[{pid}\] WARNING .* the master \(pid {master.proc.pid}\) is gone", since
+                )
+            for fd in handles:
+                readable, _, _ = select.select([fd], [], [], 10)
+                assert readable == [fd], "a worker outlived its master"
+        finally:
+            for fd in handles:
+                os.close(fd)
