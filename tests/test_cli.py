@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -184,7 +185,10 @@ def test_daemon_status_reload_reopen_logs_restart_and_stop() -> None:
         new_pid = int((directory / "aioworker.pid").read_text())
         assert new_pid != pid
         # The rotated file was reopened by the old master before it stopped.
-        assert "log file reopened" in (directory / "server.log").read_text()
+        new_log = (directory / "server.log").read_text()
+        assert "log file reopened" in new_log
+        # The old workers reopened it too: their drain lines are in the new file.
+        assert re.search(r"\[\d+\] INFO aioworker.worker: draining group=web", new_log)
         assert "reloading group=web" in (directory / "server.log.1").read_text()
     finally:
         stopped = aioworker("stop", cwd=directory)
