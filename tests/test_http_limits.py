@@ -529,3 +529,38 @@ def test_graceful_shutdown_lets_a_body_finish(serve: Any) -> None:
         assert (response.status, response.body) == (200, b"0123456789")
         conn.read_until_closed()
     server.wait_stopped()
+
+
+def test_partial_pipelined_head_during_slow_response(serve: Any) -> None:
+    """A second request's head still arriving while the first is answered slowly: the first
+    still gets its own response, never a 408 in its place."""
+    gate = Gate()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"] == "/slow":
+            gate.entered.set()
+            await gate.wait()
+        await send_response(send, 200, scope["path"].encode())
+
+    server = serve(app, dataclasses.replace(FAST, header_timeout=SHORT))
+    with server.connect() as conn:
+        conn.send(b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\nGET /next HTTP/1.1\r\nHo")
+        assert gate.entered.wait(5)
+        conn.assert_open(wait=3 * SHORT)  # longer than header_timeout
+        gate.open()
+        first = conn.read_response()
+        assert (first.status, first.body) == (200, b"/slow")
+        # The second head may then time out (408) or be completed and answered.
+        try:
+            conn.send(b"st: a\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            return
+        try:
+            second = conn.read_response()
+        except IncompleteResponse:
+            return
+        assert second.status in (200, 408)
+        if second.status == 200:
+            assert second.body == b"/next"
