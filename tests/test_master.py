@@ -106,13 +106,15 @@ def test_crash_worker_is_replaced_on_the_same_socket_without_failing_other_reque
 
 
 @pytest.mark.slow
-def test_reload_under_load_loses_nothing_and_replaces_every_pid() -> None:
+@pytest.mark.parametrize("reuse_port", ["true", "false"], ids=["reuse-port", "shared-socket"])
+def test_reload_under_load_loses_nothing_and_replaces_every_pid(reuse_port: str) -> None:
     config = config_text(
-        """
+        f"""
         [groups.web]
         app = "testapp:app"
         listen = "http://127.0.0.1:0"
         count = 2
+        reuse_port = {reuse_port}
     """,
         graceful=3.0,
     )
