@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import email.utils
 import json
@@ -782,3 +783,38 @@ def test_client_gone_during_large_download(serve: Any, caplog: pytest.LogCapture
     assert done.wait(10), "the app never learned that the client left"
     assert outcome == ["oserror"]
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_receive_waiting_during_response_gets_disconnect_after_it(serve: Any) -> None:
+    """ASGI: receive() after the response was sent returns http.disconnect, also when it was
+    already waiting (a watcher task, as frameworks run beside a streaming response)."""
+    got: list[str] = []
+    done = threading.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+
+        async def watch() -> None:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    got.append("disconnect")
+                    done.set()
+                    return
+
+        watcher = asyncio.get_running_loop().create_task(watch())
+        await asyncio.sleep(0)  # the watcher is now waiting in receive()
+        await send_response(send, 200, b"sent")
+        try:
+            await asyncio.wait_for(asyncio.shield(watcher), 5)
+        except asyncio.TimeoutError:
+            watcher.cancel()
+
+    server = serve(app)
+    with server.connect() as conn:
+        conn.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert conn.read_response().body == b"sent"
+        assert done.wait(2), "receive() kept waiting after the response was complete"
+        conn.assert_open()
+    assert got == ["disconnect"]
