@@ -157,7 +157,7 @@ class Master(SignalHandling):
         if problems:
             raise StartError(problems[0])
         for settings in self.config.groups:
-            app = worker.load_app(settings) if settings.preload else None
+            app = worker.import_target(settings) if settings.preload else None
             sockets = bind_group(settings) if settings.listen else None
             self.groups[settings.name] = Group(settings, sockets, settings.workers, app=app)
             if sockets is not None:

@@ -27,7 +27,16 @@ from aioworker.config import Config, GroupSettings
 from aioworker.hooks import Hook
 from aioworker.importer import import_from_string
 
-__all__ = ["BOOT_ERROR", "WorkerContext", "WorkerSpec", "load_app", "resolve_ids", "run"]
+__all__ = [
+    "BOOT_ERROR",
+    "WorkerContext",
+    "WorkerSpec",
+    "build_app",
+    "import_target",
+    "load_app",
+    "resolve_ids",
+    "run",
+]
 
 log = logging.getLogger("aioworker.worker")
 
@@ -112,7 +121,7 @@ def _run(spec: WorkerSpec) -> int:
         base = str(spec.config.base_dir)
         if base not in sys.path:
             sys.path.insert(0, base)
-        target = spec.app if spec.app is not None else load_app(group)
+        target = build_app(group, spec.app if spec.app is not None else import_target(group))
     except Exception as exc:
         log.error(
             "worker %s[%d] failed to start:\n%s",
@@ -204,24 +213,33 @@ def drop_privileges(uid: int, gid: int, name: str) -> None:
         os.environ.update(USER=name, LOGNAME=name, HOME=entry.pw_dir)
 
 
-def load_app(group: GroupSettings) -> Any:
-    """Import the group's app (or main coroutine function), build it and wrap it."""
+def import_target(group: GroupSettings) -> Any:
+    """Import the group's app (or factory, or main coroutine function); `preload` does this
+    once in the master."""
+    target = import_from_string(group.main or group.app)
+    if not callable(target):
+        raise TypeError(f"{group.main or group.app} is not callable")
+    return target
+
+
+def build_app(group: GroupSettings, target: Any) -> Any:
+    """In the worker: call the factory, then wrap the app for strict routes."""
     if group.main:
-        fn = import_from_string(group.main)
-        if not callable(fn):
-            raise TypeError(f"{group.main} is not callable")
-        return fn
-    app = import_from_string(group.app)
-    if group.factory:
-        app = app()
+        return target
+    app = target() if group.factory else target
     if not callable(app):
-        raise TypeError(f"{group.app} is not an ASGI app (not callable)")
+        raise TypeError(f"{group.app}() did not return an ASGI app (not callable)")
     if group.strict_routes and group.routes:
         # Front door: answer 404 outside the group's routes (aioworker/routes.py).
         from aioworker.routes import strict_routes
 
         app = strict_routes(app, group.routes)
     return app
+
+
+def load_app(group: GroupSettings) -> Any:
+    """Import the group's app (or main coroutine function), build it and wrap it."""
+    return build_app(group, import_target(group))
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:

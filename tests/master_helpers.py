@@ -36,6 +36,11 @@ if os.path.exists(os.path.join(os.path.dirname(__file__), "FAIL_IMPORT")):
 print(f"IMPORTED testapp pid={os.getpid()}", file=sys.stderr, flush=True)
 
 
+def make_app():
+    print(f"FACTORY pid={os.getpid()}", file=sys.stderr, flush=True)
+    return app
+
+
 async def consume():
     print(f"CONSUMING pid={os.getpid()} worker={os.environ['AIOWORKER_WORKER']}",
           file=sys.stderr, flush=True)

@@ -353,6 +353,23 @@ def test_preload_imports_the_app_once_in_the_master() -> None:
         assert master.all_matches(r"IMPORTED testapp", since) == []
 
 
+def test_preload_imports_in_the_master_and_calls_the_factory_in_each_worker() -> None:
+    config = config_text("""
+        [groups.web]
+        app = "testapp:make_app"
+        factory = true
+        preload = true
+        listen = "http://127.0.0.1:0"
+        count = 2
+    """)
+    with running_master(config) as master:
+        imported = {int(m.group(1)) for m in master.all_matches(r"IMPORTED testapp pid=(\d+)")}
+        assert master.proc.pid in imported
+        built = {int(m.group(1)) for m in master.all_matches(r"FACTORY pid=(\d+)")}
+        assert built == set(master.ready_pids("web").values())
+        assert get(master.url("web"), "/info")[0] == 200
+
+
 def test_max_requests_recycles_a_worker_after_its_replacement_is_ready() -> None:
     config = config_text("""
         [groups.web]
