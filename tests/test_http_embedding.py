@@ -288,3 +288,28 @@ def test_run_stops_on_signal(tmp_path: Path, signum: int) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def test_serve_unix_socket_twice(loop_factory: LoopFactory) -> None:
+    """A restart on the same unix socket path works (a stale socket file is no obstacle)."""
+    with tempfile.TemporaryDirectory(prefix="aw") as tmp:
+        path = os.path.join(tmp, "s.sock")
+
+        async def once(label: str) -> None:
+            stop = asyncio.Event()
+            ready = asyncio.Event()
+            task = asyncio.create_task(
+                serve(
+                    app, FAST, uds=path, shutdown_trigger=stop.wait(), ready=lambda s: ready.set()
+                )
+            )
+            await asyncio.wait_for(ready.wait(), 5)
+            assert await fetch(path, f"/{label}") == (200, f"hi /{label} ".encode())
+            stop.set()
+            await asyncio.wait_for(task, 5)
+
+        async def main() -> None:
+            await once("first")
+            await once("second")
+
+        run_in_loop(loop_factory, main())
