@@ -176,6 +176,12 @@ BAD_REQUESTS = [
         b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 1001\r\n\r\n", 413, id="cl-too-big"
     ),
     pytest.param(
+        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n"
+        b"X-Trailer: " + b"t" * 5000 + b"\r\n\r\n",
+        431,
+        id="trailers-too-big",
+    ),
+    pytest.param(
         b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"
         b"200\r\n" + b"x" * 512 + b"\r\n200\r\n" + b"x" * 512 + b"\r\n0\r\n\r\n",
         413,

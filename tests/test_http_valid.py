@@ -127,7 +127,11 @@ VALID = [
     pytest.param(
         b"POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
         b"5;ext=1\r\nhello\r\n6\r\n world\r\nA\r\n0123456789\r\n0\r\nX-Trailer: t\r\n\r\n",
-        {"body": "hello world0123456789"},
+        # Trailer fields never turn into request headers (RFC 9110 section 6.5.1).
+        {
+            "body": "hello world0123456789",
+            "headers": [["host", "a"], ["transfer-encoding", "chunked"]],
+        },
         id="chunked-body",
     ),
     pytest.param(
