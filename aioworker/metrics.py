@@ -14,6 +14,7 @@ It lives in the master, so a group whose every worker is blocked cannot delay it
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -207,6 +208,13 @@ class MetricsServer:
     @property
     def port(self) -> int:
         return int(self.server.sock.getsockname()[1]) if not self.address.is_unix else 0
+
+    @property
+    def url(self) -> str:
+        """Where it listens, with the port the kernel chose for port 0."""
+        if self.address.is_unix:
+            return str(self.address)
+        return str(dataclasses.replace(self.address, port=self.port))
 
     def fileno(self) -> int:
         return self.server.fileno()

@@ -6,8 +6,9 @@ to carry out (signals, logging, graceful recycling). Its only state is what it a
 each pid, so the same block is never acted on twice.
 
 For one blocked episode of a worker (its heartbeat stops advancing) the actions come in order:
-``REFRESH`` at ``blocked_after`` (the worker copies its requests in progress into its slot, so the
-status shows what it is stuck on), ``STACK`` once at ``soft_timeout`` (log the stack, no kill),
+``REFRESH`` at ``blocked_after`` or the first threshold (the worker copies its requests in
+progress into its slot, so status and log lines show what it is stuck on; the next actions wait
+for a later check), ``STACK`` once at ``soft_timeout`` (log the stack, no kill),
 ``STACK`` at ``timeout`` then ``KILL`` ``kill_grace`` seconds later (time for the stack to be
 written). Memory: a READY worker whose RSS is above ``max_rss_mb`` for ``rss_samples`` consecutive
 samples gets one ``RECYCLE`` (replacement first, then drain).
@@ -154,6 +155,9 @@ class Watchdog:
         if not episode.refreshed:
             episode.refreshed = True
             out.append(Action(REFRESH, s, "blocked", f"event loop blocked for {age:.1f} s"))
+            # The stack and kill wait for a later check, whose snapshot then holds the
+            # request the refresh wrote: the log line can say what the worker is serving.
+            return
         if limit.timeout and age >= limit.timeout:
             if episode.dumped_at is None:
                 episode.dumped_at = now

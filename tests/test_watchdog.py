@@ -74,7 +74,9 @@ LIMITS = {"web": Limits(timeout=10.0, soft_timeout=3.0)}
             [[REFRESH], [STACK], [STACK], [], [KILL], []],
             id="hard-stack-then-kill-after-grace",
         ),
-        pytest.param([10.0, 11.0], [[REFRESH, STACK], [KILL]], id="first-seen-past-timeout"),
+        pytest.param(
+            [10.0, 10.5, 11.0, 11.5], [[REFRESH], [STACK], [], [KILL]], id="first-seen-past-timeout"
+        ),
     ],
 )
 def test_blocked_sequence(ages: list[float], expected: list[list[str]]) -> None:
@@ -87,11 +89,13 @@ def test_blocked_sequence(ages: list[float], expected: list[list[str]]) -> None:
 def test_new_block_is_a_new_episode() -> None:
     dog = Watchdog()
     first = sample(heartbeat=1000.0)
-    assert kinds(dog.check([first], LIMITS, 1004.0)) == [REFRESH, STACK]
+    assert kinds(dog.check([first], LIMITS, 1004.0)) == [REFRESH]
+    assert kinds(dog.check([first], LIMITS, 1004.5)) == [STACK]
     # The loop came back and beat, then blocked again: act again.
     second = sample(heartbeat=1010.0)
     assert kinds(dog.check([second], LIMITS, 1010.5)) == []
-    assert kinds(dog.check([second], LIMITS, 1014.0)) == [REFRESH, STACK]
+    assert kinds(dog.check([second], LIMITS, 1014.0)) == [REFRESH]
+    assert kinds(dog.check([second], LIMITS, 1014.5)) == [STACK]
 
 
 @pytest.mark.parametrize(
@@ -104,9 +108,24 @@ def test_new_block_is_a_new_episode() -> None:
     ],
 )
 def test_limits(limits: Limits, age: float, expected: list[str]) -> None:
+    """Two checks 0.1 s apart: the refresh first, then what the limits call for."""
     dog = Watchdog(blocked_after=1.0)
     s = sample()
-    assert kinds(dog.check([s], {"web": limits}, s.heartbeat_mono + age)) == expected
+    now = s.heartbeat_mono + age
+    got = kinds(dog.check([s], {"web": limits}, now)) + kinds(dog.check([s], {"web": limits}, now))
+    assert got == expected
+
+
+def test_stack_waits_for_the_refreshed_snapshot() -> None:
+    """The refresh goes out first; the log line comes from a snapshot that names the request."""
+    dog = Watchdog(blocked_after=1.0)
+    stale = sample(oldest=None)
+    (refresh,) = dog.check([stale], LIMITS, 1004.0)
+    assert refresh.kind == REFRESH
+    refreshed = sample()  # the worker wrote its request in progress
+    (stack,) = dog.check([refreshed], LIMITS, 1004.2)
+    assert stack.kind == STACK
+    assert "serving GET /task/sleep?seconds=60" in stack.message
 
 
 @pytest.mark.parametrize(
@@ -114,7 +133,7 @@ def test_limits(limits: Limits, age: float, expected: list[str]) -> None:
     [
         pytest.param({"heartbeat_mono": 0.0}, [], id="never-beat"),
         pytest.param({"pid": 0}, [], id="not-forked-yet"),
-        pytest.param({"state": "draining"}, [REFRESH, STACK], id="draining-still-watched"),
+        pytest.param({"state": "draining"}, [REFRESH], id="draining-still-watched"),
     ],
 )
 def test_which_workers_are_watched(changes: dict[str, object], expected: list[str]) -> None:
@@ -125,6 +144,7 @@ def test_which_workers_are_watched(changes: dict[str, object], expected: list[st
 def test_messages_name_worker_request_and_reason() -> None:
     dog = Watchdog(kill_grace=0.5)
     s = sample(pid=4242, slot=3, group="web")
+    dog.check([s], LIMITS, 1009.5)
     dog.check([s], LIMITS, 1010.0)
     (kill,) = dog.check([s], LIMITS, 1010.5)
     assert kill.kind == KILL
@@ -172,7 +192,7 @@ def test_forgets_gone_workers() -> None:
     dog.check([s], LIMITS, 1004.0)
     dog.check([], LIMITS, 1005.0)
     # The same pid seen again (reused) starts clean.
-    assert kinds(dog.check([s], LIMITS, 1004.0)) == [REFRESH, STACK]
+    assert kinds(dog.check([s], LIMITS, 1004.0)) == [REFRESH]
 
 
 def test_read_rss() -> None:

@@ -1,0 +1,221 @@
+"""End to end: a real master with the Observability hook, real workers, real requests.
+
+A worker blocked in time.sleep inside the app shows as blocked with the request's path; past
+its group's timeout the log holds the app function's name and a new pid serves the slot.
+Counters add up across status and /metrics. /readyz is 503 while a group is down.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from aioworker.control import request
+from tests.master_helpers import PYTHON, ROOT, MasterProcess, get
+
+pytestmark = pytest.mark.slow
+
+APP = """
+import asyncio, os, sys, time
+
+HOLD = os.path.join(os.path.dirname(__file__), "HOLD")
+
+
+def generate_quarterly_report_blocking(seconds):
+    print(f"BLOCKING pid={os.getpid()}", file=sys.stderr, flush=True)
+    time.sleep(seconds)
+
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                while os.path.exists(HOLD):  # lets a test keep a group down
+                    await asyncio.sleep(0.02)
+                await send({"type": "lifespan.startup.complete"})
+            else:
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    if scope["path"].startswith("/task/report"):
+        generate_quarterly_report_blocking(30)
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": str(os.getpid()).encode()})
+"""
+
+CONFIG = """
+[server]
+graceful_timeout = 2.0
+keepalive_timeout = 1.0
+
+[groups.web]
+app = "obsapp:app"
+listen = "http://127.0.0.1:0"
+count = 2
+
+[groups.task]
+app = "obsapp:app"
+listen = "http://127.0.0.1:0"
+count = 1
+timeout = 2.5
+soft_timeout = 0.5
+
+[metrics]
+listen = "http://127.0.0.1:0"
+"""
+
+RUN = (
+    "import sys; from aioworker.run import run; from aioworker.observe import Observability; "
+    "sys.exit(run('config.toml', hooks=[Observability()]))"
+)
+
+
+@pytest.fixture
+def master(tmp_path: Path) -> Iterator[MasterProcess]:
+    (tmp_path / "obsapp.py").write_text(textwrap.dedent(APP))
+    (tmp_path / "config.toml").write_text(CONFIG)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [PYTHON, "-c", RUN],
+        cwd=tmp_path,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    m = MasterProcess(proc, tmp_path)
+    try:
+        m.wait_for(r"started pid=")
+        for found in m.all_matches(r"listening group=(\w+) url=http://[\d.]+:(\d+)"):
+            m.ports[found.group(1)] = int(found.group(2))
+        m.ports["metrics"] = int(m.wait_for(r"metrics on http://127.0.0.1:(\d+)").group(1))
+        yield m
+    finally:
+        m.stop()
+
+
+def status(m: MasterProcess) -> dict[str, Any]:
+    return request(m.directory / "aioworker.sock", "status")
+
+
+def group(doc: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(g for g in doc["groups"] if g["name"] == name)
+
+
+def until(predicate: Callable[[], Any], timeout: float = 15.0) -> Any:
+    """Ask the master again until `predicate` returns something true (each ask is an event)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def metrics(m: MasterProcess) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    text = httpx.get(f"http://127.0.0.1:{m.ports['metrics']}/metrics").text
+    out: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out.setdefault(s.name, {})[tuple(sorted(s.labels.items()))] = s.value
+    return out
+
+
+def test_counters_add_up(master: MasterProcess) -> None:
+    sent = 40
+    for _ in range(sent):
+        assert get(master.url("web"))[0] == 200
+
+    def web_total() -> int:
+        return sum(w["requests"] for w in group(status(master), "web")["workers"])
+
+    until(lambda: web_total() >= sent)
+    doc = status(master)
+    web = group(doc, "web")
+    assert web_total() == sent
+    assert (web["state"], web["ready"], web["expected"]) == ("running", 2, 2)
+    assert all(w["responses"].get("2xx", 0) == w["requests"] for w in web["workers"])
+    m = metrics(master)
+    web_series = {k: v for k, v in m["aioworker_requests_total"].items() if ("group", "web") in k}
+    assert sum(web_series.values()) == sent
+    counts = m["aioworker_request_duration_seconds_count"]
+    assert sum(v for k, v in counts.items() if ("group", "web") in k) == sent
+    assert httpx.get(f"http://127.0.0.1:{master.ports['metrics']}/healthz").status_code == 200
+    assert httpx.get(f"http://127.0.0.1:{master.ports['metrics']}/readyz").status_code == 200
+
+
+def test_blocked_worker_seen_dumped_killed_replaced(master: MasterProcess) -> None:
+    since = master.mark()
+    client = threading.Thread(target=_expect_failure, args=(master.url("task"),), daemon=True)
+    client.start()
+    pid = int(master.wait_for(r"BLOCKING pid=(\d+)", since).group(1))
+
+    def blocked() -> dict[str, Any] | None:
+        (worker,) = [w for w in group(status(master), "task")["workers"] if w["pid"] == pid]
+        return worker if worker["state"] == "blocked" and worker["oldest_request"] else None
+
+    worker = until(blocked)
+    assert worker["oldest_request"]["method"] == "GET"
+    assert worker["oldest_request"]["path"] == "/task/report"  # the engine keeps no query
+    assert worker["blocked_for"] >= 1.0
+    # The other group is untouched.
+    assert get(master.url("web"))[0] == 200
+
+    soft = master.wait_for(rf"worker {pid} \(task\[0\]\) event loop blocked .*soft_timeout", since)
+    assert "serving GET /task/report;" in soft.string
+    master.wait_for(r"in generate_quarterly_report_blocking", since)
+    kill = master.wait_for(rf"worker {pid} \(task\[0\]\) event loop blocked .*killed", since)
+    assert kill.string.endswith("serving GET /task/report")
+    new_pid = int(master.wait_for(r"ready group=task slot=0 pid=(\d+)", since).group(1))
+    assert new_pid != pid
+    # The stack was written twice (soft, then before the kill), each with the app function.
+    assert len(master.all_matches(r"in generate_quarterly_report_blocking", since)) >= 2
+    client.join(10)
+
+    doc = status(master)
+    task = group(doc, "task")
+    assert task["restarts"] == {"timeout": 1}
+    assert [w["pid"] for w in task["workers"]] == [new_pid]
+    assert any("blocked for" in line for line in task["last_exits"])
+    m = metrics(master)
+    assert m["aioworker_worker_restarts_total"][(("group", "task"), ("reason", "timeout"))] == 1
+
+
+def _expect_failure(address: tuple[str, int]) -> None:
+    try:
+        get(address, "/task/report?q=2", timeout=20)
+    except (ConnectionError, OSError):
+        pass  # the worker serving it was killed: that request is lost, by design
+
+
+def test_readyz_follows_a_group_down_and_back(master: MasterProcess) -> None:
+    base = f"http://127.0.0.1:{master.ports['metrics']}"
+    assert httpx.get(base + "/readyz").status_code == 200
+    hold = master.directory / "HOLD"
+    hold.write_text("")  # the replacement will wait in its startup
+    (worker,) = group(status(master), "task")["workers"]
+    os.kill(worker["pid"], 9)
+
+    def down() -> httpx.Response | None:
+        response = httpx.get(base + "/readyz")
+        return response if response.status_code == 503 else None
+
+    response = until(down)
+    assert "task 0/1" in response.text
+    assert httpx.get(base + "/healthz").status_code == 200
+    assert get(master.url("web"))[0] == 200
+    hold.unlink()
+    until(lambda: httpx.get(base + "/readyz").status_code == 200)
+    assert group(status(master), "task")["ready"] == 1
