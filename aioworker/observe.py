@@ -110,7 +110,9 @@ class Observability(Hook):
         if config.metrics.listen:
             self.metrics = MetricsServer(config.metrics.listen, self._metrics, self._ready)
             self.metrics.attach(master.selector)
-            log.info("metrics on %s (/metrics, /healthz, /readyz)", self.metrics.url)
+            logging.getLogger("aioworker.metrics").info(
+                "metrics on %s (/metrics, /healthz, /readyz)", self.metrics.url
+            )
 
     def before_spawn(self, master: Master, spec: WorkerSpec) -> None:
         if self.board is None:

@@ -90,7 +90,8 @@ class Action:
     def message(self) -> str:
         """The log line: which worker, what is wrong, and what it was serving."""
         s = self.sample
-        text = f"worker {s.pid} ({s.group}[{s.slot}]) {self.detail}"
+        done = {KILL: "killed, ", RECYCLE: "recycled, "}.get(self.kind, "")
+        text = f"worker {s.pid} ({s.group}[{s.slot}]) {done}{self.detail}"
         if s.oldest is not None and self.kind != RECYCLE:
             text += f"; serving {s.oldest.method} {s.oldest.path}"
         if self.kind == STACK:
@@ -165,7 +166,7 @@ class Watchdog:
                 out.append(Action(STACK, s, "timeout", detail))
             elif not episode.killed and now - episode.dumped_at >= self.kill_grace:
                 episode.killed = True
-                detail = f"event loop blocked for {age:.1f} s: killed (timeout {limit.timeout:g} s)"
+                detail = f"event loop blocked for {age:.1f} s (timeout {limit.timeout:g} s)"
                 out.append(Action(KILL, s, "timeout", detail))
         elif limit.soft_timeout and age >= limit.soft_timeout and not episode.soft_logged:
             episode.soft_logged = True
@@ -183,7 +184,7 @@ class Watchdog:
             self._recycled.add(s.pid)
             detail = (
                 f"uses {rss / _MIB:.0f} MiB, above max_rss_mb {limit.max_rss_mb} for "
-                f"{count} samples: recycling"
+                f"{count} samples"
             )
             out.append(Action(RECYCLE, s, "memory", detail))
 

@@ -29,6 +29,7 @@ APP = """
 import asyncio, os, sys, time
 
 HOLD = os.path.join(os.path.dirname(__file__), "HOLD")
+KEEP = []
 
 
 def generate_quarterly_report_blocking(seconds):
@@ -49,6 +50,8 @@ async def app(scope, receive, send):
                 return
     if scope["path"].startswith("/task/report"):
         generate_quarterly_report_blocking(30)
+    elif scope["path"] == "/task/grow":
+        KEEP.append(bytearray(b"x" * (100 * 1024 * 1024)))  # a leak, touched so it is resident
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": str(os.getpid()).encode()})
 """
@@ -69,6 +72,7 @@ listen = "http://127.0.0.1:0"
 count = 1
 timeout = 2.5
 soft_timeout = 0.5
+max_rss_mb = 80
 
 [metrics]
 listen = "http://127.0.0.1:0"
@@ -76,7 +80,7 @@ listen = "http://127.0.0.1:0"
 
 RUN = (
     "import sys; from aioworker.run import run; from aioworker.observe import Observability; "
-    "sys.exit(run('config.toml', hooks=[Observability()]))"
+    "sys.exit(run('config.toml', hooks=[Observability(rss_interval=0.2)]))"
 )
 
 
@@ -176,7 +180,7 @@ def test_blocked_worker_seen_dumped_killed_replaced(master: MasterProcess) -> No
     soft = master.wait_for(rf"worker {pid} \(task\[0\]\) event loop blocked .*soft_timeout", since)
     assert "serving GET /task/report;" in soft.string
     master.wait_for(r"in generate_quarterly_report_blocking", since)
-    kill = master.wait_for(rf"worker {pid} \(task\[0\]\) event loop blocked .*killed", since)
+    kill = master.wait_for(rf"worker {pid} \(task\[0\]\) killed, event loop blocked", since)
     assert kill.string.endswith("serving GET /task/report")
     new_pid = int(master.wait_for(r"ready group=task slot=0 pid=(\d+)", since).group(1))
     assert new_pid != pid
@@ -219,3 +223,23 @@ def test_readyz_follows_a_group_down_and_back(master: MasterProcess) -> None:
     hold.unlink()
     until(lambda: httpx.get(base + "/readyz").status_code == 200)
     assert group(status(master), "task")["ready"] == 1
+
+
+def test_memory_recycled_gracefully(master: MasterProcess) -> None:
+    (old,) = group(status(master), "task")["workers"]
+    since = master.mark()
+    assert get(master.url("task"), "/task/grow")[0] == 200
+    master.wait_for(
+        rf"worker {old['pid']} \(task\[0\]\) recycled, uses \d+ MiB, above max_rss_mb 80", since
+    )
+    new_pid = int(master.wait_for(r"ready group=task slot=0 pid=(\d+)", since).group(1))
+    exited = master.wait_for(rf"exited pid={old['pid']} ", since)
+    lines = master.lines[since:]
+    # Replacement ready first, then the old one drained and exited (no unplanned death).
+    ready_at = next(i for i, line in enumerate(lines) if f"pid={new_pid} generation" in line)
+    assert ready_at < lines.index(exited.string)
+    assert not master.all_matches(r"worker died", since)
+    task = group(status(master), "task")
+    assert task["restarts"] == {"memory": 1}
+    assert [w["pid"] for w in task["workers"]] == [new_pid]
+    assert task["workers"][0]["rss_bytes"] < 80 * 1024 * 1024
