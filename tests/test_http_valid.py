@@ -822,3 +822,35 @@ def test_receive_waiting_during_response_gets_disconnect_after_it(serve: Any) ->
         assert done.wait(2), "receive() kept waiting after the response was complete"
         conn.assert_open()
     assert got == ["disconnect"]
+
+
+def test_head_sent_while_app_waits_for_first_body(serve: Any) -> None:
+    """Server-sent events and long polls send the head, then wait: the client gets the head
+    without waiting for the first body message."""
+    gate = Gate()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream")],
+            }
+        )
+        await gate.wait()
+        await send({"type": "http.response.body", "body": b"data: 1\n\n"})
+
+    server = serve(app)
+    with server.connect() as conn:
+        conn.send(b"GET /events HTTP/1.1\r\nHost: a\r\n\r\n")
+        conn.sock.settimeout(3.0)
+        try:
+            first = conn.sock.recv(65536)
+        finally:
+            gate.open()
+        assert first.startswith(b"HTTP/1.1 200 "), first
+        conn.buf += first
+        response = conn.read_response()
+        assert response.body == b"data: 1\n\n"
