@@ -626,6 +626,10 @@ async def _start_with(send: Any, headers: list[Any], status: Any = 200) -> None:
         pytest.param([(b"x a", b"1")], id="space-in-name"),
         pytest.param([(b"", b"1")], id="empty-name"),
         pytest.param([(b"content-length", b"abc")], id="bad-content-length"),
+        pytest.param([(b"content-length", b"-1")], id="negative-content-length"),
+        pytest.param(
+            [(b"content-length", b"1"), (b"content-length", b"2")], id="two-content-lengths"
+        ),
     ],
 )
 def test_invalid_response_headers_give_500(serve: Any, headers: list[Any]) -> None:
