@@ -363,6 +363,7 @@ def test_graceful_shutdown(serve: Any) -> None:
         gate.open()
         response = busy.read_response()
         assert response.body == b"done"
+        assert response.closes, "a response finished during shutdown announces the close"
         busy.read_until_closed()
         server.wait_stopped(timeout=SLACK)
     finally:
