@@ -171,6 +171,12 @@ BAD_REQUESTS = [
         431,
         id="header-section-too-big",
     ),
+    # No "100 Continue" first: the final answer comes at once (RFC 9110 section 10.1.1).
+    pytest.param(
+        b"POST / HTTP/1.1\r\n" + H + b"Expect: 100-continue\r\nContent-Length: 1001\r\n\r\n",
+        413,
+        id="cl-too-big-expect-continue",
+    ),
     # Only the head is sent: the 413 must come before any of the body is read.
     pytest.param(
         b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 1001\r\n\r\n", 413, id="cl-too-big"
