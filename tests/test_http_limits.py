@@ -565,3 +565,29 @@ def test_partial_pipelined_head_during_slow_response(serve: Any) -> None:
         assert second.status in (200, 408)
         if second.status == 200:
             assert second.body == b"/next"
+
+
+def test_many_concurrent_connections(serve: Any) -> None:
+    """50 clients at once, 10 keep-alive requests each: all answered, counters add up."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    server = serve(echo_app)
+
+    def client(n: int) -> list[bytes]:
+        bodies = []
+        with server.connect(timeout=10) as conn:
+            for i in range(10):
+                body = f"{n}-{i}".encode()
+                conn.send(
+                    b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n%s"
+                    % (len(body), body)
+                )
+                bodies.append(conn.read_response(timeout=10).body)
+        return bodies
+
+    with ThreadPoolExecutor(50) as pool:
+        results = list(pool.map(client, range(50)))
+    assert results == [[f"{n}-{i}".encode() for i in range(10)] for n in range(50)]
+    state = server.server.state
+    wait_until(lambda: server.call(lambda: (state.requests, state.connections)) == (500, 0))
+    assert server.call(lambda: state.status_classes[2]) == 500
