@@ -31,23 +31,27 @@ APP = """
 import asyncio, json, os, sys, time
 from urllib.parse import parse_qs
 
+def mark(text):
+    # One write per line: several processes share this pipe, and print() may write in pieces.
+    os.write(2, (text + "\\n").encode())
+
+
 if os.path.exists(os.path.join(os.path.dirname(__file__), "FAIL_IMPORT")):
     raise RuntimeError("import failed on purpose")
-print(f"IMPORTED testapp pid={os.getpid()}", file=sys.stderr, flush=True)
+mark(f"IMPORTED testapp pid={os.getpid()}")
 
 
 def make_app():
-    print(f"FACTORY pid={os.getpid()}", file=sys.stderr, flush=True)
+    mark(f"FACTORY pid={os.getpid()}")
     return app
 
 
 async def consume():
-    print(f"CONSUMING pid={os.getpid()} worker={os.environ['AIOWORKER_WORKER']}",
-          file=sys.stderr, flush=True)
+    mark(f"CONSUMING pid={os.getpid()} worker={os.environ['AIOWORKER_WORKER']}")
     try:
         await asyncio.sleep(3600)
     except asyncio.CancelledError:
-        print(f"CONSUMER CANCELLED pid={os.getpid()}", file=sys.stderr, flush=True)
+        mark(f"CONSUMER CANCELLED pid={os.getpid()}")
         raise
 
 
@@ -73,10 +77,10 @@ async def app(scope, receive, send):
                 return
     path = scope["path"]
     if path.startswith("/task/block"):
-        print(f"BLOCKING pid={os.getpid()}", file=sys.stderr, flush=True)
+        mark(f"BLOCKING pid={os.getpid()}")
         time.sleep(_arg(scope, "seconds", 1.0))
     elif path == "/slow":
-        print(f"SLOW STARTED pid={os.getpid()}", file=sys.stderr, flush=True)
+        mark(f"SLOW STARTED pid={os.getpid()}")
         await asyncio.sleep(_arg(scope, "seconds", 1.0))
     body = json.dumps({
         "group": os.environ.get("AIOWORKER_GROUP"), "worker": os.environ.get("AIOWORKER_WORKER"),
