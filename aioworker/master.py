@@ -106,6 +106,16 @@ class Master(SignalHandling):
         """Rolling reload of the named (default: every reloadable) groups; returns their names."""
         return reloading.reload(self, names)
 
+    def set_count(self, name: str, count: int) -> None:
+        """Run `count` workers in group `name` from now on; 0 stops the group (it drains),
+        the master and the other groups go on. The group's listeners stay open: connections
+        wait in the kernel's queue until the group runs again."""
+        group = self.groups[name]
+        if count < 0:
+            raise ValueError("count must be 0 or more")
+        log.info("count group=%s %d -> %d", name, group.count, count)
+        group.count = count
+
     def stop(self, fast: bool = False) -> None:
         if self.stopping and (self.fast or not fast):
             return

@@ -657,3 +657,46 @@ def test_workers_stop_when_the_master_is_killed() -> None:
         finally:
             for fd in handles:
                 os.close(fd)
+
+
+SET_COUNT = """
+import aioworker
+from aioworker.hooks import Hook
+
+class StopTaskOnce(Hook):
+    done = False
+    def tick(self, master, now):
+        if not self.done and not master.starting:
+            self.done = True
+            master.set_count("task", 0)
+
+config = aioworker.load_config("config.toml")
+raise SystemExit(aioworker.run(config, hooks=[StopTaskOnce()]))
+"""
+
+
+def test_set_count_zero_stops_one_group_and_the_rest_goes_on() -> None:
+    directory = make_dir()
+    (directory / "config.toml").write_text(config_text(TWO_GROUPS))
+    (directory / "set_count.py").write_text(SET_COUNT)
+    proc = subprocess.Popen(
+        [PYTHON, "set_count.py"],
+        cwd=directory,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": str(directory)},
+    )
+    master = MasterProcess(proc, directory)
+    try:
+        master.wait_for(r"count group=task 2 -> 0")
+        task = master.ready_pids("task")
+        for pid in task.values():
+            master.wait_for(rf"exited pid={pid} group=task")
+        port = int(master.wait_for(r"listening group=web url=http://127.0.0.1:(\d+)").group(1))
+        assert get(("127.0.0.1", port), "/info")[0] == 200
+        assert master.proc.poll() is None
+        master.signal(signal.SIGTERM)
+        assert master.wait(20) == 0
+    finally:
+        master.stop()
