@@ -552,6 +552,9 @@ def test_disconnect_reaches_app(serve: Any) -> None:
         conn.send(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc")
     assert done.wait(5), "app never saw the disconnect"
     assert got == [{"type": "http.disconnect"}]
+    # The half-closed connection is released, not kept with no request and no timeout.
+    state = server.server.state
+    wait_until(lambda: server.call(lambda: state.connections) == 0, 1.0, "connection released")
 
 
 def test_disconnect_while_waiting_for_body(serve: Any) -> None:
@@ -604,6 +607,8 @@ def test_send_after_disconnect_does_not_hang(serve: Any) -> None:
         assert gate.entered.wait(5)
     assert done.wait(5)
     assert outcome[0] == "http.disconnect"
+    state = server.server.state
+    wait_until(lambda: server.call(lambda: state.connections) == 0, 1.0, "connection released")
     # Either is allowed by ASGI 2.4 (ignored, or an OSError): never a hang.
     assert outcome[1] in ("sent", "oserror")
 
