@@ -225,6 +225,11 @@ def test_env_table_group_variables_and_ttin_ttou() -> None:
     with running_master(config) as master:
         info = json.loads(get(master.url("web"), "/info")[1])
         assert info == {**info, "group": "web", "worker": "0", "env": "hello"}
+        # Process titles (setproctitle is in the test extra).
+        title = Path(f"/proc/{info['pid']}/cmdline").read_bytes().split(b"\0")[0]
+        assert title == b"aioworker: worker web[0]"
+        master_title = Path(f"/proc/{master.proc.pid}/cmdline").read_bytes()
+        assert master_title.startswith(b"aioworker: master ")
         side = json.loads(get(master.url("side"), "/side/info")[1])
         assert side["group"] == "side"
         assert side["env"] is None
@@ -698,5 +703,55 @@ def test_set_count_zero_stops_one_group_and_the_rest_goes_on() -> None:
         assert master.proc.poll() is None
         master.signal(signal.SIGTERM)
         assert master.wait(20) == 0
+    finally:
+        master.stop()
+
+
+STATUS_PROBE = """
+import json, os
+import aioworker
+from aioworker.hooks import Hook
+
+class ShowFailing(Hook):
+    shown = False
+    def tick(self, master, now):
+        status = master.status()
+        failing = [g for g in status["groups"] if g["failing"]]
+        if failing and not self.shown:
+            self.shown = True
+            os.write(2, ("STATUS " + json.dumps(status) + "\\n").encode())
+
+config = aioworker.load_config("config.toml")
+raise SystemExit(aioworker.run(config, hooks=[ShowFailing()]))
+"""
+
+
+def test_status_shows_a_failing_group_with_its_last_exits() -> None:
+    directory = make_dir()
+    (directory / "config.toml").write_text(config_text(TWO_GROUPS))
+    (directory / "probe.py").write_text(STATUS_PROBE)
+    proc = subprocess.Popen(
+        [PYTHON, "probe.py"],
+        cwd=directory,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": str(directory)},
+    )
+    master = MasterProcess(proc, directory)
+    try:
+        master.wait_for(r"started pid=")
+        (directory / "FAIL_IMPORT").write_text("")
+        for pid in master.ready_pids("task").values():
+            os.kill(pid, signal.SIGKILL)
+        status = json.loads(master.wait_for(r"STATUS (.*)").group(1))
+        groups = {g["name"]: g for g in status["groups"]}
+        assert groups["task"]["failing"] is True
+        assert groups["task"]["restarts"]["crash"] == 2
+        assert groups["task"]["restarts"]["boot"] >= 2
+        assert any("import failed on purpose" in e for e in groups["task"]["last_exits"])
+        assert groups["web"]["failing"] is False
+        assert groups["web"]["ready"] == groups["web"]["expected"] == 2
+        assert {w["state"] for w in groups["web"]["workers"]} == {"ready"}
     finally:
         master.stop()
