@@ -223,14 +223,23 @@ class Scoreboard:
         """A consistent copy of one slot, or None when it is empty."""
         offset = _HEADER_SIZE + index * _SLOT_SIZE
         buf = self._buf
-        fields: tuple[Any, ...] = ()
-        for _ in range(100):
+        start, end = offset + _SEQ.size, offset + _SEQ.size + _BODY.size
+        raw = b""
+        # Copy the raw bytes between the two counter reads (one memcpy, well under a
+        # microsecond) and unpack outside: the window a write can hit stays tiny.
+        for attempt in range(300):
             (before,) = _SEQ.unpack_from(buf, offset)
-            fields = _BODY.unpack_from(buf, offset + _SEQ.size)
+            raw = buf[start:end]
             (after,) = _SEQ.unpack_from(buf, offset)
             if before == after and not before & 1:
                 break
-        # After 100 tries the writer died mid-write or is very busy: take the last copy.
+            if attempt >= 100:
+                # The writer was preempted mid-write (both on one busy core): let it run.
+                # Measured in test_reads_are_never_torn; 100 spins alone were not enough.
+                time.sleep(0.00005)
+        # Still changing after ~10 ms: the writer was killed or stopped mid-write (the counter
+        # stays odd until the master releases the slot); take the last copy.
+        fields: tuple[Any, ...] = _BODY.unpack(raw)
         return _sample(index, fields, len(self.buckets) + 1)
 
     def snapshot(self) -> list[WorkerSample]:
