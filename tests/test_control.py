@@ -58,7 +58,7 @@ def calls() -> list[tuple[str, dict[str, Any]]]:
 
 @pytest.fixture
 def control(
-    tmp_path: Path, calls: list[tuple[str, dict[str, Any]]]
+    tmp_path: Path, calls: list[tuple[str, dict[str, Any]]], request: pytest.FixtureRequest
 ) -> Iterator[tuple[ControlServer, Loop]]:
     def status(args: dict[str, Any]) -> dict[str, Any]:
         calls.append(("status", args))
@@ -83,7 +83,7 @@ def control(
     server = ControlServer(
         tmp_path / "aioworker.sock",
         {"status": status, "reload": reload, "stop": stop, "broken": broken},
-        timeout=0.5,
+        timeout=getattr(request, "param", 0.5),  # seconds a client may take
     )
     loop = Loop()
     server.attach(loop.selector)
@@ -236,6 +236,7 @@ def test_permission_denied(control: tuple[ControlServer, Loop]) -> None:
     assert "permission denied on control socket" in message
 
 
+@pytest.mark.parametrize("control", [1.5], indirect=True)
 def test_silent_client_neither_blocks_nor_lingers(control: tuple[ControlServer, Loop]) -> None:
     server, _ = control
     silent = socket.socket(socket.AF_UNIX)
@@ -243,11 +244,11 @@ def test_silent_client_neither_blocks_nor_lingers(control: tuple[ControlServer, 
     partial = socket.socket(socket.AF_UNIX)
     partial.connect(str(server.path))
     partial.sendall(b'{"command": "sta')
-    # Others are answered while those two hang on.
+    # Others are answered while those two hang on (well before their 1.5 s deadline).
     started = time.monotonic()
     assert request(server.path, "status")["ok"] is True
-    assert time.monotonic() - started < 0.4
-    # Past the server's deadline (0.5 s) both are closed: recv sees EOF.
+    assert time.monotonic() - started < 1.0
+    # Past the deadline both are closed: recv sees EOF.
     for sock in (silent, partial):
         sock.settimeout(5)
         assert sock.recv(10) == b""

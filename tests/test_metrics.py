@@ -174,12 +174,14 @@ def state() -> dict[str, Any]:
 
 
 @pytest.fixture
-def served(state: dict[str, Any]) -> Iterator[tuple[str, MetricsServer]]:
+def served(
+    state: dict[str, Any], request: pytest.FixtureRequest
+) -> Iterator[tuple[str, MetricsServer]]:
     server = MetricsServer(
         "http://127.0.0.1:0",
         lambda: render(state["records"], state["samples"], NOW, BUCKETS, RSS),
         lambda: readiness(state["records"]),
-        timeout=0.5,
+        timeout=getattr(request, "param", 0.5),
         max_connections=4,
     )
     loop = Loop(server)
@@ -245,6 +247,7 @@ def test_http_bad_requests(served: tuple[str, MetricsServer], raw: bytes, status
     assert b"\r\nConnection: close\r\n" in reply
 
 
+@pytest.mark.parametrize("served", [1.5], indirect=True)
 def test_slow_and_silent_clients_never_block(served: tuple[str, MetricsServer]) -> None:
     base, server = served
     silent = socket.create_connection(("127.0.0.1", server.port))
@@ -252,10 +255,10 @@ def test_slow_and_silent_clients_never_block(served: tuple[str, MetricsServer]) 
     trickle.sendall(b"GET /metr")
     started = time.monotonic()
     assert httpx.get(base + "/healthz", timeout=2).status_code == 200
-    assert time.monotonic() - started < 0.4
+    assert time.monotonic() - started < 1.0  # long before their 1.5 s deadline
     for sock in (silent, trickle):
         sock.settimeout(5)
-        assert sock.recv(100) == b""  # closed at the 0.5 s deadline, nothing sent
+        assert sock.recv(100) == b""  # closed at the deadline, nothing sent
         sock.close()
 
 
