@@ -313,3 +313,32 @@ def test_serve_unix_socket_twice(loop_factory: LoopFactory) -> None:
             await once("second")
 
         run_in_loop(loop_factory, main())
+
+
+def test_start_server_bind_failure_runs_lifespan_shutdown(loop_factory: LoopFactory) -> None:
+    """When the address is taken, the app's startup is undone (shutdown) and the error raised."""
+    events: list[str] = []
+
+    async def tracked(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert scope["type"] == "lifespan"
+        await receive()
+        events.append("startup")
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        events.append("shutdown")
+        await send({"type": "lifespan.shutdown.complete"})
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    try:
+
+        async def main() -> None:
+            with pytest.raises(OSError, match="in use"):
+                await start_server(tracked, FAST, host="127.0.0.1", port=taken.getsockname()[1])
+
+        run_in_loop(loop_factory, main())
+    finally:
+        taken.close()
+    # Startup never run (bound first), or undone: never left started with nothing served.
+    assert events in ([], ["startup", "shutdown"])
