@@ -192,7 +192,7 @@ def test_max_requests_in_progress_503(serve: Any) -> None:
         assert gate.entered.wait(5)
         start = time.monotonic()
         refused = server.get("/", timeout=SLACK)
-        assert time.monotonic() - start < 1.0
+        assert time.monotonic() - start < SLACK
         assert refused.status == 503
         assert refused.header("retry-after") is not None
         assert refused.header("retry-after").isdigit()  # type: ignore[union-attr]
@@ -348,7 +348,7 @@ def test_graceful_shutdown(serve: Any) -> None:
         start = time.monotonic()
         server.close()
         idle.assert_closed(timeout=SLACK)  # idle keep-alive closed at once
-        assert time.monotonic() - start < 1.0
+        assert time.monotonic() - start < SLACK
         # No new connections once closing started.
         deadline = time.monotonic() + SLACK
         while True:
