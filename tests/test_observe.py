@@ -20,7 +20,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from aioworker.control import request
+from aioworker.control import ControlError, NoMaster, request
 from tests.master_helpers import PYTHON, ROOT, MasterProcess, get
 
 pytestmark = pytest.mark.slow
@@ -243,3 +243,25 @@ def test_memory_recycled_gracefully(master: MasterProcess) -> None:
     assert task["restarts"] == {"memory": 1}
     assert [w["pid"] for w in task["workers"]] == [new_pid]
     assert task["workers"][0]["rss_bytes"] < 80 * 1024 * 1024
+
+
+def test_control_reload_one_group_then_stop(master: MasterProcess) -> None:
+    sock = master.directory / "aioworker.sock"
+    web_before = {w["pid"] for w in group(status(master), "web")["workers"]}
+    (task_before,) = group(status(master), "task")["workers"]
+    since = master.mark()
+    with pytest.raises(ControlError, match="no group named nope"):
+        request(sock, "reload", groups=["nope"])
+    assert request(sock, "reload", groups=["task"])["groups"] == ["task"]
+    new_pid = int(
+        master.wait_for(r"ready group=task slot=0 pid=(\d+) generation=1", since).group(1)
+    )
+    master.wait_for(rf"exited pid={task_before['pid']} ", since)
+    assert new_pid != task_before["pid"]
+    assert {w["pid"] for w in group(status(master), "web")["workers"]} == web_before
+    reply = request(sock, "stop")
+    assert (reply["stopping"], reply["fast"]) == (True, False)
+    assert master.wait(20) == 0
+    assert not sock.exists()
+    with pytest.raises(NoMaster):
+        request(sock, "status")
