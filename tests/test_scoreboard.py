@@ -15,6 +15,12 @@ import pytest
 import uvloop
 
 from aioworker.scoreboard import (
+    _HEADER_SIZE as _HEADER_SIZE_FOR_TEST,
+)
+from aioworker.scoreboard import (
+    _SLOT_SIZE as _SLOT_SIZE_FOR_TEST,
+)
+from aioworker.scoreboard import (
     DRAINING,
     PATH_BYTES,
     READY,
@@ -320,3 +326,30 @@ def test_released_slot_after_kill(board: Scoreboard) -> None:
     assert board.snapshot() == []
     os.close(r)
     os.close(w)
+
+
+def test_refresh_inside_a_write_is_skipped(board: Scoreboard) -> None:
+    """A signal handler's refresh that interrupts the timer's write must not nest into it."""
+    index = board.claim(0, "web", 0)
+    writer = board.writer(index)
+    offset = _HEADER_SIZE_FOR_TEST + index * _SLOT_SIZE_FOR_TEST
+
+    def seq() -> int:
+        return int.from_bytes(board._buf[offset : offset + 8], "little")
+
+    class Interrupting(State):
+        @property  # type: ignore[override]
+        def requests(self) -> int:
+            writer.update(beat=False)  # what the signal handler would do right here
+            return 5
+
+        @requests.setter
+        def requests(self, value: int) -> None:
+            pass
+
+    before = seq()
+    writer.update(Interrupting())
+    assert seq() == before + 2  # one write (odd, then even), the nested one skipped
+    sample = board.read(index)
+    assert sample is not None
+    assert sample.requests == 5
