@@ -19,15 +19,19 @@ import socket
 import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aioworker.oneshot import OneShotServer
+
+if TYPE_CHECKING:
+    from aioworker.config import Config
 
 __all__ = [
     "CommandError",
     "ControlError",
     "ControlServer",
     "NoMaster",
+    "query",
     "request",
 ]
 
@@ -211,3 +215,17 @@ def request(
     if not answer.get("ok"):
         raise ControlError(str(answer.get("error", "the master refused the command")))
     return answer
+
+
+def query(config: Config, command: str, **args: Any) -> dict[str, Any] | None:
+    """For the CLI: the master's reply (without ``ok``), or None when no master answers on the
+    config's control socket (or it has none), so the caller falls back to the pid file and
+    signals. Raises ControlError when a master answers but refuses or cannot be reached."""
+    if not config.server.control_socket:
+        return None
+    try:
+        reply = request(config.control_path, command, **args)
+    except NoMaster:
+        return None
+    reply.pop("ok", None)
+    return reply

@@ -17,11 +17,13 @@ from typing import Any
 
 import pytest
 
+from aioworker.config import Config, ServerSettings
 from aioworker.control import (
     CommandError,
     ControlError,
     ControlServer,
     NoMaster,
+    query,
     request,
 )
 
@@ -302,3 +304,19 @@ def test_sigpipe_safe_when_client_leaves(control: tuple[ControlServer, Loop]) ->
         sock.connect(str(server.path))
         sock.sendall(b'{"command": "status", "big": true}\n')
     assert request(server.path, "status")["ok"] is True
+
+
+def test_query_for_the_cli(control: tuple[ControlServer, Loop], tmp_path: Path) -> None:
+    server, _ = control
+    config = Config(
+        server=ServerSettings(control_socket="aioworker.sock"), path=tmp_path / "c.toml"
+    )
+    assert config.control_path == server.path
+    assert query(config, "status") == {"pid": 123, "groups": []}
+    with pytest.raises(ControlError, match="no group named nope"):
+        query(config, "reload", groups=["nope"])
+    # No master there, or no control socket configured: None, so the CLI uses signals.
+    elsewhere = Config(server=ServerSettings(control_socket="none.sock"), path=tmp_path / "c.toml")
+    assert query(elsewhere, "status") is None
+    off = Config(server=ServerSettings(control_socket=""), path=tmp_path / "c.toml")
+    assert query(off, "status") is None
