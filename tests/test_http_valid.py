@@ -222,6 +222,12 @@ CLOSING = [
         b"0123456789",
         id="http-1.0-body",
     ),
+    # RFC 9112 section 6.1: HTTP/1.0 with Transfer-Encoding is served, then closed.
+    pytest.param(
+        b"POST /p HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"4\r\n0123\r\n6\r\n456789\r\n0\r\n\r\n",
+        id="http-1.0-chunked-keep-alive",
+    ),
     pytest.param(
         b"POST /p HTTP/1.1\r\nHost: a\r\nConnection: close\r\nContent-Length: 10\r\n\r\n",
         b"0123456789",
