@@ -15,7 +15,7 @@ from aioworker.config import (
 from aioworker.config import load as load_config
 
 if TYPE_CHECKING:
-    from aioworker.run import run
+    from aioworker.runner import run
     from aioworker.server import Server, serve, start_server
     from aioworker.server import run as run_app
 
@@ -44,7 +44,7 @@ _LAZY = {
     "serve": ("aioworker.server", "serve"),
     "start_server": ("aioworker.server", "start_server"),
     "run_app": ("aioworker.server", "run"),
-    "run": ("aioworker.run", "run"),
+    "run": ("aioworker.runner", "run"),
 }
 
 

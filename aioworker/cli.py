@@ -20,7 +20,7 @@ from typing import Any
 
 from aioworker import check
 from aioworker.config import Config, ConfigError, HttpSettings, ServerSettings, load
-from aioworker.run import AlreadyRunning, is_master, pid_alive, read_pid
+from aioworker.runner import AlreadyRunning, is_master, pid_alive, read_pid
 
 __all__ = ["CliError", "main", "master_pid", "query_control"]
 
@@ -112,7 +112,7 @@ def cmd_start(args: argparse.Namespace, config: Config) -> int:
     if problems:
         raise CliError("\n".join(problems), BAD_CONFIG)
     watch = _watch_paths(args, config)
-    from aioworker.run import run
+    from aioworker.runner import run
 
     try:
         return run(config, watch=watch, daemon=args.daemon)
@@ -247,7 +247,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise CliError(
             "\n".join(p.replace("<config>: groups.web.", "") for p in problems), BAD_CONFIG
         )
-    from aioworker.run import run
+    from aioworker.runner import run
 
     return run(config, watch=[str(Path.cwd())] if args.watch else [])
 

@@ -279,3 +279,22 @@ def test_readme_embedding_example_config_is_valid() -> None:
     assert config.default_group is config.groups[0]
     with pytest.raises(ConfigError, match=r"<config>: groups: no groups defined"):
         validate(Config())
+
+
+def test_public_api_of_the_package() -> None:
+    import aioworker
+    import aioworker.cli  # imports the master's modules: must not shadow aioworker.run
+    import aioworker.runner
+    import aioworker.server
+
+    assert aioworker.__version__ == "0.1.0"
+    assert aioworker.load_config is load
+    assert aioworker.Config is Config
+    assert aioworker.ConfigError is ConfigError
+    assert aioworker.run is aioworker.runner.run
+    assert aioworker.Server is aioworker.server.Server
+    assert aioworker.serve is aioworker.server.serve
+    assert aioworker.start_server is aioworker.server.start_server
+    assert aioworker.run_app is aioworker.server.run
+    for name in aioworker.__all__:
+        assert getattr(aioworker, name) is not None

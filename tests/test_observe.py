@@ -79,7 +79,7 @@ listen = "http://127.0.0.1:0"
 """
 
 RUN = (
-    "import sys; from aioworker.run import run; from aioworker.observe import Observability; "
+    "import sys; from aioworker import run; from aioworker.observe import Observability; "
     "sys.exit(run('config.toml', hooks=[Observability(rss_interval=0.2)]))"
 )
 
