@@ -299,6 +299,9 @@ class RequestCycle:
             if kind == _PLAIN:
                 parts.append(line)
             elif kind == _LENGTH:
+                if self.expected_length is not None:
+                    # Two lengths let a proxy and a client frame the body differently.
+                    raise RuntimeError("several content-length headers in one response")
                 self.expected_length = length
                 parts.append(line)
             elif kind == _CLOSE:
@@ -385,6 +388,9 @@ class RequestCycle:
         if not more_body:
             self.response_complete = True
             self.conn.response_complete(self)
+            # A receive() already waiting (a framework's disconnect watcher) now returns
+            # http.disconnect, as one called after the response would (ASGI HTTP spec).
+            self.wake()
 
     # -- running the app ----------------------------------------------------------------
 
@@ -404,13 +410,15 @@ class RequestCycle:
                 raise
         else:
             if not self.response_complete:
-                if self.response_started:
+                # An app that stops once the client is gone (Starlette's StreamingResponse
+                # does) is not at fault: nothing to log.
+                if self.response_started and not self.disconnected:
                     logger.error(
                         "ASGI app returned without completing the response to %s %s",
                         self.method,
                         self.path,
                     )
-                else:
+                elif not self.disconnected:
                     logger.error(
                         "ASGI app returned without a response to %s %s", self.method, self.path
                     )
@@ -418,7 +426,12 @@ class RequestCycle:
 
     def fail(self, status: int = 500, extra_headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
         """The app cannot finish: answer `status` if nothing was sent, else abort."""
-        if self.response_complete or self.disconnected:
+        if self.response_complete:
+            return
+        if self.disconnected:
+            # Nobody to answer. The connection may still be half-open (the client sent FIN):
+            # close it, or it would stay registered with no request and no timeout.
+            self.conn.abort()
             return
         if not self.response_started:
             self.keep_alive = self.keep_alive and self.body_complete

@@ -91,6 +91,7 @@ class RequestParser:
     """Incremental request parser for one connection, enforcing the configured limits."""
 
     __slots__ = (
+        "_begun",
         "_body_bytes",
         "_error",
         "_events",
@@ -98,6 +99,8 @@ class RequestParser:
         "_headers",
         "_in_head",
         "_parser",
+        "_raw_head",
+        "_upgrade_left",
         "_url",
         "max_body_bytes",
         "max_header_bytes",
@@ -122,6 +125,9 @@ class RequestParser:
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_bytes = 0
+        self._raw_head = 0
+        self._begun = 0  # messages begun so far
+        self._upgrade_left = 0  # body bytes of an Upgrade request still to come
         self._body_bytes = 0
         self._in_head = False
         self._error: ParseError | None = None
@@ -141,17 +147,34 @@ class RequestParser:
             raise
 
     def _feed(self, data: bytes, events: list[Event]) -> list[Event]:
+        if self._upgrade_left:
+            return self._upgrade_body(data, events)
         was_in_head = self._in_head
+        begun = self._begun
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
+        except httptools.HttpParserUpgrade as exc:
             # llhttp stops at an Upgrade/CONNECT request. aioworker does not switch protocols:
             # the request is served as plain HTTP and the connection closed after it, so the
             # bytes that follow are never interpreted as a second request.
-            for event in events:
+            head: RequestHead | None = None
+            for event in reversed(events):  # the last head; earlier pipelined ones are plain
                 if isinstance(event, RequestHead):
                     event.upgrade = True
                     event.keep_alive = False
+                    head = event
+                    break
+            if head is not None and head.method != "CONNECT" and events[-1] is END:
+                # httptools makes llhttp skip the body of an Upgrade request; served as plain
+                # HTTP (RFC 9110 section 7.8) it would reach the app empty, and `curl --http2
+                # --data x` sends one. Its Content-Length body is taken here instead.
+                if head.content_length != 0:
+                    events.pop()  # not the end of this message after all
+                if head.content_length is None:
+                    raise ParseError(501, "chunked body on an Upgrade request") from None
+                if head.content_length:
+                    self._upgrade_left = head.content_length
+                    self._upgrade_body(data[exc.args[0] :], events)
             return events
         except httptools.HttpParserCallbackError:
             error = self._error or ParseError(400, "invalid request")
@@ -160,12 +183,23 @@ class RequestParser:
             if self._error is not None:
                 raise self._error from None
             raise ParseError(400, _reason(exc)) from None
-        if self._in_head:
+        if self._in_head and was_in_head and self._begun == begun:
             # httptools buffers an incomplete header line internally, so callbacks alone would
-            # not see a client that sends one endless header: count raw bytes too.
-            self._head_bytes += len(data) if was_in_head else 0
-            if self._head_bytes > self.max_header_bytes:
+            # not see a client that sends one endless header: count raw bytes too, but only
+            # when all of `data` belongs to one unfinished head. Adding a whole read that also
+            # held complete pipelined requests refused healthy pipelines with 431.
+            self._raw_head += len(data)
+            if self._raw_head > self.max_header_bytes:
                 raise ParseError(431, "request header section too large")
+        return events
+
+    def _upgrade_body(self, data: bytes, events: list[Event]) -> list[Event]:
+        take = data[: self._upgrade_left]
+        if take:
+            self._upgrade_left -= len(take)
+            events.append(Body(take))
+        if not self._upgrade_left:
+            events.append(END)
         return events
 
     # -- httptools callbacks (called from inside feed_data) -----------------------------
@@ -175,6 +209,8 @@ class RequestParser:
         self._url = b""
         self._headers = []
         self._head_bytes = 0
+        self._raw_head = 0
+        self._begun += 1
         self._body_bytes = 0
 
     def on_url(self, url: bytes) -> None:
@@ -185,6 +221,14 @@ class RequestParser:
         self._head_bytes += len(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._in_head:
+            # A trailer field after a chunked body. Appending it would change the headers of a
+            # scope the app already holds (a trailing "authorization" read as a header):
+            # RFC 9110 section 6.5.1 forbids merging them. Dropped, but bounded all the same.
+            self._head_bytes += len(name) + len(value) + 4
+            if self._head_bytes > self.max_header_bytes:
+                self._fail(431, "trailer section too large")
+            return
         # llhttp drops leading whitespace but keeps trailing; RFC 9112 section 5 excludes both.
         if value[-1:] in b" \t" and value:
             value = value.rstrip(b" \t")
@@ -236,7 +280,9 @@ class RequestParser:
                 query_string,
                 http_version,
                 self._headers,
-                parser.should_keep_alive(),
+                # RFC 9112 section 6.1: an HTTP/1.0 message with Transfer-Encoding has faulty
+                # framing for any 1.0 hop in front; serve it, then close the connection.
+                parser.should_keep_alive() and not (chunked and http_version == "1.0"),
                 content_length,
                 expect_continue,
             )

@@ -97,6 +97,7 @@ class HttpProtocol(asyncio.Protocol):
         "deadline",
         "deadline_kind",
         "drain_waiter",
+        "eof",
         "loop",
         "no_more",
         "parser",
@@ -136,6 +137,7 @@ class HttpProtocol(asyncio.Protocol):
         self.pipeline: deque[RequestCycle] = deque()
         self.pending_error: ParseError | None = None
         self.no_more = False  # no further requests are read on this connection
+        self.eof = False  # the client has finished sending (FIN received)
         self.answered = False  # a response completed: idle now means between requests
         self.reading_paused = False
         self.write_paused = False
@@ -151,7 +153,9 @@ class HttpProtocol(asyncio.Protocol):
         transport = cast(asyncio.Transport, transport)
         self.transport = transport
         ctx = self.ctx
-        if len(ctx.connections) >= self.settings.max_connections or ctx.closing:
+        # Not refused while closing: the listener is closed by then, so this connection was
+        # accepted before (uvloop defers connection_made); it gets one answer, with close.
+        if len(ctx.connections) >= self.settings.max_connections:
             # Over the limit: answer at once rather than leave the client hanging.
             transport.write(error_response(503, extra=_RETRY_AFTER))
             transport.close()
@@ -198,6 +202,7 @@ class HttpProtocol(asyncio.Protocol):
         # A client that half-closes after its request still gets the response (keep the
         # transport open for writing), but no further request is read.
         self.no_more = True
+        self.eof = True
         cycle = self.cycle
         if cycle is None or self.parsing is not None:
             return False  # idle, or a body that can never complete: the client is gone
@@ -220,8 +225,11 @@ class HttpProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.ctx.state.bytes_in += len(data)
-        if self.no_more:
-            return  # after Connection: close, an error or during a lingering close
+        if self.no_more and self.parsing is None:
+            # After Connection: close, an error or during a lingering close. The body of a
+            # request still arriving (parsing) is read even on a closing connection: an
+            # HTTP/1.0 or Connection: close POST whose body came after its head got 408.
+            return
         error: ParseError | None = None
         try:
             events = self.parser.feed(data)
@@ -254,7 +262,9 @@ class HttpProtocol(asyncio.Protocol):
             self._reject(error)
             return
         if self.parser.in_head:
-            if self.deadline_kind != _HEAD:
+            # Not while a request is answered: its 408 would take that response's place. A
+            # pipelined head is timed from the first bytes that arrive once the connection is idle.
+            if self.deadline_kind != _HEAD and self.cycle is None:
                 self.deadline_kind = _HEAD
                 self.deadline = self.loop.time() + self.settings.header_timeout
         elif self.deadline_kind == _HEAD:
@@ -357,6 +367,11 @@ class HttpProtocol(asyncio.Protocol):
         if transport is not None and not transport.is_closing():
             self.ctx.state.bytes_out += len(data)
             transport.write(data)
+        elif self.cycle is not None:
+            # The client is gone (the write that met its reset closed the transport): the app
+            # learns it at its next send(). Otherwise a streaming app never yields again, since
+            # a closing transport never pauses writing, and streams on into nothing.
+            self.cycle.disconnect()
 
     async def drain(self) -> None:
         """Wait while the client reads slower than the app writes."""
@@ -428,6 +443,7 @@ class HttpProtocol(asyncio.Protocol):
         logger.debug("bad request from %s: %d %s", self.client, error.status, error.reason)
         self.no_more = True
         parsing = self.parsing
+        self.parsing = None  # the parser is dead: nothing more is read
         if parsing is not None and parsing is self.cycle:
             # The body of the request being answered is bad (e.g. an invalid chunk size).
             parsing.fail(error.status)
@@ -437,7 +453,6 @@ class HttpProtocol(asyncio.Protocol):
             # Queued behind the current request with a bad body: never started, since its
             # body can never complete; the error response takes its place.
             self.pipeline.remove(parsing)
-            self.parsing = None
         if self.cycle is not None:
             self.pending_error = error
             return
@@ -456,8 +471,12 @@ class HttpProtocol(asyncio.Protocol):
         self._linger()
 
     def _linger(self) -> None:
+        self.parsing = None  # whatever still arrives is discarded, even a body in progress
         transport = self.transport
         if transport is None or transport.is_closing():
+            return
+        if self.eof:  # nothing more will arrive to drain: close now, not after _LINGER_SECONDS
+            transport.close()
             return
         self.no_more = True
         if self.reading_paused:
@@ -497,6 +516,11 @@ class HttpProtocol(asyncio.Protocol):
         cycle = self.cycle
         if cycle is None:
             return
+        if cycle.pending_head:
+            # Started, but the first body is slow to come (server-sent events, long polls):
+            # the client gets the head now. Here, not in send(), so that a head and a body sent
+            # together stay one write with a content-length.
+            cycle.flush_head()
         settings = self.settings
         timeout = settings.request_timeout
         if timeout and not cycle.response_complete and now - cycle.started > timeout:
@@ -522,8 +546,14 @@ class HttpProtocol(asyncio.Protocol):
             # makes its response close the connection; header_timeout bounds the wait.
             return
         self.no_more = True
-        if self.cycle is None and self.transport is not None:
-            self.transport.close()
+        cycle = self.cycle
+        if cycle is None:
+            if self.transport is not None:
+                self.transport.close()
+        elif not cycle.response_started and not self.pipeline:
+            # Its response says "connection: close": a client that would reuse the connection
+            # learns it is closing instead of racing a new request against the close.
+            cycle.keep_alive = False
 
     def force_close(self) -> None:
         """The graceful timeout passed: cancel the app and close."""

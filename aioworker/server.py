@@ -177,11 +177,13 @@ async def start_server(
     server = Server(app, settings, lifespan=lifespan)
     await server.startup()
     own = sock is None
-    listener = sock if sock is not None else _bind(host, port, uds)
+    listener = sock
     try:
+        if listener is None:  # inside the try: a taken address must undo startup too
+            listener = _bind(host, port, uds)
         await server.start([listener])
     except BaseException:
-        if own:
+        if own and listener is not None:
             listener.close()
         await server.lifespan.shutdown()
         raise
