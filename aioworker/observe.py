@@ -95,6 +95,11 @@ class Observability(Hook):
     # ------------------------------------------------------------------ master side
 
     def master_started(self, master: Master) -> None:
+        mine = [h for h in master.hooks if isinstance(h, Observability)]
+        if mine and mine[-1] is not self:
+            # The default hook and one passed with run(hooks=...): the last one given wins,
+            # the others stay inert (no board, no sockets), so nothing is done twice.
+            return
         self.master = master
         self._group_index = {name: i for i, name in enumerate(master.groups)}
         # Room for every worker twice (a rolling reload overlaps old and new) plus TTIN.

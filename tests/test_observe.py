@@ -13,6 +13,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -80,25 +81,25 @@ listen = "http://127.0.0.1:0"
 
 RUN = (
     "import sys; from aioworker import run; from aioworker.observe import Observability; "
-    "sys.exit(run('config.toml', hooks=[Observability(rss_interval=0.2)]))"
+    "sys.exit(run('config.toml', hooks=[{hooks}]))"
 )
 
 
-@pytest.fixture
-def master(tmp_path: Path) -> Iterator[MasterProcess]:
-    (tmp_path / "obsapp.py").write_text(textwrap.dedent(APP))
-    (tmp_path / "config.toml").write_text(CONFIG)
+@contextmanager
+def observed_master(directory: Path, hooks: str) -> Iterator[MasterProcess]:
+    (directory / "obsapp.py").write_text(textwrap.dedent(APP))
+    (directory / "config.toml").write_text(CONFIG)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
-        [PYTHON, "-c", RUN],
-        cwd=tmp_path,
+        [PYTHON, "-c", RUN.format(hooks=hooks)],
+        cwd=directory,
         env=env,
         text=True,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
     )
-    m = MasterProcess(proc, tmp_path)
+    m = MasterProcess(proc, directory)
     try:
         m.wait_for(r"started pid=")
         for found in m.all_matches(r"listening group=(\w+) url=http://[\d.]+:(\d+)"):
@@ -107,6 +108,12 @@ def master(tmp_path: Path) -> Iterator[MasterProcess]:
         yield m
     finally:
         m.stop()
+
+
+@pytest.fixture
+def master(tmp_path: Path) -> Iterator[MasterProcess]:
+    with observed_master(tmp_path, "Observability(rss_interval=0.2)") as m:
+        yield m
 
 
 def status(m: MasterProcess) -> dict[str, Any]:
@@ -265,3 +272,12 @@ def test_control_reload_one_group_then_stop(master: MasterProcess) -> None:
     assert not sock.exists()
     with pytest.raises(NoMaster):
         request(sock, "status")
+
+
+def test_two_observability_hooks_act_once(tmp_path: Path) -> None:
+    """A default hook plus one passed to run(): the last one given serves, the other is inert."""
+    with observed_master(tmp_path, "Observability(), Observability()") as m:
+        assert len(m.all_matches(r"metrics on http://")) == 1
+        assert not m.all_matches(r"hook .* failed")
+        assert get(m.url("web"))[0] == 200
+        until(lambda: group(status(m), "web")["requests"] == 1)
