@@ -136,6 +136,7 @@ class Connection(Protocol):
 
     server_header: bytes
     write_paused: bool
+    loop: asyncio.AbstractEventLoop
 
     def write(self, data: bytes) -> None: ...
     async def drain(self) -> None: ...
@@ -321,6 +322,10 @@ class RequestCycle:
         # Only now: a header refused above leaves the response unstarted, so it becomes a 500.
         self.response_started = True
         self.pending_head = b"".join(parts)
+        # Held back so that a head and a body sent together leave in one write with a length;
+        # if the app yields before its first body (server-sent events, long polls, LLM token
+        # streams), the head goes out as soon as the loop runs anything else.
+        self.conn.loop.call_soon(self.flush_head)
 
     def _finish_head(self, first_body: bytes | None) -> bytes:
         """Complete the head once the framing is known; first_body is set if it is the last."""

@@ -516,11 +516,6 @@ class HttpProtocol(asyncio.Protocol):
         cycle = self.cycle
         if cycle is None:
             return
-        if cycle.pending_head:
-            # Started, but the first body is slow to come (server-sent events, long polls):
-            # the client gets the head now. Here, not in send(), so that a head and a body sent
-            # together stay one write with a content-length.
-            cycle.flush_head()
         settings = self.settings
         timeout = settings.request_timeout
         if timeout and not cycle.response_complete and now - cycle.started > timeout:

@@ -130,7 +130,15 @@ class Server:
             self._tick_handle = None
         if self._started_lifespan:
             self._started_lifespan = False
-            await self.lifespan.shutdown()
+            # Bounded like the requests: a shutdown handler that hangs must not keep a worker
+            # (and a reload or stop waiting on it) alive forever.
+            timeout = self.settings.graceful_timeout
+            try:
+                await asyncio.wait_for(self.lifespan.shutdown(), timeout or None)
+            except asyncio.TimeoutError:
+                logger.error(
+                    "lifespan shutdown did not finish within %gs; stopping anyway", timeout
+                )
 
     # The tick replaces per-connection timers: see protocol.py.
     def _schedule_tick(self) -> None:

@@ -78,7 +78,7 @@ async def app(scope: Scope, receive: Any, send: Any) -> None:
         await _reply(send, 200, body, b"application/octet-stream")
     elif path.startswith("/task/sleep"):
         seconds = min(_query(scope, "seconds", 0.05), 60.0)
-        time.sleep(seconds)  # deliberately blocking: this is what the task group is for
+        time.sleep(seconds)  # noqa: ASYNC251 - deliberately blocking: the task group is for this
         await _reply(send, 200, f"slept {seconds}s".encode(), b"text/plain")
     elif path.startswith("/task/cpu"):
         n = int(min(_query(scope, "n", 200_000), 50_000_000))

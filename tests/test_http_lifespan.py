@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from conftest import Gate, ServerThread, send_response
 
+from aioworker.config import HttpSettings
 from aioworker.lifespan import LifespanError
 
 
@@ -151,3 +152,21 @@ def test_shutdown_waits_for_requests_in_progress(serve: Any) -> None:
         assert conn.read_response().body == b"late"
     server.wait_stopped()
     assert order == ["responded", "shutdown"]
+
+
+def test_hanging_shutdown_is_bounded_by_graceful_timeout(
+    serve: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await receive()
+            await send({"type": "lifespan.startup.complete"})
+            await receive()
+            await Gate().wait()  # never answers shutdown
+            return
+        await send_response(send, 200, b"ok")
+
+    server = serve(app, HttpSettings(graceful_timeout=0.3))
+    with caplog.at_level(logging.ERROR, logger="aioworker.server"):
+        server.stop(timeout=5.0)
+    assert "lifespan shutdown did not finish within 0.3s" in caplog.text
