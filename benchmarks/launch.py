@@ -1,26 +1,53 @@
-"""Run one aioworker worker on an app with `aioworker.server.run`, for hosts without the CLI.
+"""Start aioworker for the benchmarks where the CLI offers no switch for what is measured.
 
-python -m benchmarks.launch benchmarks.apps:app --port 8000
+    python -m benchmarks.launch APP --port P                 one engine, aioworker.server.run
+    python -m benchmarks.launch APP --port P --master        master + 1 worker, no hooks
+    python -m benchmarks.launch APP --port P --master --observe    ... + the Observability hook
+
+The first runs where `aioworker serve` does not exist yet; the other two compare hello world
+with and without the scoreboard (its heartbeat, watchdog and RSS sampling) on one master.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+from typing import Any
 
 
-def main() -> None:
+def _master(app: str, host: str, port: int, observe: bool) -> int:
+    from aioworker import runner
+    from aioworker.config import Config, ServerSettings
+
+    server = ServerSettings(pid_file="", control_socket="", log_level="warning")
+    config = Config.single(app, f"http://{host}:{port}", 1, server=server)
+    hooks: list[Any] = []
+    if observe:
+        from aioworker.observe import Observability
+
+        hooks.append(Observability())
+    # The comparison needs a master without any hook: the default ones are left out here.
+    runner.default_hooks = lambda config: []
+    return runner.run(config, hooks=hooks)
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("app", help="pkg.module:attr")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--master", action="store_true", help="a master with one worker")
+    parser.add_argument("--observe", action="store_true", help="with the Observability hook")
     args = parser.parse_args()
+    if args.master:
+        return _master(args.app, args.host, args.port, args.observe)
     module_name, _, attr = args.app.partition(":")
     app = getattr(importlib.import_module(module_name), attr)
     from aioworker.server import run
 
     run(app, host=args.host, port=args.port)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -116,6 +116,16 @@ def throughput_md(data: dict[str, Any]) -> list[str]:
             f"| {_rps(modes.get('64k'))} | {_rps(modes.get('1m'))} | {_rps(modes.get('upload'))} "
             f"| {failed} |"
         )
+    bare = table.get("aioworker-bare", {}).get("hello")
+    board = table.get("aioworker-scoreboard", {}).get("hello")
+    if bare and board:
+        cost = 1 - board["rps"] / bare["rps"]
+        lines += [
+            "",
+            f"Scoreboard: hello world on a master with the Observability hook {_rps(board)} req/s, "
+            f"without any hook {_rps(bare)} req/s ({-cost:+.1%} with it; the run-to-run spread "
+            "is in the JSON).",
+        ]
     vs = ratios.get("hello", {}).get("aioworker_vs_uvicorn")
     if vs is not None:
         verdict = "meets" if vs >= 1.5 else "misses"

@@ -22,6 +22,9 @@ EXAMPLE_APP = "examples.app:app"
 
 # Order of the tables: ours first, then the competitors, then the ceiling.
 ALL = ("aioworker", "uvicorn", "granian", "hypercorn", "gunicorn", "ceiling")
+# hello world on a master without hooks, and with the Observability hook (scoreboard, heartbeat,
+# watchdog, RSS sampling): the cost of the scoreboard (benchmarks/launch.py)
+SCOREBOARD_AB = ("aioworker-bare", "aioworker-scoreboard")
 _MODULES = {
     "uvicorn": ("uvicorn", "httptools", "uvloop"),
     "granian": ("granian",),
@@ -59,8 +62,11 @@ class Availability:
         self.aioworker_serve = _cli_has("serve")
         self.aioworker_start = _cli_has("start")
         self.aioworker_engine = importlib.util.find_spec("aioworker.server") is not None
-        # Environment that turns the worker scoreboard off, once aioworker offers one.
-        self.scoreboard_off_env: dict[str, str] = {}
+        # The scoreboard comparison runs a master with and without the Observability hook.
+        self.observe = all(
+            importlib.util.find_spec(m) is not None
+            for m in ("aioworker.runner", "aioworker.observe")
+        )
         self.missing: dict[str, str] = {}
         for name, modules in _MODULES.items():
             absent = [m for m in modules if importlib.util.find_spec(m) is None]
@@ -99,6 +105,9 @@ def command(name: str, app: str, port: int, workers: int, avail: Availability) -
         if workers != 1:
             raise RuntimeError("the launcher runs one worker; multi-worker runs need the CLI")
         return [PY, "-m", "benchmarks.launch", app, "--host", host, "--port", str(port)]
+    if name in SCOREBOARD_AB:
+        argv = [PY, "-m", "benchmarks.launch", app, "--host", host, "--port", str(port), "--master"]
+        return argv + (["--observe"] if name == "aioworker-scoreboard" else [])
     if name == "uvicorn":
         return [
             PY,
@@ -194,7 +203,7 @@ def start(
         name, command(name, app, port, workers, avail), [port], cpus, cwd=str(ROOT), env=values
     )
     # Single-process servers answer from the process we started; the others fork workers.
-    forks = name in ("granian", "hypercorn", "gunicorn") or (
+    forks = name in ("granian", "hypercorn", "gunicorn", *SCOREBOARD_AB) or (
         name == "aioworker" and avail.aioworker_serve
     )
     expect = workers if workers > 1 or forks else 0

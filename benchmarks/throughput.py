@@ -59,8 +59,11 @@ def _variants(ctx: Context) -> list[tuple[str, str, dict[str, str]]]:
     out: list[tuple[str, str, dict[str, str]]] = [
         (name, name, {}) for name in servers.ALL if ctx.wanted(name)
     ]
-    if any(label == "aioworker" for label, _, _ in out) and ctx.avail.scoreboard_off_env:
-        out.insert(1, ("aioworker-noscoreboard", "aioworker", dict(ctx.avail.scoreboard_off_env)))
+    if any(label == "aioworker" for label, _, _ in out):
+        if ctx.avail.observe:
+            out[1:1] = [(name, name, {}) for name in servers.SCOREBOARD_AB]
+        else:
+            ctx.note("scoreboard comparison skipped: aioworker.observe is not there")
     return out
 
 
@@ -110,7 +113,10 @@ def run(ctx: Context) -> dict[str, Any]:
             for round_no in range(rounds):
                 ctx.progress(f"throughput: {mode}, round {round_no + 1}/{rounds}")
                 for label, server in running.items():
-                    if mode != "hello" and ctx.quick and label not in QUICK_ALL_MODES:
+                    if mode != "hello" and (
+                        label in servers.SCOREBOARD_AB
+                        or (ctx.quick and label not in QUICK_ALL_MODES)
+                    ):
                         continue
                     result = _measure(ctx, label, server, mode, seconds)
                     collected.setdefault(label, {}).setdefault(mode, []).append(result)
