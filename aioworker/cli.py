@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 import select
+import shutil
 import signal
 import sys
 import time
@@ -96,12 +97,16 @@ def wait_exit(pid: int, timeout: float) -> bool:
 
 
 def query_control(config: Config, command: str, **params: Any) -> dict[str, Any] | None:
-    """Ask the master over its control socket; None when no control socket answers.
+    """Ask the master over its control socket; None when no control socket answers
+    (then every command falls back to the pid file and signals)."""
+    from aioworker import control
 
-    The control-socket client (aioworker.control) plugs in here; until then every command
-    falls back to the pid file and signals.
-    """
-    return None
+    try:
+        return control.query(config, command, **params)
+    except control.ControlPermissionError as exc:
+        raise CliError(str(exc), PERMISSION) from None
+    except control.ControlError as exc:
+        raise CliError(str(exc)) from None
 
 
 # ---------------------------------------------------------------- commands
@@ -128,7 +133,8 @@ def _watch_paths(args: argparse.Namespace, config: Config) -> list[str]:
 
 def cmd_stop(args: argparse.Namespace, config: Config) -> int:
     pid = master_pid(config)
-    send_signal(pid, signal.SIGQUIT if args.fast else signal.SIGTERM)
+    if query_control(config, "stop", fast=args.fast) is None:
+        send_signal(pid, signal.SIGQUIT if args.fast else signal.SIGTERM)
     timeout = 10.0 if args.fast else config.server.http.graceful_timeout + 15.0
     if not wait_exit(pid, timeout):
         raise CliError(f"the master (pid {pid}) is still running after {timeout:g}s")
@@ -193,7 +199,12 @@ def cmd_status(args: argparse.Namespace, config: Config) -> int:
     if args.json:
         print(json.dumps(status, indent=2))
         return OK
-    print(f"master running (pid {status['pid']})")
+    if "source" not in status:  # the master's own account, from the control socket
+        from aioworker.status import render
+
+        sys.stdout.write(render(status, width=shutil.get_terminal_size((200, 24)).columns))
+        return OK
+    print(f"master running (pid {status['pid']}; no control socket: from the pid file)")
     for g in status["groups"]:
         print(
             f"  {g['name']}: {g.get('listen') or 'main ' + g.get('main', '')}, "

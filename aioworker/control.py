@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CommandError",
     "ControlError",
+    "ControlPermissionError",
     "ControlServer",
     "NoMaster",
     "query",
@@ -47,6 +48,10 @@ Command = Callable[[dict[str, Any]], dict[str, Any]]
 
 class ControlError(RuntimeError):
     """The control socket could not be used, or the master refused the command."""
+
+
+class ControlPermissionError(ControlError):
+    """The control socket exists but this user may not connect to it."""
 
 
 class NoMaster(ControlError):
@@ -180,7 +185,7 @@ def request(
         except ConnectionRefusedError:
             raise NoMaster(f"no master is running (stale control socket {path})") from None
         except PermissionError:
-            raise ControlError(
+            raise ControlPermissionError(
                 f"permission denied on control socket {path}; run as the master's user"
             ) from None
         except OSError as exc:

@@ -75,9 +75,11 @@ _master_pid = os.getpid()
 
 
 def default_hooks(config: Config) -> list[Hook]:
-    """The hooks every master runs: the scoreboard, control socket, metrics and watchdog
-    plug in here (see aioworker/hooks.py); `run(hooks=...)` adds to them."""
-    return []
+    """The hooks every master runs: the scoreboard, watchdog, control socket and metrics
+    (aioworker.observe); `run(hooks=...)` adds to them."""
+    from aioworker.observe import Observability
+
+    return [Observability()]
 
 
 def _check_pid_file(path: Path) -> None:
