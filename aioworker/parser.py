@@ -85,6 +85,7 @@ Event = RequestHead | Body | EndOfMessage
 
 # RFC 9112 section 7: the only transfer coding aioworker decodes is chunked (llhttp does it).
 _CHUNKED: Final = b"chunked"
+_OWS: Final = (0x20, 0x09)  # optional whitespace: space and tab
 
 
 class RequestParser:
@@ -230,17 +231,20 @@ class RequestParser:
                 self._fail(431, "trailer section too large")
             return
         # llhttp drops leading whitespace but keeps trailing; RFC 9112 section 5 excludes both.
-        if value[-1:] in b" \t" and value:
+        if value and value[-1] in _OWS:
             value = value.rstrip(b" \t")
-        self._headers.append((name.lower(), value))
+        headers = self._headers
+        headers.append((name.lower(), value))
         self._head_bytes += len(name) + len(value) + 4
-        if len(self._headers) > self.max_headers:
+        # One comparison per header: the count limit bounds the list; the byte limit is
+        # checked once the head is complete (and on raw bytes while a head spans reads).
+        if len(headers) > self.max_headers:
             self._fail(431, "too many header fields")
-        if self._head_bytes > self.max_header_bytes:
-            self._fail(431, "request header section too large")
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        if self._head_bytes > self.max_header_bytes:
+            self._fail(431, "request header section too large")
         parser = self._parser
         http_version = parser.get_http_version()
         content_length: int | None = None
@@ -268,14 +272,15 @@ class RequestParser:
         if content_length is not None and max_body and content_length > max_body:
             # Refuse before reading: the client may be about to send gigabytes.
             self._fail(413, "request body too large")
-        raw_path, query_string = self._split_target(parser.get_method())
+        method = parser.get_method()
+        raw_path, query_string = self._split_target(method)
         if chunked:
             content_length = None
         elif content_length is None:
             content_length = 0
         self._events.append(
             RequestHead(
-                parser.get_method().decode("ascii"),
+                method.decode("ascii"),
                 raw_path,
                 query_string,
                 http_version,
