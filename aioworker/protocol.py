@@ -157,7 +157,15 @@ class HttpProtocol(asyncio.Protocol):
         # accepted before (uvloop defers connection_made); it gets one answer, with close.
         if len(ctx.connections) >= self.settings.max_connections:
             # Over the limit: answer at once rather than leave the client hanging.
-            transport.write(error_response(503, extra=_RETRY_AFTER))
+            transport.write(
+                error_response(
+                    503,
+                    extra=_RETRY_AFTER,
+                    server_header=self.server_header,
+                    date_header=ctx.date.header,
+                )
+            )
+            _count_error(ctx.state, 503)
             transport.close()
             return
         ctx.connections.add(self)
@@ -461,6 +469,7 @@ class HttpProtocol(asyncio.Protocol):
     def _send_error(self, error: ParseError) -> None:
         self.pending_error = None
         self.no_more = True
+        _count_error(self.ctx.state, error.status)
         self.write(
             error_response(
                 error.status,
@@ -535,6 +544,11 @@ class HttpProtocol(asyncio.Protocol):
 
     def shutdown(self) -> None:
         """Graceful stop: close now if idle, else after the response in progress."""
+        if self.deadline_kind == _LINGER:
+            # Its error response is out; draining the client's input can stop early.
+            if self.transport is not None:
+                self.transport.close()
+            return
         if self.cycle is None and not (self.answered and self.deadline_kind == _IDLE):
             # Just accepted, or a request head arriving: the client's request is in flight and
             # closing would reset it (lost requests on every reload under load). ctx.closing
@@ -558,3 +572,9 @@ class HttpProtocol(asyncio.Protocol):
             cycle.task.cancel()
         if self.transport is not None:
             self.transport.close()
+
+
+def _count_error(state: ServerState, status: int) -> None:
+    """Count a response the server gave without the app (bad request, overload)."""
+    state.requests += 1
+    state.status_classes[status // 100] += 1

@@ -591,3 +591,32 @@ def test_many_concurrent_connections(serve: Any) -> None:
     state = server.server.state
     wait_until(lambda: server.call(lambda: (state.requests, state.connections)) == (500, 0))
     assert server.call(lambda: state.status_classes[2]) == 500
+
+
+def test_server_answered_errors_are_counted(serve: Any) -> None:
+    """A 400 from the parser and a 503 over max_connections count like app responses."""
+    server = serve(hello_app, dataclasses.replace(FAST, max_connections=1))
+    state = server.server.state
+    with server.connect() as conn:
+        conn.send(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
+        assert conn.read_response().status == 400
+    wait_until(lambda: server.call(lambda: state.connections) == 0, what="first closed")
+    with server.connect() as held, server.connect() as refused:
+        held.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert held.read_response().status == 200
+        assert refused.read_until_closed(timeout=SLACK).startswith(b"HTTP/1.1 503 ")
+    wait_until(lambda: server.call(lambda: state.requests) == 3, what="3 responses counted")
+    classes = server.call(lambda: list(state.status_classes))
+    assert (classes[2], classes[4], classes[5]) == (1, 1, 1)
+
+
+def test_shutdown_ends_a_lingering_close_at_once(serve: Any) -> None:
+    """After an error the server drains input for up to 2 s; a stop does not wait for that."""
+    server = serve(hello_app)
+    with server.connect() as conn:
+        # The client keeps its side open after a 400: the server lingers, reading.
+        conn.send(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
+        assert conn.read_response().status == 400
+        started = time.monotonic()
+        server.stop()
+        assert time.monotonic() - started < 1.5, "shutdown waited for the lingering close"
