@@ -64,6 +64,7 @@ class _Slot:
     def __init__(self, nbuckets: int) -> None:
         self.classes = [0] * 6
         self.latency = [0] * (nbuckets + 1)
+        self.latency_sum = 0.0
         self.requests = self.in_progress = self.connections = 0
         self.bytes_in = self.bytes_out = self.rss = 0
         self.blocked = 0.0
@@ -74,6 +75,7 @@ class _Slot:
             self.classes[i] += n
         for i, n in enumerate(s.latency_counts[: len(self.latency)]):
             self.latency[i] += n
+        self.latency_sum += s.latency_sum
         self.requests += s.requests
         self.in_progress += s.in_progress
         self.connections += s.connections
@@ -97,19 +99,21 @@ def render(
 ) -> str:
     """The exposition text; `master` is ``Master.status()``, `now` is time.monotonic()."""
     rss = rss or {}
+    # In the 0.0.4 text format a TYPE line names the samples as written, so a counter's family
+    # is its full name with _total (a TYPE without it leaves the samples untyped to a parser).
     families = {
         name: _Family(name, kind, text)
         for name, kind, text in (
             ("aioworker_group_workers_expected", "gauge", "Workers the group should run."),
             ("aioworker_group_workers_ready", "gauge", "Workers of the group ready to serve."),
             ("aioworker_group_ready", "gauge", "1 when every worker of the group is ready."),
-            ("aioworker_worker_restarts", "counter", "Unplanned worker exits by reason."),
-            ("aioworker_requests", "counter", "Requests served, by status class."),
+            ("aioworker_worker_restarts_total", "counter", "Unplanned worker exits by reason."),
+            ("aioworker_requests_total", "counter", "Requests served, by status class."),
             ("aioworker_requests_in_progress", "gauge", "Requests being served."),
             ("aioworker_request_duration_seconds", "histogram", "Time to serve a request."),
             ("aioworker_connections", "gauge", "Open client connections."),
-            ("aioworker_received_bytes", "counter", "Bytes received from clients."),
-            ("aioworker_sent_bytes", "counter", "Bytes sent to clients."),
+            ("aioworker_received_bytes_total", "counter", "Bytes received from clients."),
+            ("aioworker_sent_bytes_total", "counter", "Bytes sent to clients."),
             ("aioworker_worker_blocked_seconds", "gauge", "Seconds the event loop has been "
              "blocked (0 while it runs)."),
             ("aioworker_worker_resident_memory_bytes", "gauge", "Resident memory (RSS)."),
@@ -125,7 +129,7 @@ def render(
         f["aioworker_group_workers_ready"].add(ready, group=name)
         f["aioworker_group_ready"].add(int(ready >= expected), group=name)
         for reason, count in sorted(dict(group.get("restarts", {})).items()):
-            f["aioworker_worker_restarts"].add(count, "_total", group=name, reason=str(reason))
+            f["aioworker_worker_restarts_total"].add(count, group=name, reason=str(reason))
     slots: dict[tuple[str, int], _Slot] = {}
     for s in samples:
         if not s.pid:
@@ -135,7 +139,7 @@ def render(
     for (group_name, number), slot in sorted(slots.items()):
         labels = {"group": group_name, "worker": str(number)}
         for cls in range(1, 6):
-            f["aioworker_requests"].add(slot.classes[cls], "_total", **labels, code=f"{cls}xx")
+            f["aioworker_requests_total"].add(slot.classes[cls], **labels, code=f"{cls}xx")
         f["aioworker_requests_in_progress"].add(slot.in_progress, **labels)
         histogram = f["aioworker_request_duration_seconds"]
         cumulative = 0
@@ -144,9 +148,10 @@ def render(
             le = "+Inf" if bound is None else _le(bound)
             histogram.add(cumulative, "_bucket", **labels, le=le)
         histogram.add(cumulative, "_count", **labels)
+        histogram.add(round(slot.latency_sum, 6), "_sum", **labels)
         f["aioworker_connections"].add(slot.connections, **labels)
-        f["aioworker_received_bytes"].add(slot.bytes_in, "_total", **labels)
-        f["aioworker_sent_bytes"].add(slot.bytes_out, "_total", **labels)
+        f["aioworker_received_bytes_total"].add(slot.bytes_in, **labels)
+        f["aioworker_sent_bytes_total"].add(slot.bytes_out, **labels)
         f["aioworker_worker_blocked_seconds"].add(round(slot.blocked, 3), **labels)
         f["aioworker_worker_resident_memory_bytes"].add(slot.rss, **labels)
         f["aioworker_worker_start_time_seconds"].add(round(slot.started, 3), **labels)

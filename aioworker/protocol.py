@@ -356,6 +356,7 @@ class HttpProtocol(asyncio.Protocol):
             state.status_classes[cycle.status // 100 if cycle.status < 600 else 0] += 1
             elapsed = self.loop.time() - cycle.started
             state.latency_counts[bisect_left(LATENCY_BUCKETS, elapsed)] += 1
+            state.latency_sum += elapsed
             if self.settings.access_log:
                 client = cycle.scope["client"]
                 access_logger.info(

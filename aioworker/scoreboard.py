@@ -55,10 +55,10 @@ DEFAULT_BUCKETS: tuple[float, ...] = (
 )  # fmt: skip
 MAX_BUCKETS = 31  # finite bounds a board can hold; +1 counter for +Inf
 METHOD_BYTES = 16
-PATH_BYTES = 200  # the oldest request's path (with query) is cut to this many UTF-8 bytes
+PATH_BYTES = 200  # the oldest request's path (no query: the engine keeps none) is cut to this
 GROUP_BYTES = 32
 
-_MAGIC = b"AIOWSB01"
+_MAGIC = b"AIOWSB02"
 _HEADER = struct.Struct(f"<8sIII4x{MAX_BUCKETS}d")
 _HEADER_SIZE = 320
 _SEQ = struct.Struct("<Q")
@@ -66,9 +66,10 @@ _BODY = struct.Struct(
     f"<iHHB3x{GROUP_BYTES}s"  # pid, group index, worker slot, state, group name
     "5d"  # started wall, started mono, heartbeat mono, heartbeat wall, written mono
     "QIIQQ"  # requests, in progress, connections, bytes in, bytes out
-    f"6Q{MAX_BUCKETS + 1}Q"  # status classes (index status // 100), latency counts
+    f"6Q{MAX_BUCKETS + 1}Qd"  # status classes (index status // 100), latency counts and sum
     f"{METHOD_BYTES}s{PATH_BYTES}sd"  # oldest request in progress: method, path, started mono
 )
+_SUM = 22 + MAX_BUCKETS  # index of the latency sum among the body's fields
 # Slots are 64-byte aligned so the 8-byte sequence counter never straddles a cache line.
 _SLOT_SIZE = (_SEQ.size + _BODY.size + 63) // 64 * 64
 assert _HEADER.size <= _HEADER_SIZE
@@ -107,6 +108,8 @@ class StateLike(Protocol):
     @property
     def latency_counts(self) -> Sequence[int]: ...
     @property
+    def latency_sum(self) -> float: ...
+    @property
     def active(self) -> Collection[RequestLike]: ...
 
 
@@ -141,6 +144,7 @@ class WorkerSample:
     bytes_out: int
     status_classes: tuple[int, ...]
     latency_counts: tuple[int, ...]
+    latency_sum: float  # seconds, over the requests latency_counts counts
     oldest: OldestRequest | None
 
     def heartbeat_age(self, now: float) -> float | None:
@@ -259,7 +263,7 @@ class Scoreboard:
 
 def _empty_body() -> list[object]:
     return [0, 0, 0, EMPTY, b"", *[0.0] * 5, *[0] * 5, *[0] * 6, *[0] * (MAX_BUCKETS + 1),
-            b"", b"", 0.0]  # fmt: skip
+            0.0, b"", b"", 0.0]  # fmt: skip
 
 
 def _sample(index: int, f: tuple[Any, ...], nlatency: int) -> WorkerSample | None:
@@ -292,6 +296,7 @@ def _sample(index: int, f: tuple[Any, ...], nlatency: int) -> WorkerSample | Non
         bytes_out=f[14],
         status_classes=tuple(f[15:21]),
         latency_counts=tuple(f[21 : 21 + nlatency]),
+        latency_sum=f[_SUM],
         oldest=oldest,
     )
 
@@ -343,6 +348,7 @@ class SlotWriter:
                 latency = s.latency_counts
                 n = min(len(latency), MAX_BUCKETS + 1)
                 body[21 : 21 + n] = latency[:n]
+                body[_SUM] = s.latency_sum
                 oldest = min(s.active, key=_started, default=None)
                 if oldest is None:
                     body[-3:] = b"", b"", 0.0

@@ -43,6 +43,7 @@ class ServerState:
         "connections",
         "in_progress",
         "latency_counts",
+        "latency_sum",
         "requests",
         "status_classes",
     )
@@ -56,6 +57,7 @@ class ServerState:
         # index status // 100: [unused, 1xx, 2xx, 3xx, 4xx, 5xx]
         self.status_classes = [0] * 6
         self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.latency_sum = 0.0  # seconds, over the requests latency_counts counts
         # requests whose response is not complete; each has .method, .path and .started
         # (monotonic seconds, the clock of asyncio's loop.time()).
         self.active: set[RequestCycle] = set()

@@ -41,6 +41,7 @@ def sample(pid: int, **changes: Any) -> WorkerSample:
         bytes_out=0,
         status_classes=(0,) * 6,
         latency_counts=(0,) * 4,
+        latency_sum=0.0,
         oldest=None,
     )
     return dataclasses.replace(base, **changes)
@@ -60,7 +61,7 @@ def records(web_ready: int = 2, stopping: bool = False) -> dict[str, Any]:
 
 SAMPLES = [
     sample(11, requests=10, status_classes=(0, 0, 8, 0, 1, 1), latency_counts=(5, 3, 1, 1),
-           bytes_in=1000, bytes_out=5000, connections=2, in_progress=1),
+           latency_sum=3.25, bytes_in=1000, bytes_out=5000, connections=2, in_progress=1),
     sample(12, slot=1, requests=4, status_classes=(0, 0, 4, 0, 0, 0), latency_counts=(4, 0, 0, 0)),
     sample(21, group="task", requests=1, status_classes=(0, 0, 1, 0, 0, 0),
            latency_counts=(0, 0, 0, 1), heartbeat_mono=NOW - 7.5, in_progress=1),
@@ -93,6 +94,8 @@ def test_render_parses_and_adds_up() -> None:
     web0 = [buckets[key(group="web", worker="0", le=le)] for le in ("0.01", "0.1", "1.0", "+Inf")]
     assert web0 == [5, 8, 9, 10]  # cumulative
     assert m["aioworker_request_duration_seconds_count"][key(group="web", worker="0")] == 10
+    assert m["aioworker_request_duration_seconds_sum"][key(group="web", worker="0")] == 3.25
+    assert m["aioworker_request_duration_seconds_sum"][key(group="task", worker="0")] == 0
     assert m["aioworker_worker_restarts_total"] == {
         key(group="web", reason="crash"): 2,
         key(group="web", reason="timeout"): 1,
@@ -109,14 +112,42 @@ def test_render_parses_and_adds_up() -> None:
     assert m["aioworker_worker_start_time_seconds"][key(group="web", worker="0")] == 1_700_000_000.5
 
 
+def test_every_family_is_typed() -> None:
+    """Each sample belongs to the family its TYPE line names: a counter's TYPE must carry the
+    _total of its samples, or parsers (Prometheus too) take those samples as untyped."""
+    text = render(records(), SAMPLES, NOW, BUCKETS, RSS)
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert {name: f.type for name, f in families.items() if f.type in ("counter", "histogram")} == {
+        # the parser names a counter's family without _total
+        "aioworker_worker_restarts": "counter",
+        "aioworker_requests": "counter",
+        "aioworker_request_duration_seconds": "histogram",
+        "aioworker_received_bytes": "counter",
+        "aioworker_sent_bytes": "counter",
+    }
+    assert all(f.type != "unknown" and f.samples for f in families.values())
+    histogram = families["aioworker_request_duration_seconds"]
+    suffixes = {s.name.rsplit("_", 1)[1] for s in histogram.samples}
+    assert suffixes == {"bucket", "count", "sum"}
+
+
 def test_reload_overlap_sums_one_slot() -> None:
     """Old and new process of one slot during a rolling reload: one series, summed."""
-    old = sample(11, requests=10, status_classes=(0, 0, 10, 0, 0, 0), in_progress=1)
-    new = sample(13, requests=3, status_classes=(0, 0, 3, 0, 0, 0), started_wall=1_700_000_100.0)
+    old = sample(
+        11, requests=10, status_classes=(0, 0, 10, 0, 0, 0), in_progress=1, latency_sum=1.5
+    )
+    new = sample(
+        13,
+        requests=3,
+        status_classes=(0, 0, 3, 0, 0, 0),
+        started_wall=1_700_000_100.0,
+        latency_sum=0.25,
+    )
     text = render(records(), [old, new], NOW, BUCKETS, {11: 100, 13: 50})
     m = parse(text)
     assert m["aioworker_requests_total"][key(group="web", worker="0", code="2xx")] == 13
     assert m["aioworker_worker_resident_memory_bytes"][key(group="web", worker="0")] == 150
+    assert m["aioworker_request_duration_seconds_sum"][key(group="web", worker="0")] == 1.75
     assert m["aioworker_worker_start_time_seconds"][key(group="web", worker="0")] == 1_700_000_100
     # The parser would accept duplicates; the text must not contain any.
     series = [line.split(" ")[0] for line in text.splitlines() if not line.startswith("#")]

@@ -51,6 +51,8 @@ async def app(scope, receive, send):
                 return
     if scope["path"].startswith("/task/report"):
         generate_quarterly_report_blocking(30)
+    elif scope["path"] == "/nap":
+        await asyncio.sleep(0.3)
     elif scope["path"] == "/task/grow":
         KEEP.append(bytearray(b"x" * (100 * 1024 * 1024)))  # a leak, touched so it is resident
     await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -146,8 +148,9 @@ def metrics(m: MasterProcess) -> dict[str, dict[tuple[tuple[str, str], ...], flo
 
 def test_counters_add_up(master: MasterProcess) -> None:
     sent = 40
-    for _ in range(sent):
+    for _ in range(sent - 1):
         assert get(master.url("web"))[0] == 200
+    assert get(master.url("web"), "/nap")[0] == 200
 
     def web_total() -> int:
         return sum(w["requests"] for w in group(status(master), "web")["workers"])
@@ -163,6 +166,9 @@ def test_counters_add_up(master: MasterProcess) -> None:
     assert sum(web_series.values()) == sent
     counts = m["aioworker_request_duration_seconds_count"]
     assert sum(v for k, v in counts.items() if ("group", "web") in k) == sent
+    # The histogram's _sum is the time spent: the 0.3 s nap plus 39 quick answers.
+    seconds = m["aioworker_request_duration_seconds_sum"]
+    assert 0.3 <= sum(v for k, v in seconds.items() if ("group", "web") in k) < 2.0
     assert httpx.get(f"http://127.0.0.1:{master.ports['metrics']}/healthz").status_code == 200
     assert httpx.get(f"http://127.0.0.1:{master.ports['metrics']}/readyz").status_code == 200
 

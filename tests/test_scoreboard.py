@@ -49,6 +49,7 @@ class State:
     bytes_out: int = 0
     status_classes: list[int] = field(default_factory=lambda: [0] * 6)
     latency_counts: list[int] = field(default_factory=lambda: [0] * 16)
+    latency_sum: float = 0.0
     active: set[Cycle] = field(default_factory=set)
 
 
@@ -143,6 +144,7 @@ def test_child_writes_parent_reads(board: Scoreboard) -> None:
         state.status_classes[2] = 6
         state.status_classes[5] = 1
         state.latency_counts[:3] = [4, 2, 1]
+        state.latency_sum = 0.0123
         state.active = {Cycle("POST", "/later", 20.0), Cycle("GET", long_path, 10.0)}
         writer = board.writer(index)
         writer.update(state)
@@ -158,6 +160,7 @@ def test_child_writes_parent_reads(board: Scoreboard) -> None:
     assert sample.status_classes == (0, 0, 6, 0, 0, 1)
     assert sample.latency_counts[:4] == (4, 2, 1, 0)
     assert len(sample.latency_counts) == len(board.buckets) + 1
+    assert sample.latency_sum == 0.0123
     assert sample.oldest is not None
     assert sample.oldest.method == "GET"
     assert sample.oldest.started == 10.0

@@ -36,6 +36,7 @@ def sample(pid: int, **changes: Any) -> WorkerSample:
         bytes_out=0,
         status_classes=(0,) * 6,
         latency_counts=(0,) * 15,
+        latency_sum=0.0,
         oldest=None,
     )
     return dataclasses.replace(base, **changes)

@@ -51,6 +51,7 @@ def sample(pid: int = 100, heartbeat: float = 1000.0, **changes: object) -> Work
         bytes_out=0,
         status_classes=(0,) * 6,
         latency_counts=(0,) * 15,
+        latency_sum=0.0,
         oldest=OldestRequest("GET", "/task/sleep?seconds=60", heartbeat - 0.01),
     )
     return dataclasses.replace(base, **changes)
@@ -262,6 +263,7 @@ class State:
         self.requests = self.in_progress = self.connections = self.bytes_in = self.bytes_out = 0
         self.status_classes = [0] * 6
         self.latency_counts = [0] * 15
+        self.latency_sum = 0.0
         self.active: set[Cycle] = set()
 
 
