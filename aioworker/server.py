@@ -86,6 +86,11 @@ class Server:
         self._schedule_tick()
 
     @property
+    def closing(self) -> bool:
+        """True once close() has begun a graceful stop."""
+        return self._closing
+
+    @property
     def connections(self) -> int:
         return len(self._ctx.connections) if self._ctx else 0
 

@@ -620,3 +620,20 @@ def test_shutdown_ends_a_lingering_close_at_once(serve: Any) -> None:
         started = time.monotonic()
         server.stop()
         assert time.monotonic() - started < 1.5, "shutdown waited for the lingering close"
+
+
+def test_request_on_idle_connection_during_shutdown_is_answered(serve: Any) -> None:
+    """A keep-alive client that sends just as a graceful stop begins gets an answer with
+    `connection: close`, not a reset: closing idle connections at once loses such requests."""
+    server = serve(hello_app, dataclasses.replace(FAST, keepalive_timeout=30.0))
+    with server.connect() as conn:
+        conn.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert conn.read_response().status == 200
+        server.close()
+        wait_until(lambda: server.call(lambda: server.server.closing), what="stop begun")
+        conn.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        response = conn.read_response()
+        assert response.status == 200
+        assert response.closes
+        conn.read_until_closed(timeout=SLACK)
+    server.wait_stopped(timeout=SLACK)
