@@ -1,7 +1,8 @@
-"""The control socket: the master answers `status`, `reload` and `stop` over a unix socket.
+"""The control socket: the master answers `status`, `reload`, `stop` and `start` on a unix socket.
 
 Protocol: the client connects, sends one JSON object on one line, ``{"command": "reload",
 "groups": ["web"]}``, and reads one JSON object on one line; the master closes the connection.
+The commands themselves are the master's (``aioworker.observe``).
 Success is ``{"ok": true, ...}``, failure ``{"ok": false, "error": "..."}``.
 
 The socket file is created with mode 0600 (under a umask, then chmod'ed, so there is no moment

@@ -109,7 +109,12 @@ class Observability(Hook):
         if config.server.control_socket:
             self.control = ControlServer(
                 config.control_path,
-                {"status": self._status, "reload": self._reload, "stop": self._stop},
+                {
+                    "status": self._status,
+                    "reload": self._reload,
+                    "stop": self._stop,
+                    "start": self._start,
+                },
             )
             self.control.attach(master.selector)
         if config.metrics.listen:
@@ -203,20 +208,44 @@ class Observability(Hook):
     def _status(self, args: dict[str, Any]) -> dict[str, Any]:
         return self.status()
 
-    def _reload(self, args: dict[str, Any]) -> dict[str, Any]:
+    def _groups(self, args: dict[str, Any]) -> list[str] | None:
+        """The command's "groups" (None: not given), every one of them known."""
         assert self.master is not None
         names = args.get("groups") or None
-        if names is not None:
-            unknown = [n for n in names if n not in self.master.groups]
-            if unknown:
-                raise CommandError(f"no group named {', '.join(map(str, unknown))}")
-        return {"groups": self.master.reload(names)}
+        if names is None:
+            return None
+        if not isinstance(names, list):
+            raise CommandError('"groups" must be a list of group names')
+        unknown = [str(n) for n in names if n not in self.master.groups]
+        if unknown:
+            raise CommandError(f"no group named {', '.join(unknown)}")
+        return [str(n) for n in names]
+
+    def _reload(self, args: dict[str, Any]) -> dict[str, Any]:
+        assert self.master is not None
+        return {"groups": self.master.reload(self._groups(args))}
 
     def _stop(self, args: dict[str, Any]) -> dict[str, Any]:
+        """The master, or with "groups" only those groups (they drain; the rest goes on)."""
         assert self.master is not None
+        names = self._groups(args)
+        if names is not None:
+            for name in names:
+                self.master.set_count(name, 0)
+            return {"groups": names}
         fast = bool(args.get("fast"))
         self.master.stop(fast=fast)
         return {"stopping": True, "fast": fast, "pid": self.master.pid}
+
+    def _start(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Groups stopped with "stop" run their configured count of workers again."""
+        assert self.master is not None
+        names = self._groups(args)
+        if names is None:
+            raise CommandError('start needs "groups"')
+        for name in names:
+            self.master.set_count(name, self.master.groups[name].settings.workers)
+        return {"groups": names}
 
     def _metrics(self) -> str:
         assert self.master is not None

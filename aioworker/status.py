@@ -101,6 +101,8 @@ def build(
             state = "failing"
         elif group.get("reloading"):
             state = "reloading"
+        elif expected == 0:
+            state = "stopped" if not workers else "stopping"
         else:
             state = "running" if ready >= expected else "degraded"
         groups.append(

@@ -8,6 +8,7 @@ Counters add up across status and /metrics. /readyz is 503 while a group is down
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import textwrap
 import threading
@@ -278,6 +279,33 @@ def test_control_reload_one_group_then_stop(master: MasterProcess) -> None:
     assert not sock.exists()
     with pytest.raises(NoMaster):
         request(sock, "status")
+
+
+def test_control_stops_and_starts_one_group(master: MasterProcess) -> None:
+    sock = master.directory / "aioworker.sock"
+    ready = f"http://127.0.0.1:{master.ports['metrics']}/readyz"
+    (task_before,) = group(status(master), "task")["workers"]
+    since = master.mark()
+    with pytest.raises(ControlError, match="no group named nope"):
+        request(sock, "stop", groups=["task", "nope"])
+    with pytest.raises(ControlError, match='start needs "groups"'):
+        request(sock, "start")
+    assert request(sock, "stop", groups=["task"]) == {"ok": True, "groups": ["task"]}
+    master.wait_for(rf"exited pid={task_before['pid']} ", since)
+    task = until(lambda: (g := group(status(master), "task"))["state"] == "stopped" and g)
+    assert (task["workers"], task["expected"], task["restarts"]) == ([], 0, {})
+    # The master and the other group go on; a group stopped on purpose is not "unready".
+    assert get(master.url("web"))[0] == 200
+    assert httpx.get(ready).status_code == 200
+    # The listener stays open: a request sent now waits in the queue for the group.
+    with socket.create_connection(master.url("task"), timeout=10) as waiting:
+        waiting.sendall(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        assert request(sock, "start", groups=["task"])["groups"] == ["task"]
+        new_pid = int(master.wait_for(r"ready group=task slot=0 pid=(\d+)", since).group(1))
+        answer = b"".join(iter(lambda: waiting.recv(65536), b""))
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert answer.endswith(str(new_pid).encode())
+    assert group(status(master), "task")["state"] == "running"
 
 
 def test_two_observability_hooks_act_once(tmp_path: Path) -> None:

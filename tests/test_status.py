@@ -144,6 +144,8 @@ def test_worker_without_slot_is_starting() -> None:
         pytest.param({}, {"failing": True, "ready": 0}, "failing", id="failing"),
         pytest.param({}, {"ready": 1}, "degraded", id="degraded"),
         pytest.param({}, {"reloading": True}, "reloading", id="reloading"),
+        pytest.param({}, {"expected": 0, "ready": 0}, "stopping", id="group-draining"),
+        pytest.param({}, {"expected": 0, "ready": 0, "workers": []}, "stopped", id="group-stopped"),
     ],
 )
 def test_group_state(changes: dict[str, Any], group_changes: dict[str, Any], state: str) -> None:
