@@ -58,18 +58,21 @@ METHOD_BYTES = 16
 PATH_BYTES = 200  # the oldest request's path (no query: the engine keeps none) is cut to this
 GROUP_BYTES = 32
 
-_MAGIC = b"AIOWSB02"
+_MAGIC = b"AIOWSB03"
 _HEADER = struct.Struct(f"<8sIII4x{MAX_BUCKETS}d")
 _HEADER_SIZE = 320
 _SEQ = struct.Struct("<Q")
 _BODY = struct.Struct(
     f"<iHHB3x{GROUP_BYTES}s"  # pid, group index, worker slot, state, group name
-    "5d"  # started wall, started mono, heartbeat mono, heartbeat wall, written mono
+    "3d"  # started wall, started mono, heartbeat mono
     "QIIQQ"  # requests, in progress, connections, bytes in, bytes out
     f"6Q{MAX_BUCKETS + 1}Qd"  # status classes (index status // 100), latency counts and sum
     f"{METHOD_BYTES}s{PATH_BYTES}sd"  # oldest request in progress: method, path, started mono
 )
-_SUM = 22 + MAX_BUCKETS  # index of the latency sum among the body's fields
+# Indices of the body's fields.
+_STATE, _STARTED, _HEARTBEAT, _COUNTERS, _CLASSES = 3, 5, 7, 8, 13
+_LATENCY = _CLASSES + 6
+_SUM = _LATENCY + MAX_BUCKETS + 1
 # Slots are 64-byte aligned so the 8-byte sequence counter never straddles a cache line.
 _SLOT_SIZE = (_SEQ.size + _BODY.size + 63) // 64 * 64
 assert _HEADER.size <= _HEADER_SIZE
@@ -135,8 +138,6 @@ class WorkerSample:
     started_wall: float
     started_mono: float
     heartbeat_mono: float  # 0.0 until the worker's loop has beaten once
-    heartbeat_wall: float
-    written_mono: float
     requests: int
     in_progress: int
     connections: int
@@ -177,11 +178,6 @@ class Scoreboard:
         _HEADER.pack_into(buf, 0, _MAGIC, capacity, _SLOT_SIZE, len(buckets), *padded)
         return cls(buf)
 
-    @staticmethod
-    def size_for(capacity: int) -> int:
-        """Bytes of shared memory a board of `capacity` slots maps."""
-        return _HEADER_SIZE + capacity * _SLOT_SIZE
-
     def close(self) -> None:
         self._buf.close()
 
@@ -198,7 +194,7 @@ class Scoreboard:
         name = group.encode()[:GROUP_BYTES]
         body = _empty_body()
         body[0:5] = [0, group_index, slot, STARTING, name]
-        body[5], body[6] = time.time(), time.monotonic()
+        body[_STARTED : _STARTED + 2] = time.time(), time.monotonic()
         self._write(index, body)
         return index
 
@@ -262,12 +258,12 @@ class Scoreboard:
 
 
 def _empty_body() -> list[object]:
-    return [0, 0, 0, EMPTY, b"", *[0.0] * 5, *[0] * 5, *[0] * 6, *[0] * (MAX_BUCKETS + 1),
+    return [0, 0, 0, EMPTY, b"", *[0.0] * 3, *[0] * 5, *[0] * 6, *[0] * (MAX_BUCKETS + 1),
             0.0, b"", b"", 0.0]  # fmt: skip
 
 
 def _sample(index: int, f: tuple[Any, ...], nlatency: int) -> WorkerSample | None:
-    if f[3] == EMPTY:
+    if f[_STATE] == EMPTY:
         return None
     method, path, oldest_started = f[-3], f[-2], f[-1]
     oldest = None
@@ -282,20 +278,18 @@ def _sample(index: int, f: tuple[Any, ...], nlatency: int) -> WorkerSample | Non
         pid=f[0],
         group_index=f[1],
         slot=f[2],
-        state=STATE_NAMES.get(f[3], "unknown"),
+        state=STATE_NAMES.get(f[_STATE], "unknown"),
         group=f[4].rstrip(b"\0").decode("utf-8", "replace"),
-        started_wall=f[5],
-        started_mono=f[6],
-        heartbeat_mono=f[7],
-        heartbeat_wall=f[8],
-        written_mono=f[9],
-        requests=f[10],
-        in_progress=f[11],
-        connections=f[12],
-        bytes_in=f[13],
-        bytes_out=f[14],
-        status_classes=tuple(f[15:21]),
-        latency_counts=tuple(f[21 : 21 + nlatency]),
+        started_wall=f[_STARTED],
+        started_mono=f[_STARTED + 1],
+        heartbeat_mono=f[_HEARTBEAT],
+        requests=f[_COUNTERS],
+        in_progress=f[_COUNTERS + 1],
+        connections=f[_COUNTERS + 2],
+        bytes_in=f[_COUNTERS + 3],
+        bytes_out=f[_COUNTERS + 4],
+        status_classes=tuple(f[_CLASSES:_LATENCY]),
+        latency_counts=tuple(f[_LATENCY : _LATENCY + nlatency]),
         latency_sum=f[_SUM],
         oldest=oldest,
     )
@@ -319,7 +313,7 @@ class SlotWriter:
 
     def set_state(self, state: int) -> None:
         """Mark READY once accepting, DRAINING once told to stop; written at once."""
-        self._body[3] = state
+        self._body[_STATE] = state
         self.update(beat=False)
 
     def update(self, state: StateLike | None = None, *, beat: bool = True) -> None:
@@ -335,19 +329,19 @@ class SlotWriter:
             if state is not None:
                 self.state = state
             body = self._body
-            now = time.monotonic()
             if beat:
-                body[7], body[8] = now, time.time()
-            body[9] = now
+                body[_HEARTBEAT] = time.monotonic()
             s = self.state
             if s is not None:
-                body[10:15] = s.requests, s.in_progress, s.connections, s.bytes_in, s.bytes_out
+                body[_COUNTERS : _COUNTERS + 5] = (
+                    s.requests, s.in_progress, s.connections, s.bytes_in, s.bytes_out
+                )  # fmt: skip
                 classes = s.status_classes
                 n = min(len(classes), 6)
-                body[15 : 15 + n] = classes[:n]
+                body[_CLASSES : _CLASSES + n] = classes[:n]
                 latency = s.latency_counts
                 n = min(len(latency), MAX_BUCKETS + 1)
-                body[21 : 21 + n] = latency[:n]
+                body[_LATENCY : _LATENCY + n] = latency[:n]
                 body[_SUM] = s.latency_sum
                 oldest = min(s.active, key=_started, default=None)
                 if oldest is None:

@@ -44,7 +44,6 @@ __all__ = [
     "Watchdog",
     "install_stack_dump",
     "read_rss",
-    "uninstall_stack_dump",
 ]
 
 # SIGUSR2 terminates a process that has no handler: the master sends it only to workers whose
@@ -215,10 +214,3 @@ def install_stack_dump(
     signal.signal(STACK_SIGNAL, handler)
     signal.signal(REFRESH_SIGNAL, handler)
     faulthandler.register(STACK_SIGNAL, file=file, all_threads=True, chain=True)
-
-
-def uninstall_stack_dump() -> None:
-    """Undo install_stack_dump (default dispositions back)."""
-    faulthandler.unregister(STACK_SIGNAL)
-    signal.signal(STACK_SIGNAL, signal.SIG_DFL)
-    signal.signal(REFRESH_SIGNAL, signal.SIG_DFL)

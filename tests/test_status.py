@@ -27,8 +27,6 @@ def sample(pid: int, **changes: Any) -> WorkerSample:
         started_wall=0.0,
         started_mono=NOW - 100,
         heartbeat_mono=NOW - 0.05,
-        heartbeat_wall=0.0,
-        written_mono=NOW - 0.05,
         requests=0,
         in_progress=0,
         connections=0,
