@@ -21,7 +21,7 @@ from typing import Any
 from aioworker import plan as planner
 from aioworker import records, reloading, worker
 from aioworker.check import check_ids
-from aioworker.config import Config
+from aioworker.config import Config, GroupSettings
 from aioworker.hooks import Hook
 from aioworker.records import Group, Worker, describe_exit
 from aioworker.signals import SignalHandling
@@ -141,7 +141,7 @@ class Master(SignalHandling):
     def run(self) -> int:
         try:
             self._setup()
-        except (StartError, BindError, ImportError, TypeError) as exc:
+        except (StartError, BindError) as exc:
             message = str(exc)
             log.error("cannot start: %s", message)
             self._tell_parent(f"error {message}")
@@ -167,7 +167,7 @@ class Master(SignalHandling):
         if problems:
             raise StartError(problems[0])
         for settings in self.config.groups:
-            app = worker.import_target(settings) if settings.preload else None
+            app = self._preload(settings) if settings.preload else None
             sockets = bind_group(settings) if settings.listen else None
             self.groups[settings.name] = Group(settings, sockets, settings.workers, app=app)
             if sockets is not None:
@@ -190,12 +190,24 @@ class Master(SignalHandling):
                 self.add_reader(self._watcher.fileno, self._check_watch)
         self._call_hooks("master_started", self)
 
+    def _preload(self, settings: GroupSettings) -> Any:
+        try:
+            return worker.import_target(settings)
+        except Exception as exc:  # the app's own error, whatever it raises at import
+            where = self.config.path or "<config>"
+            key = "main" if settings.main else "app"
+            target = settings.main or settings.app
+            raise StartError(
+                f"{where}: groups.{settings.name}.{key}: cannot import {target}: {exc}"
+            ) from exc
+
     def _turn(self) -> None:
         now = time.monotonic()
         wants = self._wants()
         result = planner.plan(wants, [w.info() for w in self.workers.values()], self.slots, now)
         for action in result.actions:
             self._carry_out(action, now)
+        self._release_sockets()
         timeout = self.TICK
         if result.wake_at is not None:
             timeout = min(timeout, max(0.0, result.wake_at - now))
@@ -247,6 +259,16 @@ class Master(SignalHandling):
             w.killed = True
             w.error = w.error or action.reason
             self._signal(w.pid, signal.SIGKILL)
+
+    def _release_sockets(self) -> None:
+        # A removed slot's SO_REUSEPORT listener is closed as soon as its worker is told to
+        # stop, not when it exits: the kernel keeps routing new connections to a listener
+        # while any copy of it is open, and nobody accepts them during the drain; they would
+        # wait up to graceful_timeout and then be reset. Once the master's and the draining
+        # worker's copies are closed, new connections go to the remaining slots.
+        for group in self.groups.values():
+            if group.sockets is not None:
+                group.sockets.shrink(group.count)
 
     def _spawn(self, group: Group, slot: int, now: float) -> None:
         sock = group.sockets.for_slot(slot) if group.sockets is not None else None
@@ -400,12 +422,6 @@ class Master(SignalHandling):
                 max(0.0, after.retry_at - now),
             )
         self._call_hooks("worker_exited", self, w, how)
-        if self.stopping or w.slot < group.count:
-            return
-        if group.sockets is not None and not any(
-            o.group == w.group and o.slot >= group.count for o in self.workers.values()
-        ):
-            group.sockets.shrink(group.count)
 
     def _check_started(self) -> None:
         if self.stopping and not self.exit_code:

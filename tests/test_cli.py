@@ -152,6 +152,28 @@ def test_start_refuses_a_port_another_process_holds() -> None:
         holder.close()
 
 
+@pytest.mark.parametrize("holder", ["dead", "foreign"])
+def test_start_replaces_a_stale_pid_file(holder: str) -> None:
+    directory = make_dir()
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        if holder == "dead":
+            other.kill()
+            other.wait()
+        # A dead pid, or a live one reused by another program: neither is a master.
+        (directory / "aioworker.pid").write_text(f"{other.pid}\n")
+        with running_master(config_text(ONE), directory) as master:
+            master.wait_for(
+                rf"removing stale pid file .*aioworker.pid \(pid {other.pid} is not an aioworker"
+            )
+            assert int((directory / "aioworker.pid").read_text()) == master.proc.pid
+            assert get(master.url("web"))[0] == 200
+        assert other.poll() is None or holder == "dead"  # never signalled
+    finally:
+        other.kill()
+        other.wait()
+
+
 def test_second_start_is_refused_while_a_master_runs() -> None:
     with running_master(config_text(ONE)) as master:
         result = aioworker("start", cwd=master.directory)
@@ -230,14 +252,24 @@ def test_stop_without_permission_exits_4(server: str, expected: str) -> None:
         assert master.proc.poll() is None
 
 
-def test_watch_reloads_when_a_python_file_changes() -> None:
-    with running_master(config_text(ONE), extra=["--watch"]) as master:
+@pytest.mark.parametrize(
+    ("server", "extra"),
+    [
+        pytest.param("", ["--watch"], id="start--watch"),
+        pytest.param('watch = ["."]\n', [], id="server-watch-key"),
+    ],
+)
+def test_watch_reloads_new_code_when_a_python_file_changes(server: str, extra: list[str]) -> None:
+    with running_master(config_text(ONE, server=server), extra=extra) as master:
+        assert json.loads(get(master.url("web"), "/info")[1])["env"] is None
         since = master.mark()
         app = master.directory / "testapp.py"
-        app.write_text(app.read_text() + "\n# changed\n")
+        app.write_text(app.read_text().replace('os.environ.get("GREETING")', '"new code"'))
         os.utime(app, ns=(0, os.stat(app).st_mtime_ns + 10**9))
         master.wait_for(r"changed: .*testapp\.py; reloading", since)
         master.wait_for(r"reloaded group=web generation=1", since)
+        # The new worker imported the app afresh: the master never imported it.
+        assert json.loads(get(master.url("web"), "/info")[1])["env"] == "new code"
 
 
 def test_serve_runs_one_group_without_a_config_file() -> None:
@@ -275,13 +307,17 @@ def test_serve_reports_a_bad_listen_flag() -> None:
     assert "--listen: 'nowhere' is neither http://HOST:PORT nor unix:PATH" in result.stderr
 
 
-def test_run_starts_the_same_master_from_python() -> None:
+@pytest.mark.parametrize(
+    "config",
+    [
+        pytest.param("aioworker.Config.single('testapp:app', 'http://127.0.0.1:0', 1)", id="code"),
+        pytest.param("'config.toml'", id="path"),
+    ],
+)
+def test_run_starts_the_same_master_from_python(config: str) -> None:
     directory = make_dir()
-    code = (
-        "import aioworker\n"
-        "config = aioworker.Config.single('testapp:app', 'http://127.0.0.1:0', 1)\n"
-        "raise SystemExit(aioworker.run(config))\n"
-    )
+    (directory / "config.toml").write_text(config_text(ONE))
+    code = f"import aioworker\nraise SystemExit(aioworker.run({config}))\n"
     proc_env = {**os.environ, "PYTHONPATH": str(directory)}
     proc = subprocess.Popen(
         [PYTHON, "-c", code],
@@ -311,13 +347,28 @@ def test_nginx_prints_the_front_proxy_config() -> None:
     assert "example.test" in result.stdout
 
 
-def test_run_reports_the_apps_own_import_error_and_exits_1() -> None:
+@pytest.mark.parametrize(
+    ("preload", "expected"),
+    [
+        pytest.param(
+            False, "group web cannot start: RuntimeError: import failed on purpose", id="in-workers"
+        ),
+        pytest.param(
+            True,
+            "cannot start: <config>: groups.web.app: cannot import testapp:app: "
+            "import failed on purpose",
+            id="preload-in-the-master",
+        ),
+    ],
+)
+def test_run_reports_the_apps_own_import_error_and_exits_1(preload: bool, expected: str) -> None:
     directory = make_dir()
     (directory / "FAIL_IMPORT").write_text("")
     code = (
         "import aioworker\n"
-        "config = aioworker.Config.single('testapp:app', 'http://127.0.0.1:0', 2)\n"
-        "raise SystemExit(aioworker.run(config))\n"
+        "group = aioworker.GroupSettings(app='testapp:app', listen='http://127.0.0.1:0', "
+        f"count=2, preload={preload})\n"
+        "raise SystemExit(aioworker.run(aioworker.Config(groups=(group,))))\n"
     )
     result = subprocess.run(
         [PYTHON, "-c", code],
@@ -329,7 +380,9 @@ def test_run_reports_the_apps_own_import_error_and_exits_1() -> None:
         check=False,
     )
     assert result.returncode == 1
-    assert "group web cannot start: RuntimeError: import failed on purpose" in result.stderr
+    assert expected in result.stderr
+    if preload:  # one clear line from the master, not an unhandled exception
+        assert "Traceback" not in result.stderr
     assert not (directory / "aioworker.pid").exists()
 
 
