@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from aioworker import metrics as prometheus
 from aioworker import status as status_doc
-from aioworker.control import CommandError, ControlServer
+from aioworker.control import CommandError, ControlError, ControlServer
 from aioworker.hooks import Hook
 from aioworker.metrics import MetricsServer
 from aioworker.scoreboard import (
@@ -105,6 +105,17 @@ class Observability(Hook):
         # Room for every worker twice (a rolling reload overlaps old and new) plus TTIN.
         capacity = 2 * sum(g.count for g in master.groups.values()) + self.spare_slots
         self.board = Scoreboard.create(capacity, LATENCY_BUCKETS)
+        try:
+            self._listen(master)
+        except (ControlError, OSError) as exc:  # BindError is an OSError
+            # A master asked for metrics or a control socket must not run without them (a
+            # readiness probe would never pass): fail like a group whose port is taken.
+            logging.getLogger("aioworker.master").error("cannot start: %s", exc)
+            self.master_stopped(master)
+            master.exit_code = 1
+            master.stop(fast=True)
+
+    def _listen(self, master: Master) -> None:
         config = master.config
         if config.server.control_socket:
             self.control = ControlServer(

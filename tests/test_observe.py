@@ -308,6 +308,29 @@ def test_control_stops_and_starts_one_group(master: MasterProcess) -> None:
     assert group(status(master), "task")["state"] == "running"
 
 
+def test_taken_metrics_port_fails_the_start(tmp_path: Path) -> None:
+    """Like a group's port: a master asked for metrics does not run without them."""
+    (tmp_path / "obsapp.py").write_text(textwrap.dedent(APP))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        metrics = f'[metrics]\nlisten = "http://127.0.0.1:{port}"\n'
+        (tmp_path / "config.toml").write_text(CONFIG.split("[metrics]")[0] + metrics)
+        done = subprocess.run(
+            [PYTHON, "-m", "aioworker", "start", "-c", "config.toml"],
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert done.returncode == 1, done.stderr
+    assert f"cannot start: http://127.0.0.1:{port}: address already in use" in done.stderr
+    assert "spawned" not in done.stderr
+    assert not (tmp_path / "aioworker.sock").exists()  # the control socket was taken down
+
+
 def test_two_observability_hooks_act_once(tmp_path: Path) -> None:
     """A default hook plus one passed to run(): the last one given serves, the other is inert."""
     with observed_master(tmp_path, "Observability(), Observability()") as m:
