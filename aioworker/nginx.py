@@ -70,6 +70,12 @@ def render(
     if default is None:
         raise ConfigError(f"{_where(config)}: groups: no group has listen; nothing to proxy to")
     serving = [g for g in config.groups if g.listen]
+    everything = [g.name for g in serving if "/" in g.routes]
+    if len(everything) > 1:
+        raise ConfigError(
+            f"{_where(config)}: groups.{everything[1]}.routes: '/' is also routed to "
+            f"groups.{everything[0]}; only one group can take every other path"
+        )
     names = _upstream_names(serving)
 
     lines = [
@@ -84,6 +90,11 @@ def render(
         "",
     ]
     for group in serving:
+        if not group.routes and group is not default:
+            lines.append(
+                f"# group {group.name} has no routes and {default.name} takes every other "
+                "path: nginx sends it nothing (it is reached on its own port only)"
+            )
         lines += _upstream(group, names[group.name], _where(config))
     lines += _server(config, serving, default, names, listen, server_name, static_root)
     text = "\n".join(lines) + "\n"

@@ -242,6 +242,17 @@ def test_static_root(tmp_path: Path) -> None:
             id="route-in-two-groups",
         ),
         pytest.param(
+            lambda: config(
+                {
+                    "web": {"listen": "http://127.0.0.1:8000", "routes": ["/"]},
+                    "other": {"listen": "http://127.0.0.1:8001", "routes": ["/", "/x"]},
+                }
+            ),
+            {},
+            r"groups\.other\.routes: '/' is also routed to groups\.web",
+            id="slash-in-two-groups",
+        ),
+        pytest.param(
             lambda: two_groups(task_port=0),
             {},
             r"<config>: groups\.task\.listen: http://127\.0\.0\.1:0 has port 0",
@@ -278,6 +289,20 @@ def test_static_root(tmp_path: Path) -> None:
 def test_errors(cfg: Any, kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         render(cfg(), **kwargs)
+
+
+def test_group_without_routes_beside_the_default_is_named() -> None:
+    """No routes makes a group a default candidate; beside the real one it gets no location."""
+    text = render(
+        config(
+            {
+                "web": {"listen": "http://127.0.0.1:8000", "routes": ["/"]},
+                "admin": {"listen": "http://127.0.0.1:8002"},
+            }
+        )
+    )
+    assert locations(text) == {"/": "aioworker_web"}
+    assert "# group admin has no routes and web takes every other path: nginx sends it" in text
 
 
 def test_port_zero_with_hosts_is_fine() -> None:
