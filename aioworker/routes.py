@@ -1,4 +1,4 @@
-"""Strict routes: a group answers 404 for HTTP paths outside its route prefixes.
+"""Strict routes: a group answers 404 for paths outside its route prefixes.
 
 A group's ``routes`` tell the front proxy which paths to send it; with ``strict_routes = true``
 the group also refuses every other path itself, so a request that reaches its port directly
@@ -57,7 +57,8 @@ def matcher(routes: Sequence[str]) -> Callable[[str], bool] | None:
 
 
 def strict_routes(app: ASGIApp, routes: Sequence[str]) -> ASGIApp:
-    """Wrap `app` so HTTP paths outside `routes` get a plain 404; other scopes pass through.
+    """Wrap `app` so HTTP paths outside `routes` get a plain 404 and WebSocket handshakes there
+    are refused (a close before accept: 403); lifespan passes through.
 
     Returns `app` itself when the routes cover every path (``/`` or no routes: the default
     group), so the default group pays nothing.
@@ -67,8 +68,11 @@ def strict_routes(app: ASGIApp, routes: Sequence[str]) -> ASGIApp:
         return app
 
     async def strict(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or inside(scope["path"]):
+        if scope["type"] not in ("http", "websocket") or inside(scope["path"]):
             await app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
             return
         # The body is left unread; the engine discards it and keeps the connection when it can.
         await send(dict(_START))

@@ -1,4 +1,4 @@
-"""strict_routes: 404 for HTTP paths outside a group's routes, everything else untouched."""
+"""strict_routes: 404 for HTTP paths outside the routes, WebSocket refused, lifespan untouched."""
 
 from __future__ import annotations
 
@@ -78,9 +78,17 @@ def test_lifespan_passes_through() -> None:
     assert sent == [{"type": "lifespan.startup.complete"}]
 
 
-def test_websocket_passes_through() -> None:
-    sent = run_asgi(strict_routes(inner, ["/task"]), {"type": "websocket", "path": "/other"})
-    assert sent == [{"type": "seen", "scope": "websocket", "path": "/other"}]
+@pytest.mark.parametrize(
+    ("path", "sent"),
+    [
+        pytest.param("/task/ws", [{"type": "seen", "scope": "websocket", "path": "/task/ws"}],
+                     id="inside-passes"),
+        pytest.param("/other", [{"type": "websocket.close", "code": 1008}], id="outside-refused"),
+    ],
+)  # fmt: skip
+def test_websocket(path: str, sent: list[Message]) -> None:
+    scope = {"type": "websocket", "path": path}
+    assert run_asgi(strict_routes(inner, ["/task"]), scope) == sent
 
 
 @pytest.mark.parametrize(
