@@ -202,7 +202,9 @@ def cmd_status(args: argparse.Namespace, config: Config) -> int:
     if "source" not in status:  # the master's own account, from the control socket
         from aioworker.status import render
 
-        sys.stdout.write(render(status, width=shutil.get_terminal_size((200, 24)).columns))
+        # Lines are cut to fit a terminal; piped (grep, logs), they are kept whole.
+        width = shutil.get_terminal_size().columns if sys.stdout.isatty() else 100_000
+        sys.stdout.write(render(status, width=width))
         return OK
     print(f"master running (pid {status['pid']}; no control socket: from the pid file)")
     for g in status["groups"]:
@@ -318,8 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
         "stop",
         parents=[common],
         help="stop the master",
-        description="Graceful stop (SIGTERM): requests in progress finish "
-        "within graceful_timeout; --fast stops at once (SIGQUIT).",
+        description="Graceful stop (as SIGTERM): listeners close, requests in progress "
+        "finish within graceful_timeout; --fast stops at once (as SIGQUIT). Waits until "
+        "the master has exited.",
     )
     stop.add_argument("--fast", action="store_true", help="do not wait for requests in progress")
     reload = sub.add_parser(
@@ -337,14 +340,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="GROUP",
         help="reload only this group (repeatable)",
     )
-    status = sub.add_parser("status", parents=[common], help="show the master and its groups")
+    status = sub.add_parser(
+        "status",
+        parents=[common],
+        help="show the master and its groups",
+        description="Ask the master over its control socket: each group's state (running, "
+        "failing, stopped), workers, requests, restarts and last exits. Without a control "
+        "socket, only the pid and the configured groups.",
+    )
     status.add_argument("--json", action="store_true", help="print JSON")
     sub.add_parser(
         "check",
         parents=[common],
         help="validate the config and import every app",
-        description="Load the config, import every group's app and print a "
-        "summary; exit 2 with `file: table.key: problem` on the first error.",
+        description="Load the config, import every group's app, check users and groups, and "
+        "print a summary; on errors, exit 2 with one `file: table.key: problem` line each.",
     )
     nginx = sub.add_parser(
         "nginx",
@@ -380,11 +390,16 @@ def _serve_parser(sub: Any) -> None:
         action="store_true",
         help="rolling reload when a .py file under the current directory changes",
     )
-    serve.add_argument("--log-level", default="info", help="debug, info, warning, error")
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error", "critical"],
+        help="default info",
+    )
     limits = serve.add_argument_group("engine limits and timeouts (as in config.toml)")
     for f in dataclasses.fields(HttpSettings):
         flag = "--" + f.name.replace("_", "-")
-        doc = f"{f.metadata['doc']} (default {f.default!r})"
+        doc = f"{f.metadata['doc']} (default {_shown(f.default)})"
         if isinstance(f.default, bool):
             limits.add_argument(
                 flag,
@@ -414,6 +429,14 @@ def _serve_parser(sub: Any) -> None:
             )
 
 
+def _shown(default: Any) -> str:
+    if isinstance(default, tuple):
+        return ",".join(default) or "none"
+    if isinstance(default, bool):
+        return "true" if default else "false"
+    return repr(default) if isinstance(default, str) else str(default)
+
+
 COMMANDS = {
     "start": cmd_start,
     "stop": cmd_stop,
@@ -433,7 +456,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             config = load(args.config)
         except ConfigError as exc:
-            raise CliError(str(exc), BAD_CONFIG) from None
+            hint = " (give the config file with -c FILE)" if args.config == "config.toml" else ""
+            raise CliError(f"{exc}{hint}", BAD_CONFIG) from None
         return COMMANDS[args.command](args, config)
     except CliError as exc:
         print(f"aioworker {args.command}: {exc}", file=sys.stderr)

@@ -102,6 +102,7 @@ def status(master: Master) -> dict[str, Any]:
                 "expected": g.count,
                 "ready": sum(1 for w in ws if w.ready_at is not None and not w.stopping_since),
                 "failing": planner.group_failing(master.slots, g.name),
+                "reloading": g.reloading,
                 "restarts": dict(g.restarts),
                 "last_exits": list(g.last_exits),
                 "workers": [

@@ -167,7 +167,11 @@ def _daemonize(config: Config) -> int:
         line = b"".join(chunks).decode("utf-8", "replace").strip()
         if line == "ok":
             pid = read_pid(config.pid_path) if config.server.pid_file else None
-            print(f"aioworker started in the background (pid {pid})")
+            if config.server.log_file:
+                where = f"logging to {config.resolve(config.server.log_file)}"
+            else:
+                where = "its log is discarded: set [server] log_file to keep it"
+            print(f"aioworker started in the background (pid {pid}); {where}")
             os._exit(0)
         print(line.removeprefix("error ") or "the master exited before it started", file=sys.stderr)
         os._exit(1)

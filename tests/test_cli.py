@@ -133,7 +133,8 @@ def test_commands_without_a_master_exit_3() -> None:
         foreign.kill()
 
 
-def test_start_refuses_a_port_another_process_holds() -> None:
+@pytest.mark.parametrize("daemon", [[], ["-d"]], ids=["foreground", "daemon"])
+def test_start_refuses_a_port_another_process_holds(daemon: list[str]) -> None:
     holder = socket.socket()
     holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     holder.bind(("127.0.0.1", 0))
@@ -142,7 +143,8 @@ def test_start_refuses_a_port_another_process_holds() -> None:
     try:
         directory = make_dir()
         (directory / "config.toml").write_text(config_text(ONE.replace(":0", f":{port}")))
-        result = aioworker("start", cwd=directory)
+        # In the background, the foreground process reports the daemon's reason.
+        result = aioworker("start", *daemon, cwd=directory)
         assert result.returncode == 1
         assert f"http://127.0.0.1:{port}: address already in use by another process" in (
             result.stderr
@@ -189,7 +191,9 @@ def test_daemon_status_reload_reopen_logs_restart_and_stop() -> None:
     started = aioworker("start", "-d", cwd=directory)
     assert started.returncode == 0, started.stderr
     pid = int((directory / "aioworker.pid").read_text())
-    assert f"started in the background (pid {pid})" in started.stdout
+    assert f"started in the background (pid {pid}); logging to {directory / 'server.log'}" in (
+        started.stdout
+    )
     try:
         log = (directory / "server.log").read_text()
         port = int(log.split("listening group=web url=http://127.0.0.1:")[1].split()[0])

@@ -187,6 +187,19 @@ def test_group_whose_app_fails_backs_off_while_the_other_group_serves() -> None:
             assert status == 200
             assert json.loads(body)["group"] == "web"
         assert master.proc.poll() is None
+        shown = subprocess.run(
+            [PYTHON, "-m", "aioworker", "status"],
+            cwd=directory,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert shown.returncode == 0, shown.stderr
+        states = {line.split()[0]: line.split()[1] for line in shown.stdout.splitlines() if line}
+        assert states["task"] == "failing"
+        assert states["web"] == "running"
+        assert "import failed on purpose" in shown.stdout
         (directory / "FAIL_IMPORT").unlink()
         master.wait_for(r"ready group=task slot=\d+", since)
 
@@ -720,6 +733,9 @@ class ShowFailing(Hook):
         if failing and not self.shown:
             self.shown = True
             os.write(2, ("STATUS " + json.dumps(status) + "\\n").encode())
+        reloading = [g["name"] for g in status["groups"] if g["reloading"]]
+        if reloading:
+            os.write(2, ("RELOADING " + " ".join(reloading) + "\\n").encode())
 
 config = aioworker.load_config("config.toml")
 raise SystemExit(aioworker.run(config, hooks=[ShowFailing()]))
@@ -753,6 +769,9 @@ def test_status_shows_a_failing_group_with_its_last_exits() -> None:
         assert groups["web"]["failing"] is False
         assert groups["web"]["ready"] == groups["web"]["expected"] == 2
         assert {w["state"] for w in groups["web"]["workers"]} == {"ready"}
+        assert not groups["web"]["reloading"]
+        master.signal(signal.SIGHUP)
+        master.wait_for(r"RELOADING web")
     finally:
         master.stop()
 
