@@ -25,6 +25,7 @@ _NO_DEADLINE = 86400
 # Idle connections each nginx worker keeps per upstream. Each one holds a connection slot in an
 # aioworker worker (max_connections defaults to 1024), so a few dozen is plenty for reuse.
 _KEEPALIVE_CONNECTIONS = 64
+_HOST = re.compile(r"([A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}")
 _SAFE_TOKEN = re.compile(r"[A-Za-z0-9/._~%+,:=@!*()-]+")
 # nginx routes on the normalized path (%XX decoded, dot segments resolved) but proxy_pass without
 # a URI passes the target as the client sent it. A target with dot segments is then routed by one
@@ -104,6 +105,13 @@ def render(
 def upstream_servers(group: GroupSettings, where: str = "<config>") -> list[str]:
     """The ``server`` addresses of a group: its ``hosts`` if set, else its own listen address."""
     if group.hosts:
+        for host in group.hosts:
+            # Written into nginx's config as is: a ; or a brace would end or inject a directive.
+            if not _HOST.fullmatch(host):
+                raise ConfigError(
+                    f"{where}: groups.{group.name}.hosts: {host!r} is not HOST:PORT "
+                    "(a name, an IPv4 address or an [IPv6] address, then :PORT)"
+                )
         return list(group.hosts)
     address = parse_listen(group.listen)
     if address.is_unix:

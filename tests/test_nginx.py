@@ -253,6 +253,12 @@ def test_static_root(tmp_path: Path) -> None:
             id="slash-in-two-groups",
         ),
         pytest.param(
+            lambda: two_groups(hosts=["a.internal:8001", "b;} server {listen 1:8001"]),
+            {},
+            r"groups\.task\.hosts: 'b;} server {listen 1:8001' is not HOST:PORT",
+            id="host-with-a-directive",
+        ),
+        pytest.param(
             lambda: two_groups(task_port=0),
             {},
             r"<config>: groups\.task\.listen: http://127\.0\.0\.1:0 has port 0",
