@@ -25,7 +25,7 @@ from aioworker.config import Config, GroupSettings
 from aioworker.hooks import Hook
 from aioworker.records import Group, Worker, describe_exit
 from aioworker.signals import SignalHandling
-from aioworker.sockets import BindError, bind_group
+from aioworker.sockets import BindError, GroupSockets, bind_group
 from aioworker.watch import PollingWatcher, ThreadWatcher
 
 __all__ = ["Group", "Master", "Worker", "describe_exit"]
@@ -141,7 +141,7 @@ class Master(SignalHandling):
     def run(self) -> int:
         try:
             self._setup()
-        except (StartError, BindError) as exc:
+        except StartError as exc:
             message = str(exc)
             log.error("cannot start: %s", message)
             self._tell_parent(f"error {message}")
@@ -168,7 +168,7 @@ class Master(SignalHandling):
             raise StartError(problems[0])
         for settings in self.config.groups:
             app = self._preload(settings) if settings.preload else None
-            sockets = bind_group(settings) if settings.listen else None
+            sockets = self._bind(settings) if settings.listen else None
             self.groups[settings.name] = Group(settings, sockets, settings.workers, app=app)
             if sockets is not None:
                 log.info(
@@ -189,6 +189,13 @@ class Master(SignalHandling):
             if self._watcher.fileno is not None:
                 self.add_reader(self._watcher.fileno, self._check_watch)
         self._call_hooks("master_started", self)
+
+    def _bind(self, settings: GroupSettings) -> GroupSockets:
+        try:
+            return bind_group(settings)
+        except BindError as exc:
+            where = self.config.path or "<config>"
+            raise StartError(f"{where}: groups.{settings.name}.listen: {exc}") from None
 
     def _preload(self, settings: GroupSettings) -> Any:
         try:
@@ -271,8 +278,12 @@ class Master(SignalHandling):
                 group.sockets.shrink(group.count)
 
     def _spawn(self, group: Group, slot: int, now: float) -> None:
-        sock = group.sockets.for_slot(slot) if group.sockets is not None else None
-        read_fd, write_fd = os.pipe()
+        try:
+            sock = group.sockets.for_slot(slot) if group.sockets is not None else None
+            read_fd, write_fd = os.pipe()
+        except OSError as exc:  # no descriptors left, or a new slot's port taken meanwhile
+            self._spawn_failed(group.name, slot, now, str(exc))
+            return
         keep = {write_fd, sock.fileno() if sock is not None else -1}
         close = sorted(self._owned_fds() - keep)
         spec = worker.WorkerSpec(
@@ -283,18 +294,10 @@ class Master(SignalHandling):
             stream.flush()
         try:
             pid = os.fork()
-        except OSError as exc:  # out of processes or memory: retry later, as for a crash
+        except OSError as exc:  # out of processes or memory
             os.close(read_fd)
             os.close(write_fd)
-            state = self.slots.get((group.name, slot), planner.SlotState())
-            failures = state.failures + 1
-            self.slots[(group.name, slot)] = planner.SlotState(
-                failures,
-                now + max(planner.backoff_delay(failures), 1.0),
-                state.failed_generation,
-                f"fork failed: {exc.strerror}",
-            )
-            log.error("fork failed group=%s slot=%d: %s", group.name, slot, exc.strerror)
+            self._spawn_failed(group.name, slot, now, f"fork failed: {exc.strerror}")
             return
         if pid == 0:  # pragma: no cover - the child; covered by the end-to-end tests
             os.close(read_fd)
@@ -309,6 +312,14 @@ class Master(SignalHandling):
             "spawned pid=%d group=%s slot=%d generation=%d", pid, group.name, slot, group.generation
         )
         self._call_hooks("worker_spawned", self, w)
+
+    def _spawn_failed(self, name: str, slot: int, now: float, error: str) -> None:
+        # Retried later, as for a crash: the master itself must never fall over on it.
+        key = (name, slot)
+        self.slots[key] = planner.after_spawn_failure(
+            self.slots.get(key, planner.SlotState()), now, error
+        )
+        log.error("cannot start a worker group=%s slot=%d: %s", name, slot, error)
 
     def _owned_fds(self) -> set[int]:
         fds = {key.fd for key in self.selector.get_map().values()}

@@ -15,6 +15,7 @@ __all__ = [
     "BACKOFF_BASE",
     "BACKOFF_MAX",
     "FAILING_AFTER",
+    "SPAWN_RETRY",
     "STABLE_AFTER",
     "GroupWant",
     "Kill",
@@ -24,6 +25,7 @@ __all__ = [
     "Stop",
     "WorkerInfo",
     "after_exit",
+    "after_spawn_failure",
     "backoff_delay",
     "group_failing",
     "plan",
@@ -37,6 +39,8 @@ STABLE_AFTER = 5.0
 # Delay before the Nth consecutive restart of a slot: 0 for the first, then doubling.
 BACKOFF_BASE = 0.5
 BACKOFF_MAX = 30.0
+# Least delay before retrying a slot whose fork failed: retrying at once would spin.
+SPAWN_RETRY = 1.0
 # Consecutive failures of one slot after which its group shows as failing.
 FAILING_AFTER = 3
 
@@ -150,6 +154,18 @@ def after_exit(
         retry_at=now + backoff_delay(failures),
         failed_generation=failed_generation,
         last_error=error or state.last_error,
+    )
+
+
+def after_spawn_failure(state: SlotState, now: float, error: str) -> SlotState:
+    """The slot's state when its worker could not even be forked (no memory, no descriptors,
+    no listener): a failure like a crash, retried no sooner than in a second."""
+    failures = state.failures + 1
+    return dataclasses.replace(
+        state,
+        failures=failures,
+        retry_at=now + max(backoff_delay(failures), SPAWN_RETRY),
+        last_error=error,
     )
 
 

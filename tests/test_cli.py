@@ -146,9 +146,10 @@ def test_start_refuses_a_port_another_process_holds(daemon: list[str]) -> None:
         # In the background, the foreground process reports the daemon's reason.
         result = aioworker("start", *daemon, cwd=directory)
         assert result.returncode == 1
-        assert f"http://127.0.0.1:{port}: address already in use by another process" in (
-            result.stderr
-        )
+        assert (
+            f"{directory / 'config.toml'}: groups.web.listen: "
+            f"http://127.0.0.1:{port}: address already in use by another process"
+        ) in (result.stderr)
         assert not (directory / "aioworker.pid").exists()
     finally:
         holder.close()

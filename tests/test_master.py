@@ -817,3 +817,65 @@ def test_removed_slot_stops_receiving_connections_while_its_worker_drains() -> N
         master.wait_for(rf"exited pid={doomed} group=web slot=1: exited with code 0", since)
         for thread in slow:
             thread.join(10)
+
+
+FD_LIMIT = """
+import os, resource
+import aioworker
+from aioworker.hooks import Hook
+
+class FdLimit(Hook):
+    # While the file LIMIT exists the master may open no new descriptor at all.
+    saved = None
+    def tick(self, master, now):
+        if os.path.exists("LIMIT") and self.saved is None:
+            self.saved = resource.getrlimit(resource.RLIMIT_NOFILE)
+            in_use = len(os.listdir("/proc/self/fd")) - 1  # the listing's own fd is closed
+            resource.setrlimit(resource.RLIMIT_NOFILE, (in_use, self.saved[1]))
+            os.write(2, b"LIMITED\\n")
+        elif not os.path.exists("LIMIT") and self.saved is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, self.saved)
+            self.saved = None
+            os.write(2, b"UNLIMITED\\n")
+
+config = aioworker.load_config("config.toml")
+raise SystemExit(aioworker.run(config, hooks=[FdLimit()]))
+"""
+
+
+def test_master_survives_when_a_new_worker_cannot_be_started() -> None:
+    directory = make_dir()
+    config = config_text("""
+        [groups.web]
+        app = "testapp:app"
+        listen = "http://127.0.0.1:0"
+        count = 1
+    """)
+    (directory / "config.toml").write_text(config)
+    (directory / "fd_limit.py").write_text(FD_LIMIT)
+    proc = subprocess.Popen(
+        [PYTHON, "fd_limit.py"],
+        cwd=directory,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": str(directory)},
+    )
+    master = MasterProcess(proc, directory)
+    try:
+        port = int(master.wait_for(r"listening group=web url=http://127.0.0.1:(\d+)").group(1))
+        master.wait_for(r"started pid=")
+        (directory / "LIMIT").write_text("")
+        master.wait_for(r"LIMITED")
+        since = master.mark()
+        master.signal(signal.SIGTTIN)  # slot 1 needs a new listener and a pipe: no descriptor
+        master.wait_for(r"cannot start a worker group=web slot=1: .*Too many open files", since)
+        assert master.proc.poll() is None
+        assert get(("127.0.0.1", port), "/info")[0] == 200  # slot 0 goes on serving
+        (directory / "LIMIT").unlink()
+        master.wait_for(r"UNLIMITED", since)
+        master.wait_for(r"ready group=web slot=1 pid=", since)  # retried after the backoff
+        master.signal(signal.SIGTERM)
+        assert master.wait(20) == 0
+    finally:
+        master.stop()

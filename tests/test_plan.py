@@ -7,6 +7,7 @@ import pytest
 from aioworker.plan import (
     BACKOFF_MAX,
     FAILING_AFTER,
+    SPAWN_RETRY,
     STABLE_AFTER,
     GroupWant,
     Kill,
@@ -15,6 +16,7 @@ from aioworker.plan import (
     Stop,
     WorkerInfo,
     after_exit,
+    after_spawn_failure,
     backoff_delay,
     group_failing,
     plan,
@@ -39,6 +41,16 @@ def test_full_group_does_nothing() -> None:
     result = plan([WEB], [ready(1, 0), ready(2, 1)], {}, now=100.0)
     assert result.actions == ()
     assert result.wake_at is None
+
+
+def test_failed_fork_counts_as_a_failure_and_is_never_retried_at_once() -> None:
+    state = after_spawn_failure(SlotState(), 100.0, "fork failed: out of memory")
+    assert state == SlotState(1, 100.0 + SPAWN_RETRY, -1, "fork failed: out of memory")
+    assert plan([WEB], [ready(1, 0)], {("web", 1): state}, now=100.5).actions == ()
+    for _ in range(FAILING_AFTER - 1):
+        state = after_spawn_failure(state, 100.0, "again")
+    assert group_failing({("web", 1): state}, "web")
+    assert state.retry_at == 100.0 + max(backoff_delay(FAILING_AFTER), SPAWN_RETRY)
 
 
 def test_crashed_slot_waits_for_its_backoff() -> None:
