@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import os
+import selectors
 import socket
 import stat
 from collections.abc import Callable, Mapping
@@ -125,7 +126,7 @@ class ControlServer:
     def fileno(self) -> int:
         return self.server.fileno()
 
-    def attach(self, selector: Any) -> None:
+    def attach(self, selector: selectors.BaseSelector) -> None:
         """Register with the master's selector (callbacks are called as ``key.data()``)."""
         self.server.attach(selector)
 

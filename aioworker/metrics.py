@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import selectors
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -224,7 +225,7 @@ class MetricsServer:
     def fileno(self) -> int:
         return self.server.fileno()
 
-    def attach(self, selector: Any) -> None:
+    def attach(self, selector: selectors.BaseSelector) -> None:
         self.server.attach(selector)
 
     def tick(self, now: float | None = None) -> None:

@@ -28,8 +28,9 @@ import signal
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import TextIO
 
+from aioworker.config import GroupSettings
 from aioworker.scoreboard import WorkerSample
 
 __all__ = [
@@ -67,8 +68,8 @@ class Limits:
     max_rss_mb: int = 0
 
     @classmethod
-    def of(cls, group: Any) -> Limits:
-        """From a GroupSettings (or anything with those three attributes)."""
+    def of(cls, group: GroupSettings) -> Limits:
+        """From a group's settings."""
         return cls(float(group.timeout), float(group.soft_timeout), int(group.max_rss_mb))
 
 
