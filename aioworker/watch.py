@@ -20,9 +20,12 @@ _SKIP = {"__pycache__", "node_modules", "site-packages", ".venv", "venv", ".git"
 
 
 def _py_files(root: Path) -> Iterator[tuple[str, int]]:
-    if root.is_file():
-        if root.suffix == ".py":
+    if root.suffix == ".py" and not root.is_dir():
+        # An editor's atomic save may replace the file between two looks: just not there now.
+        try:
             yield str(root), root.stat().st_mtime_ns
+        except OSError:
+            pass
         return
     stack = [str(root)]
     while stack:
@@ -121,6 +124,10 @@ class ThreadWatcher:
 
 
 def make_watcher(paths: Sequence[Path]) -> PollingWatcher | ThreadWatcher:
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        log.warning("watch: %s: no such file or directory", ", ".join(map(str, missing)))
+    paths = [p for p in paths if p not in missing]
     try:
         import watchfiles  # noqa: F401
     except ImportError:

@@ -6,7 +6,9 @@ import os
 import select
 from pathlib import Path
 
-from aioworker.watch import PollingWatcher, ThreadWatcher
+import pytest
+
+from aioworker.watch import PollingWatcher, ThreadWatcher, make_watcher
 
 
 def touch_later(path: Path) -> None:
@@ -51,6 +53,32 @@ def test_watchfiles_watcher_wakes_a_selector_on_change(tmp_path: Path) -> None:
         touch_later(root / "pkg" / "mod.py")
         readable, _, _ = select.select([watcher.fileno], [], [], 10)
         assert readable == [watcher.fileno]
+        assert watcher.changed() == [str(root / "pkg" / "mod.py")]
+    finally:
+        watcher.close()
+
+
+def test_a_watched_file_may_vanish_and_come_back(tmp_path: Path) -> None:
+    app = tmp_path / "app.py"
+    app.write_text("x = 1\n")
+    watcher = PollingWatcher([app])
+    app.unlink()  # an editor's atomic save: gone for a moment
+    assert watcher.changed() == [str(app)]
+    app.write_text("x = 2\n")
+    assert watcher.changed() == [str(app)]
+
+
+def test_missing_paths_are_reported_and_the_others_watched(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = tree(tmp_path)
+    watcher = make_watcher([root, root / "nope"])
+    try:
+        assert f"watch: {root / 'nope'}: no such file or directory" in caplog.text
+        touch_later(root / "pkg" / "mod.py")
+        if watcher.fileno is not None:
+            readable, _, _ = select.select([watcher.fileno], [], [], 10)
+            assert readable == [watcher.fileno]
         assert watcher.changed() == [str(root / "pkg" / "mod.py")]
     finally:
         watcher.close()
