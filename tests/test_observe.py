@@ -8,6 +8,7 @@ Counters add up across status and /metrics. /readyz is 503 while a group is down
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import textwrap
@@ -188,6 +189,18 @@ def test_blocked_worker_seen_dumped_killed_replaced(master: MasterProcess) -> No
     assert worker["oldest_request"]["method"] == "GET"
     assert worker["oldest_request"]["path"] == "/task/report"  # the engine keeps no query
     assert worker["blocked_for"] >= 1.0
+    # What people see: the CLI's table, asked over the control socket.
+    shown = subprocess.run(
+        [PYTHON, "-m", "aioworker", "status", "-c", "config.toml"],
+        cwd=master.directory,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert shown.returncode == 0, shown.stderr
+    (row,) = [line for line in shown.stdout.splitlines() if line.startswith(f"  {pid} ")]
+    assert re.search(r" blocked \d+\.\ds .* GET /task/report \(\d+\.\ds\)$", row), row
     # The other group is untouched.
     assert get(master.url("web"))[0] == 200
 
