@@ -5,8 +5,8 @@ hooks=...)``) through the hook points of ``aioworker.hooks``:
 
 - master_started: map the scoreboard (before the first fork), bind the control socket
   (``[server] control_socket``: status; reload of all or named groups; stop of the master or of
-  named groups; start of named groups) and the metrics listener (``[metrics] listen``) on the master's
-  selector; when either cannot be bound, the master stops with exit code 1;
+  named groups; start of named groups) and the metrics listener (``[metrics] listen``) on the
+  master's selector; when either cannot be bound, the master stops with exit code 1;
 - before_spawn / worker_exited: claim a scoreboard slot for each new process, release it after
   the reap;
 - worker_started (in the worker, on its loop): install the stack dump, start the heartbeat that
