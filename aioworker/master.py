@@ -2,7 +2,8 @@
 
 A plain process with no event loop: signal handlers only queue the signal (the wakeup fd
 wakes the selector) and the loop dispatches `handle_<name>()`. Decisions come from the pure
-`aioworker.plan`; this is the only module that calls fork, kill and waitpid.
+`aioworker.plan`; this module and its mixins (`aioworker.signals`, `aioworker.children`)
+are the only code that forks, signals and reaps workers.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 from aioworker import plan as planner
 from aioworker import records, reloading, worker
 from aioworker.check import check_ids
+from aioworker.children import Children
 from aioworker.config import Config, GroupSettings
 from aioworker.hooks import Hook
 from aioworker.records import Group, Worker, describe_exit
@@ -40,7 +42,7 @@ class StartError(Exception):
     """The master cannot start; the message says why."""
 
 
-class Master(SignalHandling):
+class Master(Children, SignalHandling):
     """Runs `config`'s groups until stopped; `run()` returns the process exit code."""
 
     TICK = 0.5  # seconds between loop turns when nothing happens
@@ -330,144 +332,6 @@ class Master(SignalHandling):
         if self._notify_fd is not None:
             fds.add(self._notify_fd)
         return fds
-
-    def _read_notify(self, w: Worker) -> None:
-        try:
-            data = os.read(w.pipe, 4096)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self._close_pipe(w)
-            return
-        w.buffer += data
-        *lines, w.buffer = w.buffer.split(b"\n")
-        for raw in lines:
-            kind, _, text = raw.decode("utf-8", "replace").partition(" ")
-            if kind == "ready" and w.ready_at is None:
-                w.ready_at = time.monotonic()
-                log.info(
-                    "ready group=%s slot=%d pid=%d generation=%d",
-                    w.group,
-                    w.slot,
-                    w.pid,
-                    w.generation,
-                )
-                self._call_hooks("worker_ready", self, w)
-            elif kind == "error":
-                w.error = text
-            elif kind == "recycle":
-                self.recycle_worker(w.pid, text)
-
-    def _close_pipe(self, w: Worker) -> None:
-        if w.pipe >= 0:
-            self.remove_reader(w.pipe)
-            os.close(w.pipe)
-            w.pipe = -1
-
-    def _reap(self) -> None:
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            w = self.workers.pop(pid, None)
-            if w is None:
-                continue
-            if w.pipe >= 0:
-                self._read_notify(w)  # a last error line may still be in the pipe
-                self._close_pipe(w)
-            self._exited(w, describe_exit(status, w.killed))
-
-    def _exited(self, w: Worker, how: str) -> None:
-        group = self.groups[w.group]
-        now = time.monotonic()
-        expected = w.stopping_since is not None and not (w.killed and w.ready_at is None)
-        if expected:
-            log.info("exited pid=%d group=%s slot=%d: %s", w.pid, w.group, w.slot, how)
-        else:
-            detail = f": {w.error}" if w.error else ""
-            when = "before it was ready" if w.ready_at is None else "unexpectedly"
-            log.warning(
-                "worker died pid=%d group=%s slot=%d %s, %s%s",
-                w.pid,
-                w.group,
-                w.slot,
-                when,
-                how,
-                detail,
-            )
-            group.restarts[
-                "boot" if w.ready_at is None else ("killed" if w.killed else "crash")
-            ] += 1
-            group.last_exits.append(f"pid {w.pid} slot {w.slot}: {how}{detail}")
-        older = any(
-            o.slot == w.slot
-            and o.group == w.group
-            and o.generation < w.generation
-            and not o.stopping_since
-            for o in self.workers.values()
-        )
-        key = (w.group, w.slot)
-        before = self.slots.get(key, planner.SlotState())
-        after = planner.after_exit(
-            before, w.info(), now, error=w.error or how, replaced_by_older=older
-        )
-        self.slots[key] = after
-        if older and w.ready_at is None and not expected:
-            log.error(
-                "reload failed group=%s slot=%d: %s; keeping the old workers",
-                w.group,
-                w.slot,
-                w.error or how,
-            )
-            group.reloading = False
-        elif planner.group_failing(self.slots, w.group) and not expected and not self.stopping:
-            log.error(
-                "group failing group=%s: %d consecutive failures, next try in %.1fs",
-                w.group,
-                after.failures,
-                max(0.0, after.retry_at - now),
-            )
-        self._call_hooks("worker_exited", self, w, how)
-
-    def _check_started(self) -> None:
-        if self.stopping and not self.exit_code:
-            self.starting = False
-            self._tell_parent("error stopped before every group was up")
-            return
-        wants = self._wants()
-        infos = [w.info() for w in self.workers.values()]
-        for want in wants:
-            if planner.start_failed(want, infos, self.slots):
-                error = self.slots[(want.name, 0)].last_error
-                log.error("group %s cannot start: %s", want.name, error)
-                self._tell_parent(f"error group {want.name} cannot start: {error}")
-                self.exit_code = 1
-                self.stop(fast=True)
-                self.starting = False
-                return
-        for want in wants:
-            for slot in range(want.count):
-                booting = [i for i in infos if i.group == want.name and i.slot == slot]
-                if not any(i.ready for i in booting) and not (
-                    self.slots.get((want.name, slot), planner.SlotState()).failures
-                ):
-                    return
-        self.starting = False
-        names = ",".join(self.groups)
-        log.info("started pid=%d groups=%s", self.pid, names)
-        self._tell_parent("ok")
-
-    def _tell_parent(self, line: str) -> None:
-        if self._notify_fd is not None:
-            with contextlib.suppress(OSError):
-                os.write(self._notify_fd, line.encode("utf-8", "replace") + b"\n")
-                os.close(self._notify_fd)
-            self._notify_fd = None
 
     def _check_watch(self) -> None:
         if self._watcher is None or self.stopping:

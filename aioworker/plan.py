@@ -27,11 +27,14 @@ __all__ = [
     "after_exit",
     "after_spawn_failure",
     "backoff_delay",
+    "exit_requested",
     "group_failing",
+    "older_serves_slot",
     "plan",
     "reload_abandoned",
     "settle",
     "start_failed",
+    "start_settled",
 ]
 
 # A worker that stayed up this long after becoming ready resets its slot's backoff.
@@ -127,6 +130,23 @@ def backoff_delay(failures: int) -> float:
     return min(BACKOFF_BASE * 2.0 ** (failures - 2), BACKOFF_MAX)
 
 
+def exit_requested(worker: WorkerInfo) -> bool:
+    """The master asked this worker to stop (a worker killed for never getting ready was not
+    asked: that is a failed start)."""
+    return worker.stopping and (worker.ready or not worker.killed)
+
+
+def older_serves_slot(worker: WorkerInfo, others: Iterable[WorkerInfo]) -> bool:
+    """An older generation still serves `worker`'s slot: `worker` was its reload replacement."""
+    return any(
+        o.group == worker.group
+        and o.slot == worker.slot
+        and o.generation < worker.generation
+        and not o.stopping
+        for o in others
+    )
+
+
 def after_exit(
     state: SlotState,
     worker: WorkerInfo,
@@ -140,9 +160,7 @@ def after_exit(
     `replaced_by_older`: an older worker still serves the slot, so this one was a reload
     replacement that died before it was ready; the reload of that generation is abandoned.
     """
-    if worker.stopping and worker.ready:
-        return state
-    if worker.stopping and not worker.killed:
+    if exit_requested(worker):
         return state
     stable = worker.ready_at is not None and now - worker.ready_at >= STABLE_AFTER
     failures = 1 if stable else state.failures + 1
@@ -198,6 +216,17 @@ def start_failed(
         return False
     return all(
         slots.get((want.name, slot), SlotState()).failures >= 1 for slot in range(want.count)
+    )
+
+
+def start_settled(
+    want: GroupWant, workers: Sequence[WorkerInfo], slots: Mapping[SlotKey, SlotState]
+) -> bool:
+    """At first start: every slot of the group has a ready worker or has failed once."""
+    return all(
+        any(w.group == want.name and w.slot == slot and w.ready for w in workers)
+        or slots.get((want.name, slot), SlotState()).failures > 0
+        for slot in range(want.count)
     )
 
 

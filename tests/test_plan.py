@@ -19,10 +19,12 @@ from aioworker.plan import (
     after_spawn_failure,
     backoff_delay,
     group_failing,
+    older_serves_slot,
     plan,
     reload_abandoned,
     settle,
     start_failed,
+    start_settled,
 )
 
 WEB = GroupWant("web", count=2, generation=0, start_timeout=10.0, stop_timeout=5.0)
@@ -210,3 +212,19 @@ def test_start_failed_only_when_every_slot_failed_and_none_is_ready() -> None:
     both = {("web", 0): SlotState(failures=1), ("web", 1): SlotState(failures=1)}
     assert start_failed(WEB, [], both)
     assert not start_failed(WEB, [ready(1, 0)], both)
+
+
+def test_start_settles_once_every_slot_is_ready_or_has_failed() -> None:
+    booting = WorkerInfo(2, "web", 1, started=0.0)
+    assert not start_settled(WEB, [ready(1, 0), booting], {})
+    assert start_settled(WEB, [ready(1, 0), ready(2, 1)], {})
+    assert start_settled(WEB, [ready(1, 0)], {("web", 1): SlotState(failures=1)})
+    assert not start_settled(WEB, [ready(1, 0)], {("web", 0): SlotState(failures=1)})
+
+
+def test_a_replacement_is_recognised_while_an_older_worker_serves_its_slot() -> None:
+    new = WorkerInfo(3, "web", 0, generation=1, started=5.0)
+    assert older_serves_slot(new, [ready(1, 0), ready(2, 1)])
+    assert not older_serves_slot(new, [ready(1, 0, stopping_since=4.0), ready(2, 1)])
+    assert not older_serves_slot(new, [ready(2, 1)])
+    assert not older_serves_slot(ready(1, 0), [ready(1, 0), new])
