@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from aioworker import logs
 from aioworker.config import Config, load, validate
@@ -151,6 +152,13 @@ def _set_title(title: str) -> None:
     setproctitle.setproctitle(title)
 
 
+def _exit(code: int) -> NoReturn:
+    # os._exit skips flushing: printed lines piped to a file or a test would be lost.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def _daemonize(config: Config) -> int:
     """Double fork into the background; the foreground process exits once the master is up.
 
@@ -172,9 +180,9 @@ def _daemonize(config: Config) -> int:
             else:
                 where = "its log is discarded: set [server] log_file to keep it"
             print(f"aioworker started in the background (pid {pid}); {where}")
-            os._exit(0)
+            _exit(0)
         print(line.removeprefix("error ") or "the master exited before it started", file=sys.stderr)
-        os._exit(1)
+        _exit(1)
     os.close(read_fd)
     os.setsid()
     if os.fork() > 0:

@@ -34,9 +34,12 @@ count = 1
 
 
 def aioworker(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    # As a user runs it: output to a pipe is block-buffered unless the program flushes it.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     return subprocess.run(
         [PYTHON, "-m", "aioworker", *args],
         cwd=cwd,
+        env=env,
         capture_output=True,
         text=True,
         timeout=timeout,
