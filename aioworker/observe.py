@@ -189,6 +189,16 @@ class Observability(Hook):
                 log.error("%s", action.message)
                 master.kill_worker(action.pid, action.detail)
             elif action.kind == RECYCLE:
+                worker = master.workers[action.pid]
+                leaving = worker.recycle or ("stopping" if worker.stopping_since else "")
+                if leaving:
+                    # Replaced anyway (max_requests, a reload): not a memory restart.
+                    s = action.sample
+                    log.info(
+                        "worker %d (%s[%d]) %s; already being replaced (%s)",
+                        s.pid, s.group, s.slot, action.detail, leaving,
+                    )  # fmt: skip
+                    continue
                 log.warning("%s", action.message)
                 master.groups[action.sample.group].restarts["memory"] += 1
                 master.recycle_worker(action.pid, action.detail)

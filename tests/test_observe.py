@@ -90,9 +90,9 @@ RUN = (
 
 
 @contextmanager
-def observed_master(directory: Path, hooks: str) -> Iterator[MasterProcess]:
+def observed_master(directory: Path, hooks: str, config: str = CONFIG) -> Iterator[MasterProcess]:
     (directory / "obsapp.py").write_text(textwrap.dedent(APP))
-    (directory / "config.toml").write_text(CONFIG)
+    (directory / "config.toml").write_text(config)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
         [PYTHON, "-c", RUN.format(hooks=hooks)],
@@ -270,6 +270,29 @@ def test_memory_recycled_gracefully(master: MasterProcess) -> None:
     assert task["restarts"] == {"memory": 1}
     assert [w["pid"] for w in task["workers"]] == [new_pid]
     assert task["workers"][0]["rss_bytes"] < 80 * 1024 * 1024
+
+
+def test_memory_limit_of_a_worker_already_leaving_is_not_a_restart(tmp_path: Path) -> None:
+    """max_requests recycles the worker first; its memory is then no second reason."""
+    config = CONFIG.replace("max_rss_mb = 80", "max_rss_mb = 80\nmax_requests = 1")
+    # 8 samples (1.6 s) over the limit: long after the worker asks to be recycled (0.5 s).
+    hooks = "Observability(rss_interval=0.2, rss_samples=8)"
+    with observed_master(tmp_path, hooks, config) as m:
+        (old,) = group(status(m), "task")["workers"]
+        hold = m.directory / "HOLD"
+        hold.write_text("")  # the replacement waits in its startup: the old one stays ready
+        since = m.mark()
+        assert get(m.url("task"), "/task/grow")[0] == 200
+        m.wait_for(rf"recycling pid={old['pid']} group=task slot=0: max_requests", since)
+        m.wait_for(
+            rf"worker {old['pid']} \(task\[0\]\) uses \d+ MiB, above max_rss_mb 80 for 8 "
+            r"samples; already being replaced \(max_requests\)",
+            since,
+        )
+        hold.unlink()
+        m.wait_for(rf"exited pid={old['pid']} ", since)
+        assert group(status(m), "task")["restarts"] == {}
+        assert not m.all_matches(r"recycled, uses", since)
 
 
 def test_control_reload_one_group_then_stop(master: MasterProcess) -> None:
