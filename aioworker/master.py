@@ -25,12 +25,12 @@ from aioworker.check import check_ids
 from aioworker.children import Children
 from aioworker.config import Config, GroupSettings
 from aioworker.hooks import Hook
-from aioworker.records import Group, Worker, describe_exit
+from aioworker.records import Group, Worker
 from aioworker.signals import SignalHandling
 from aioworker.sockets import BindError, GroupSockets, bind_group
 from aioworker.watch import PollingWatcher, ThreadWatcher
 
-__all__ = ["Group", "Master", "Worker", "describe_exit"]
+__all__ = ["Group", "Master", "Worker"]
 
 log = logging.getLogger("aioworker.master")
 

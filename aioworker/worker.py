@@ -33,7 +33,6 @@ __all__ = [
     "WorkerSpec",
     "build_app",
     "import_target",
-    "load_app",
     "resolve_ids",
     "run",
 ]
@@ -235,11 +234,6 @@ def build_app(group: GroupSettings, target: Any) -> Any:
 
         app = strict_routes(app, group.routes)
     return app
-
-
-def load_app(group: GroupSettings) -> Any:
-    """Import the group's app (or main coroutine function), build it and wrap it."""
-    return build_app(group, import_target(group))
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
