@@ -347,9 +347,10 @@ class HttpProtocol(asyncio.Protocol):
     def _account(self, cycle: RequestCycle) -> None:
         """Count a finished request exactly once."""
         state = self.ctx.state
-        if cycle not in state.active:
+        try:
+            state.active.remove(cycle)
+        except KeyError:  # already counted
             return
-        state.active.discard(cycle)
         state.in_progress -= 1
         if cycle.response_complete:
             state.requests += 1
