@@ -236,9 +236,14 @@ def validate(config: Config, where: str = "<config>") -> None:
                 raise fail(f"{prefix}.hosts", f"{host!r} is not HOST:PORT")
     if config.metrics.listen:
         try:
-            parse_listen(config.metrics.listen)
+            metrics = parse_listen(config.metrics.listen)
         except ValueError as exc:
             raise fail("metrics.listen", str(exc)) from None
+        key = ("unix", metrics.path) if metrics.is_unix else ("tcp", metrics.port)
+        if key in ports and key != ("tcp", 0):
+            raise fail(
+                "metrics.listen", f"{config.metrics.listen} is also used by groups.{ports[key]}"
+            )
 
 
 def _validate_http(http: HttpSettings, prefix: str, fail: Any) -> None:

@@ -182,6 +182,11 @@ def write(tmp_path: Path, text: str) -> Path:
             "metrics.listen: 'localhost:9100' is neither",
             id="bad-metrics-listen",
         ),
+        pytest.param(
+            "[metrics]\nlisten = 'http://127.0.0.1:8000'\n" + WEB,
+            "metrics.listen: http://127.0.0.1:8000 is also used by groups.web",
+            id="metrics-on-a-group-port",
+        ),
         pytest.param("groups = 3\n", "groups: must be a table", id="groups-not-table"),
         pytest.param(
             "[groups]\nweb = 3\n",
