@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import ipaddress
 import os
 import socket
 import stat
+import sys
 from dataclasses import dataclass, field
 
 from aioworker.config import GroupSettings, Listen
@@ -25,6 +27,7 @@ __all__ = [
     "bind_listen",
     "close_all",
     "describe",
+    "foreign_listeners",
     "probe_free",
 ]
 
@@ -103,10 +106,51 @@ def bind_group(group: GroupSettings, count: int | None = None) -> GroupSockets:
         result.sockets.append(first)
         if reuse:
             result.for_slot(count - 1)
+            # probe_free cannot see a second copy that bound between its probe and our bind
+            # (both probes pass, both binds join one SO_REUSEPORT group): look once more.
+            if address.port and foreign_listeners(result.port, result.sockets):
+                raise BindError(
+                    errno.EADDRINUSE, f"{result.url}: address already in use by another process"
+                )
     except BaseException:
         result.close()
         raise
     return result
+
+
+def foreign_listeners(port: int, ours: list[socket.socket]) -> list[int]:
+    """Inodes of TCP listeners that are not among `ours` and would share their connections:
+    same port, and the same address or a wildcard on either side (Linux; [] elsewhere)."""
+    mine = {os.fstat(sock.fileno()).st_ino for sock in ours}
+    here = ipaddress.ip_address(ours[0].getsockname()[0])
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as stream:
+                rows = stream.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            address, _, port_hex = fields[1].partition(":")
+            inode = int(fields[9])
+            if fields[3] != "0A" or int(port_hex, 16) != port or inode in mine:
+                continue  # 0A is TCP_LISTEN
+            there = _proc_address(address)
+            if there == here or there.is_unspecified or here.is_unspecified:
+                found.append(inode)
+    return found
+
+
+def _proc_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """Parse an address as /proc/net/tcp{,6} prints it: hex 32-bit words in host byte order."""
+    raw = bytes.fromhex(text)
+    if sys.byteorder == "little":
+        raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+    address = ipaddress.ip_address(raw)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
 
 
 def bind_listen(address: Listen, *, reuse_port: bool = False) -> socket.socket:

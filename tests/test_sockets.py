@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from aioworker import sockets
 from aioworker.config import GroupSettings, parse_listen
-from aioworker.sockets import BindError, bind_group, bind_listen, describe
+from aioworker.sockets import BindError, bind_group, bind_listen, describe, foreign_listeners
 
 
 def group(listen: str, count: int, reuse_port: bool = True) -> GroupSettings:
@@ -125,3 +126,35 @@ def test_ipv6_and_host_names(listen: str, family: socket.AddressFamily) -> None:
             pass
     finally:
         bound.close()
+
+
+def test_a_second_copy_that_binds_between_probe_and_bind_is_still_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    other = socket.socket()
+    other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    other.bind(("127.0.0.1", 0))
+    other.listen()
+    port = other.getsockname()[1]
+    # The race made certain: the probe ran before the other copy bound, so it saw nothing.
+    monkeypatch.setattr(sockets, "probe_free", lambda host, port: None)
+    try:
+        with pytest.raises(BindError, match=f"http://127.0.0.1:{port}: address already in use"):
+            bind_group(group(f"http://127.0.0.1:{port}", 2))
+        # Our own listeners alone are not foreign.
+        bound = bind_group(group("http://127.0.0.1:0", 3))
+        try:
+            assert foreign_listeners(bound.port, bound.sockets) == []
+            assert foreign_listeners(port, bound.sockets) == [os.fstat(other.fileno()).st_ino]
+            # Another address on that port shares nothing with us: not foreign.
+            elsewhere = socket.socket()
+            elsewhere.bind(("127.0.0.2", bound.port))
+            elsewhere.listen()
+            try:
+                assert foreign_listeners(bound.port, bound.sockets) == []
+            finally:
+                elsewhere.close()
+        finally:
+            bound.close()
+    finally:
+        other.close()
