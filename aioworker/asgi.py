@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any, Final, Literal, Protocol, TypedDict, cast
 
@@ -235,7 +236,7 @@ class RequestCycle:
         loop = asyncio.get_running_loop()
         waiter = self.waiter = loop.create_future()
         if for_body:
-            self.waiting_since = loop.time()
+            self.waiting_since = time.monotonic()
         await waiter
 
     # -- the app's side -----------------------------------------------------------------

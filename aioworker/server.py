@@ -12,6 +12,7 @@ import logging
 import signal
 import socket
 import sys
+import time
 from collections.abc import Awaitable, Callable, Sequence
 
 from aioworker.asgi import ASGIApp
@@ -162,7 +163,7 @@ class Server:
             # connection's timeouts for the rest of the process.
             self._tick_handle = loop.call_later(interval, tick)
             ctx.date.refresh()
-            now = loop.time()
+            now = time.monotonic()
             for conn in list(ctx.connections):
                 conn.check_timeouts(now)
 

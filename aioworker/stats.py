@@ -59,5 +59,5 @@ class ServerState:
         self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0  # seconds, over the requests latency_counts counts
         # requests whose response is not complete; each has .method, .path and .started
-        # (monotonic seconds, the clock of asyncio's loop.time()).
+        # (time.monotonic() seconds).
         self.active: set[RequestCycle] = set()
