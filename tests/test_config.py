@@ -220,12 +220,31 @@ def test_shipped_config_loads_with_a_web_and_a_task_group() -> None:
 
 def test_shipped_config_documents_every_key_with_its_default() -> None:
     text = (ROOT / "config.toml").read_text()
-    fields = [*dataclasses.fields(HttpSettings), *dataclasses.fields(GroupSettings)]
+    fields = [
+        *dataclasses.fields(HttpSettings),
+        *dataclasses.fields(GroupSettings),
+        *dataclasses.fields(ServerSettings),
+        *dataclasses.fields(MetricsSettings),
+    ]
     for f in fields:
         if f.name in ("name", "http"):
             continue
         documented = f"{f.name} =" in text or f".{f.name}]" in text
         assert documented, f"config.toml does not mention {f.name}"
+    config = load(ROOT / "config.toml")
+    # [server] shows every key at its default value.
+    assert config.server == ServerSettings()
+    assert config.metrics == MetricsSettings()
+    # The web group too, except where the line itself gives the default.
+    lines = {
+        line.split("=")[0].strip(): line
+        for line in text.split("[groups.web]")[1].split("[groups.task]")[0].splitlines()
+        if "=" in line and not line.startswith("#")
+    }
+    web, default = config.group("web"), GroupSettings(name="web")
+    for f in dataclasses.fields(GroupSettings):
+        if f.name in lines and getattr(web, f.name) != getattr(default, f.name):
+            assert f.name in ("app", "listen") or "default" in lines[f.name], lines[f.name]
 
 
 def test_server_limits_are_inherited_and_overridable_per_group(tmp_path: Path) -> None:
