@@ -788,35 +788,34 @@ def test_removed_slot_stops_receiving_connections_while_its_worker_drains() -> N
         listen = "http://127.0.0.1:0"
         count = 2
         """,
-        graceful=10.0,
+        graceful=30.0,
     )
+    slow: list[threading.Thread] = []
     with running_master(config) as master:
         doomed = master.ready_pids("web")[1]
-        slow: list[threading.Thread] = []
-        since = 0
-        while not master.all_matches(rf"SLOW STARTED pid={doomed}\b"):
+        while not master.all_matches(rf"SLOW STARTED pid={doomed}\b") and len(slow) < 30:
             # New connections land on either slot; send slow ones until slot 1 holds one.
             since = master.mark()
             thread = threading.Thread(
-                target=_ignore_errors(get), args=(master.url("web"), "/slow?seconds=4")
+                target=_ignore_errors(get), args=(master.url("web"), "/slow?seconds=30")
             )
             thread.start()
             slow.append(thread)
             master.wait_for(r"SLOW STARTED pid=", since)
-        assert len(slow) < 30, "slot 1 never got a connection"
+        assert master.all_matches(rf"SLOW STARTED pid={doomed}\b"), "slot 1 got no connection"
         with Load(master.url("web"), "/info") as load:
             load.wait_ok(10)
             since = master.mark()
             master.signal(signal.SIGTTOU)
             master.wait_for(rf"stopping pid={doomed} group=web slot=1: count reduced", since)
-            load.wait_ok(40, timeout=3.0)  # well inside the 4 s drain
+            load.wait_ok(40)
             assert not master.all_matches(rf"exited pid={doomed} ", since), "drain ended early"
             # (a request in flight at the signal may still be answered by the draining worker)
             assert set(load.pids[-30:]) == {master.ready_pids("web")[0]}
         assert len(load.failures) <= 1, load.failures  # at most the one queued at the close
-        master.wait_for(rf"exited pid={doomed} group=web slot=1: exited with code 0", since)
-        for thread in slow:
-            thread.join(10)
+    # (the fast stop on leaving ends the 30 s requests)
+    for thread in slow:
+        thread.join(10)
 
 
 FD_LIMIT = """
