@@ -53,6 +53,11 @@ def run(
         _check_pid_file(pid_path)
     notify_fd = None
     if daemon:
+        problem = _log_file_problem(config)
+        if problem:
+            # Checked here: once in the background, nothing could tell the user.
+            print(problem, file=sys.stderr)
+            return 1
         notify_fd = _daemonize(config)
     logs.setup(config.server.log_level)
     if pid_path is not None:
@@ -150,6 +155,19 @@ def _set_title(title: str) -> None:
     except ImportError:
         return
     setproctitle.setproctitle(title)
+
+
+def _log_file_problem(config: Config) -> str:
+    """Why the daemon could not open its log file, or ""."""
+    if not config.server.log_file:
+        return ""
+    path = config.resolve(config.server.log_file)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640))
+    except OSError as exc:
+        where = config.path or "<config>"
+        return f"{where}: server.log_file: cannot open {path}: {exc.strerror}"
+    return ""
 
 
 def _exit(code: int) -> NoReturn:

@@ -227,6 +227,19 @@ def test_daemon_status_reload_reopen_logs_restart_and_stop() -> None:
     assert not (directory / "aioworker.pid").exists()
 
 
+def test_daemon_refuses_a_log_file_it_cannot_open() -> None:
+    directory = make_dir()
+    server = 'log_file = "no/such/dir/server.log"\n'
+    (directory / "config.toml").write_text(config_text(ONE, server=server))
+    result = aioworker("start", "-d", cwd=directory)
+    assert result.returncode == 1
+    assert (
+        f"{directory / 'config.toml'}: server.log_file: cannot open "
+        f"{directory / 'no/such/dir/server.log'}: No such file or directory"
+    ) in result.stderr
+    assert not (directory / "aioworker.pid").exists()
+
+
 @pytest.mark.parametrize(
     ("server", "expected"),
     [
