@@ -49,6 +49,8 @@ def master_pid(config: Config) -> int:
         pid = read_pid(path)
     except PermissionError:
         raise CliError(f"permission denied reading the pid file {path}", PERMISSION) from None
+    except OSError as exc:
+        raise CliError(f"cannot read the pid file {path}: {exc.strerror}") from None
     if pid is None:
         raise CliError(f"no master running (no pid file at {path})", NOT_RUNNING)
     if not pid_alive(pid):

@@ -50,7 +50,14 @@ def run(
         config = load(config)
     pid_path = config.pid_path if config.server.pid_file else None
     if pid_path is not None:
-        _check_pid_file(pid_path)
+        try:
+            _check_pid_file(pid_path)
+        except OSError as exc:
+            where = config.path or "<config>"
+            print(
+                f"{where}: server.pid_file: cannot read {pid_path}: {exc.strerror}", file=sys.stderr
+            )
+            return 1
     notify_fd = None
     if daemon:
         problem = _log_file_problem(config)
@@ -64,7 +71,12 @@ def run(
         try:
             write_pid(pid_path, os.getpid())
         except OSError as exc:
-            log.error("cannot write pid file %s: %s", pid_path, exc.strerror)
+            where = config.path or "<config>"
+            message = f"{where}: server.pid_file: cannot write {pid_path}: {exc.strerror}"
+            log.error("cannot start: %s", message)
+            if notify_fd is not None:  # the foreground process prints it
+                with contextlib.suppress(OSError):
+                    os.write(notify_fd, f"error {message}\n".encode())
             return 1
     _set_title(f"aioworker: master {config.path or ''}".rstrip())
     from aioworker.master import Master
@@ -102,7 +114,7 @@ def read_pid(path: Path) -> int | None:
     """The pid in `path`, or None when there is no readable pid file."""
     try:
         text = path.read_text().strip()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
     return int(text) if text.isdigit() else None
 

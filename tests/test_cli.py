@@ -227,17 +227,24 @@ def test_daemon_status_reload_reopen_logs_restart_and_stop() -> None:
     assert not (directory / "aioworker.pid").exists()
 
 
-def test_daemon_refuses_a_log_file_it_cannot_open() -> None:
+@pytest.mark.parametrize(
+    ("server", "key", "problem"),
+    [
+        pytest.param('log_file = "afile/x.log"', "log_file", "cannot open", id="log-file"),
+        pytest.param('pid_file = "afile/x.pid"', "pid_file", "cannot write", id="pid-file"),
+        pytest.param('pid_file = "adir"', "pid_file", "cannot read", id="pid-file-is-a-dir"),
+    ],
+)
+def test_daemon_reports_files_it_cannot_write(server: str, key: str, problem: str) -> None:
+    # What the background master could not do is told by the foreground process.
     directory = make_dir()
-    server = 'log_file = "no/such/dir/server.log"\n'
-    (directory / "config.toml").write_text(config_text(ONE, server=server))
+    (directory / "afile").write_text("")  # a file where a directory is needed
+    (directory / "adir").mkdir()
+    (directory / "config.toml").write_text(config_text(ONE, server=server + "\n"))
     result = aioworker("start", "-d", cwd=directory)
     assert result.returncode == 1
-    assert (
-        f"{directory / 'config.toml'}: server.log_file: cannot open "
-        f"{directory / 'no/such/dir/server.log'}: No such file or directory"
-    ) in result.stderr
-    assert not (directory / "aioworker.pid").exists()
+    assert f"{directory / 'config.toml'}: server.{key}: {problem} " in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize(
