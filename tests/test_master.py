@@ -256,6 +256,13 @@ def test_env_table_group_variables_and_ttin_ttou() -> None:
         master.signal(signal.SIGTTOU)
         stopped = master.wait_for(r"stopping pid=(\d+) group=web slot=1: count reduced", since)
         master.wait_for(rf"exited pid={stopped.group(1)} ", since)
+        # Never below one worker: TTOU at one keeps it, and the next TTIN adds slot 1 again.
+        since = master.mark()
+        master.signal(signal.SIGTTOU)
+        master.wait_for(r"count group=web now 1", since)
+        master.signal(signal.SIGTTIN)
+        master.wait_for(r"ready group=web slot=1 pid=", since)
+        assert not master.all_matches(r"stopping pid=\d+ group=web slot=0", since)
 
 
 def test_privileges_workers_run_as_nobody_on_a_low_port() -> None:
