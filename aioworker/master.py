@@ -134,6 +134,15 @@ class Master(Children, SignalHandling):
                 group.sockets.close()
         self._call_hooks("master_stopping", self)
 
+    def abort_start(self, message: str) -> None:
+        """Give up starting (a hook could not set up what the config asks for): log it, tell
+        the waiting `start -d` why, stop every worker and exit 1."""
+        log.error("cannot start: %s", message)
+        self._tell_parent(f"error {message}")
+        self.exit_code = 1
+        self.starting = False
+        self.stop(fast=True)
+
     def status(self) -> dict[str, Any]:
         """Plain data for `status`: groups, targets, workers, restarts and failures."""
         return records.status(self)
@@ -158,6 +167,8 @@ class Master(Children, SignalHandling):
             if self._watcher is not None:
                 self._watcher.close()
             self._restore_signals()
+        # Whatever ended the start early, the waiting `start -d` gets a line (once at most).
+        self._tell_parent("error the master stopped before every group was up")
         log.info("master exiting with code %d", self.exit_code)
         return self.exit_code
 

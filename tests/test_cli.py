@@ -424,3 +424,35 @@ def test_restart_with_a_broken_app_keeps_the_running_master() -> None:
         )
         assert master.proc.poll() is None
         assert get(master.url("web"))[0] == 200
+
+
+ABORTING = """
+import aioworker
+from aioworker.hooks import Hook
+
+class NeedsAPort(Hook):
+    def master_started(self, master):
+        master.abort_start("metrics.listen: http://127.0.0.1:1: address already in use")
+
+config = aioworker.load_config("config.toml")
+raise SystemExit(aioworker.run(config, daemon=True, hooks=[NeedsAPort()]))
+"""
+
+
+def test_a_hook_that_aborts_the_start_is_reported_by_the_foreground_process() -> None:
+    directory = make_dir()
+    (directory / "config.toml").write_text(config_text(ONE))
+    (directory / "aborting.py").write_text(ABORTING)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    result = subprocess.run(
+        [PYTHON, "aborting.py"],
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**env, "PYTHONPATH": str(directory)},
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "metrics.listen: http://127.0.0.1:1: address already in use" in result.stderr
+    assert not (directory / "aioworker.pid").exists()
