@@ -21,7 +21,8 @@ class Hook:
 
     def master_started(self, master: Master) -> None:
         """Listeners are bound, no worker forked yet: create shared memory, open sockets here
-        (register their fds with `master.add_reader`)."""
+        (register their fds with `master.add_reader`); when that fails, call
+        `master.abort_start(message)`."""
 
     def before_spawn(self, master: Master, spec: WorkerSpec) -> None:
         """In the master, just before a fork: put what the child needs in `spec.extra`
