@@ -195,10 +195,10 @@ def test_daemon_status_reload_reopen_logs_restart_and_stop() -> None:
     started = aioworker("start", "-d", cwd=directory)
     assert started.returncode == 0, started.stderr
     pid = int((directory / "aioworker.pid").read_text())
-    assert f"started in the background (pid {pid}); logging to {directory / 'server.log'}" in (
-        started.stdout
-    )
-    try:
+    try:  # (every check inside: a failing one must not leave a daemon behind)
+        assert f"started in the background (pid {pid}); logging to {directory / 'server.log'}" in (
+            started.stdout
+        )
         log = (directory / "server.log").read_text()
         port = int(log.split("listening group=web url=http://127.0.0.1:")[1].split()[0])
         assert get(("127.0.0.1", port))[0] == 200
