@@ -242,6 +242,8 @@ def test_daemon_reports_files_it_cannot_write(server: str, key: str, problem: st
     (directory / "adir").mkdir()
     (directory / "config.toml").write_text(config_text(ONE, server=server + "\n"))
     result = aioworker("start", "-d", cwd=directory)
+    if result.returncode == 0:  # a daemon that should not have started must not outlive us
+        aioworker("stop", "--fast", cwd=directory)
     assert result.returncode == 1
     assert f"{directory / 'config.toml'}: server.{key}: {problem} " in result.stderr
     assert "Traceback" not in result.stderr
