@@ -72,6 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
         "the master has exited.",
     )
     stop.add_argument("--fast", action="store_true", help="do not wait for requests in progress")
+    for p, what in (
+        (
+            stop,
+            "drain and stop only this group's workers (repeatable); the master "
+            "and other groups go on, and `start -g` brings it back",
+        ),
+        (start, "start this group of the running master again after `stop -g` (repeatable)"),
+    ):
+        p.add_argument("-g", "--group", action="append", default=[], metavar="GROUP", help=what)
     reload = sub.add_parser(
         "reload",
         parents=[common],

@@ -116,6 +116,8 @@ def query_control(config: Config, command: str, **params: Any) -> dict[str, Any]
 
 
 def cmd_start(args: argparse.Namespace, config: Config) -> int:
+    if args.group:
+        return _group_command(config, "start", args.group)
     problems = check.check_apps_isolated(config)
     if problems:
         raise CliError("\n".join(problems), BAD_CONFIG)
@@ -134,7 +136,25 @@ def _watch_paths(args: argparse.Namespace, config: Config) -> list[str]:
     return [str(config.resolve(p)) for p in config.server.watch] or [str(config.base_dir)]
 
 
+def _group_command(config: Config, command: str, groups: list[str]) -> int:
+    """`stop -g` / `start -g`: one group of the running master, over the control socket."""
+    pid = master_pid(config)
+    unknown = [g for g in groups if g not in {x.name for x in config.groups}]
+    if unknown:
+        raise CliError(f"no group named {', '.join(unknown)} in {config.path}", BAD_CONFIG)
+    if query_control(config, command, groups=groups) is None:
+        raise CliError(
+            f"{command} -g needs the master's control socket ([server] control_socket), "
+            "which did not answer"
+        )
+    verb = "stopping" if command == "stop" else "starting"
+    print(f"{verb} {', '.join(groups)} (pid {pid})")
+    return OK
+
+
 def cmd_stop(args: argparse.Namespace, config: Config) -> int:
+    if args.group:
+        return _group_command(config, "stop", args.group)
     pid = master_pid(config)
     if query_control(config, "stop", fast=args.fast) is None:
         send_signal(pid, signal.SIGQUIT if args.fast else signal.SIGTERM)

@@ -111,10 +111,8 @@ class Observability(Hook):
         except (ControlError, OSError) as exc:  # BindError is an OSError
             # A master asked for metrics or a control socket must not run without them (a
             # readiness probe would never pass): fail like a group whose port is taken.
-            logging.getLogger("aioworker.master").error("cannot start: %s", exc)
             self.master_stopped(master)
-            master.exit_code = 1
-            master.stop(fast=True)
+            master.abort_start(str(exc))  # logged, and told to a waiting `start -d`
 
     def _listen(self, master: Master) -> None:
         config = master.config

@@ -458,3 +458,28 @@ def test_a_hook_that_aborts_the_start_is_reported_by_the_foreground_process() ->
     assert result.returncode == 1
     assert "metrics.listen: http://127.0.0.1:1: address already in use" in result.stderr
     assert not (directory / "aioworker.pid").exists()
+
+
+def test_stop_and_start_one_group_over_the_control_socket() -> None:
+    two = ONE + '\n[groups.task]\napp = "testapp:app"\nlisten = "http://127.0.0.1:0"\ncount = 1\n'
+    directory = make_dir()
+    with running_master(config_text(two), directory) as master:
+        mark = master.mark()
+        stopped = aioworker("stop", "-g", "task", cwd=directory)
+        assert stopped.returncode == 0, stopped.stderr
+        assert "stopping task (pid" in stopped.stdout
+        master.wait_for(r"exited pid=\d+ group=task", since=mark)
+        status = json.loads(aioworker("status", "--json", cwd=directory).stdout)
+        groups = {g["name"]: g for g in status["groups"]}
+        assert groups["task"]["state"] == "stopped"
+        assert groups["web"]["state"] == "running"
+        assert get(master.url("web"))[0] == 200
+
+        mark = master.mark()
+        started = aioworker("start", "-g", "task", cwd=directory)
+        assert started.returncode == 0, started.stderr
+        master.wait_for(r"ready group=task slot=0 pid=\d+", since=mark)
+        assert get(master.url("task"))[0] == 200
+        unknown = aioworker("stop", "-g", "nope", cwd=directory)
+        assert unknown.returncode == 2
+        assert "no group named nope" in unknown.stderr
