@@ -59,7 +59,7 @@ def _variants(ctx: Context) -> list[tuple[str, str, dict[str, str]]]:
     out: list[tuple[str, str, dict[str, str]]] = [
         (name, name, {}) for name in servers.ALL if ctx.wanted(name)
     ]
-    if any(label == "aioworker" for label, _, _ in out):
+    if any(label == "aioworker" for label, _, _ in out) and not ctx.quick:
         if ctx.avail.observe:
             out[1:1] = [(name, name, {}) for name in servers.SCOREBOARD_AB]
         else:
