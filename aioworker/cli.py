@@ -116,7 +116,7 @@ def query_control(config: Config, command: str, **params: Any) -> dict[str, Any]
 
 
 def cmd_start(args: argparse.Namespace, config: Config) -> int:
-    if args.group:
+    if getattr(args, "group", None):  # restart reuses start and stop without -g
         return _group_command(config, "start", args.group)
     problems = check.check_apps_isolated(config)
     if problems:
@@ -153,7 +153,7 @@ def _group_command(config: Config, command: str, groups: list[str]) -> int:
 
 
 def cmd_stop(args: argparse.Namespace, config: Config) -> int:
-    if args.group:
+    if getattr(args, "group", None):
         return _group_command(config, "stop", args.group)
     pid = master_pid(config)
     if query_control(config, "stop", fast=args.fast) is None:
