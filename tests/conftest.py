@@ -573,3 +573,12 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, what: str = 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what or predicate}")
         pause.wait(0.005)
+
+
+@pytest.fixture
+def no_orphans() -> Iterator[None]:
+    """A failed test must not leave a child started by observe_helpers.fork running."""
+    from observe_helpers import kill_children
+
+    yield
+    kill_children()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import selectors
 import socket
 import threading
@@ -11,38 +10,19 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import observe_helpers
 import pytest
+from observe_helpers import NOW
 from prometheus_client.parser import text_string_to_metric_families
 
 from aioworker.metrics import MetricsServer, readiness, render
 from aioworker.scoreboard import WorkerSample
 
-NOW = 5000.0
 BUCKETS = (0.01, 0.1, 1.0)
 
 
 def sample(pid: int, **changes: Any) -> WorkerSample:
-    base = WorkerSample(
-        index=0,
-        pid=pid,
-        group_index=0,
-        group="web",
-        slot=0,
-        state="ready",
-        started_wall=1_700_000_000.5,
-        started_mono=NOW - 100,
-        heartbeat_mono=NOW - 0.05,
-        requests=0,
-        in_progress=0,
-        connections=0,
-        bytes_in=0,
-        bytes_out=0,
-        status_classes=(0,) * 6,
-        latency_counts=(0,) * 4,
-        latency_sum=0.0,
-        oldest=None,
-    )
-    return dataclasses.replace(base, **changes)
+    return observe_helpers.sample(pid, buckets=4, **{"started_wall": 1_700_000_000.5, **changes})
 
 
 def records(web_ready: int = 2, stopping: bool = False) -> dict[str, Any]:

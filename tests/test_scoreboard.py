@@ -7,12 +7,12 @@ import os
 import select
 import signal
 import time
-import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
 import uvloop
+from observe_helpers import fork, reap
 
 from aioworker.scoreboard import (
     _HEADER_SIZE as _HEADER_SIZE_FOR_TEST,
@@ -29,6 +29,8 @@ from aioworker.scoreboard import (
     WorkerSample,
     start_heartbeat,
 )
+
+pytestmark = pytest.mark.usefixtures("no_orphans")
 
 
 @dataclass(eq=False)
@@ -51,43 +53,6 @@ class State:
     latency_counts: list[int] = field(default_factory=lambda: [0] * 16)
     latency_sum: float = 0.0
     active: set[Cycle] = field(default_factory=set)
-
-
-_children: list[int] = []
-
-
-def fork(target: Callable[[], None]) -> int:
-    """Run `target` in a forked child that always ends with os._exit (0 on success)."""
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            target()
-            code = 0
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            os._exit(code)
-    _children.append(pid)
-    return pid
-
-
-@pytest.fixture(autouse=True)
-def _no_orphans() -> Iterator[None]:
-    """A failed test must not leave its child running."""
-    yield
-    while _children:
-        pid = _children.pop()
-        try:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-        except (ProcessLookupError, ChildProcessError):
-            pass
-
-
-def reap(pid: int) -> int:
-    _, status = os.waitpid(pid, 0)
-    return status
 
 
 class Lines:

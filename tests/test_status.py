@@ -2,42 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import time
 from typing import Any
 
 import pytest
+from observe_helpers import NOW, sample
 
-from aioworker.scoreboard import READY, OldestRequest, Scoreboard, WorkerSample
+from aioworker.scoreboard import READY, OldestRequest, Scoreboard
 from aioworker.status import build, format_bytes, format_duration, render, worker_state
-
-NOW = 5000.0
-
-
-def sample(pid: int, **changes: Any) -> WorkerSample:
-    base = WorkerSample(
-        index=0,
-        pid=pid,
-        group_index=0,
-        group="web",
-        slot=0,
-        state="ready",
-        started_wall=0.0,
-        started_mono=NOW - 100,
-        heartbeat_mono=NOW - 0.05,
-        requests=0,
-        in_progress=0,
-        connections=0,
-        bytes_in=0,
-        bytes_out=0,
-        status_classes=(0,) * 6,
-        latency_counts=(0,) * 15,
-        latency_sum=0.0,
-        oldest=None,
-    )
-    return dataclasses.replace(base, **changes)
 
 
 def master(**changes: Any) -> dict[str, Any]:

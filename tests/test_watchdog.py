@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import select
 import signal
 import time
-import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from typing import Any
 
+import observe_helpers
 import pytest
 import uvloop
+from observe_helpers import fork
 
 from aioworker.scoreboard import READY, OldestRequest, Scoreboard, WorkerSample, start_heartbeat
 from aioworker.watchdog import (
@@ -30,29 +31,19 @@ from aioworker.watchdog import (
 
 MIB = 1024 * 1024
 
+pytestmark = pytest.mark.usefixtures("no_orphans")
 
-def sample(pid: int = 100, heartbeat: float = 1000.0, **changes: object) -> WorkerSample:
-    base = WorkerSample(
-        index=0,
-        pid=pid,
-        group_index=0,
-        group="web",
-        slot=0,
-        state="ready",
-        started_wall=0.0,
-        started_mono=900.0,
-        heartbeat_mono=heartbeat,
-        requests=0,
-        in_progress=1,
-        connections=1,
-        bytes_in=0,
-        bytes_out=0,
-        status_classes=(0,) * 6,
-        latency_counts=(0,) * 15,
-        latency_sum=0.0,
-        oldest=OldestRequest("GET", "/task/sleep?seconds=60", heartbeat - 0.01),
-    )
-    return dataclasses.replace(base, **changes)
+
+def sample(pid: int = 100, heartbeat: float = 1000.0, **changes: Any) -> WorkerSample:
+    """A worker busy with one request, whose loop last beat at `heartbeat`."""
+    busy = {
+        "started_mono": 900.0,
+        "heartbeat_mono": heartbeat,
+        "in_progress": 1,
+        "connections": 1,
+        "oldest": OldestRequest("GET", "/task/sleep?seconds=60", heartbeat - 0.01),
+    }
+    return observe_helpers.sample(pid, **{**busy, **changes})
 
 
 def kinds(actions: list[Action]) -> list[str]:
@@ -205,35 +196,6 @@ def test_read_rss() -> None:
 
 
 # ------------------------------------------------------------------ real processes
-
-_children: list[int] = []
-
-
-def fork(target: Callable[[], None]) -> int:
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            target()
-            code = 0
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            os._exit(code)
-    _children.append(pid)
-    return pid
-
-
-@pytest.fixture(autouse=True)
-def _no_orphans() -> Iterator[None]:
-    yield
-    while _children:
-        pid = _children.pop()
-        try:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-        except (ProcessLookupError, ChildProcessError):
-            pass
 
 
 def read_until(fd: int, needle: bytes, timeout: float = 10.0) -> bytes:
