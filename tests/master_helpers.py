@@ -200,9 +200,22 @@ class MasterProcess:
 
 
 def spawn(args: Sequence[str], directory: Path, env: dict[str, str] | None = None) -> MasterProcess:
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    """`python -m aioworker ARGS` in `directory`, its output collected."""
+    return spawn_python(["-m", "aioworker", *args], directory, env)
+
+
+def spawn_python(
+    argv: Sequence[str], directory: Path, env: dict[str, str] | None = None
+) -> MasterProcess:
+    """`python ARGV` in `directory` (on PYTHONPATH): a script that starts a master itself."""
+    full_env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": str(directory),
+        **(env or {}),
+    }
     proc = subprocess.Popen(
-        [PYTHON, "-m", "aioworker", *args],
+        [PYTHON, *argv],
         cwd=directory,
         env=full_env,
         text=True,

@@ -17,12 +17,12 @@ from aioworker import cli
 from tests.master_helpers import (
     PYTHON,
     ROOT,
-    MasterProcess,
     config_text,
     get,
     make_dir,
     running_master,
     spawn,
+    spawn_python,
 )
 
 ONE = """
@@ -348,16 +348,7 @@ def test_run_starts_the_same_master_from_python(config: str) -> None:
     directory = make_dir()
     (directory / "config.toml").write_text(config_text(ONE))
     code = f"import aioworker\nraise SystemExit(aioworker.run({config}))\n"
-    proc_env = {**os.environ, "PYTHONPATH": str(directory)}
-    proc = subprocess.Popen(
-        [PYTHON, "-c", code],
-        cwd=directory,
-        env=proc_env,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    master = MasterProcess(proc, directory)
+    master = spawn_python(["-c", code], directory)
     try:
         port = int(master.wait_for(r"listening group=web url=http://127.0.0.1:(\d+)").group(1))
         master.wait_for(r"started pid=")

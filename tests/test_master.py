@@ -18,12 +18,12 @@ from aioworker.plan import backoff_delay
 from tests.master_helpers import (
     PYTHON,
     Load,
-    MasterProcess,
     config_text,
     get,
     listening_inodes,
     make_dir,
     running_master,
+    spawn_python,
 )
 
 TWO_GROUPS = """
@@ -591,17 +591,9 @@ raise SystemExit(aioworker.run(config, hooks=[Broken(), Probe()]))
 def test_hook_points_for_status_metrics_and_watchdog() -> None:
     directory = make_dir()
     (directory / "hooked.py").write_text(HOOKED)
-    proc = subprocess.Popen(
-        [PYTHON, "hooked.py"],
-        cwd=directory,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONPATH": str(directory)},
-    )
-    master = MasterProcess(proc, directory)
+    master = spawn_python(["hooked.py"], directory)
     try:
-        master.wait_for(rf"HOOK master_started {proc.pid}")
+        master.wait_for(rf"HOOK master_started {master.proc.pid}")
         spawned = {
             int(m.group(2)): int(m.group(1))
             for m in [
@@ -704,15 +696,7 @@ def test_set_count_zero_stops_one_group_and_the_rest_goes_on() -> None:
     directory = make_dir()
     (directory / "config.toml").write_text(config_text(TWO_GROUPS))
     (directory / "set_count.py").write_text(SET_COUNT)
-    proc = subprocess.Popen(
-        [PYTHON, "set_count.py"],
-        cwd=directory,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONPATH": str(directory)},
-    )
-    master = MasterProcess(proc, directory)
+    master = spawn_python(["set_count.py"], directory)
     try:
         master.wait_for(r"count group=task 2 -> 0")
         task = master.ready_pids("task")
@@ -753,15 +737,7 @@ def test_status_shows_a_failing_group_with_its_last_exits() -> None:
     directory = make_dir()
     (directory / "config.toml").write_text(config_text(TWO_GROUPS))
     (directory / "probe.py").write_text(STATUS_PROBE)
-    proc = subprocess.Popen(
-        [PYTHON, "probe.py"],
-        cwd=directory,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONPATH": str(directory)},
-    )
-    master = MasterProcess(proc, directory)
+    master = spawn_python(["probe.py"], directory)
     try:
         master.wait_for(r"started pid=")
         (directory / "FAIL_IMPORT").write_text("")
@@ -859,15 +835,7 @@ def test_master_survives_when_a_new_worker_cannot_be_started() -> None:
     """)
     (directory / "config.toml").write_text(config)
     (directory / "fd_limit.py").write_text(FD_LIMIT)
-    proc = subprocess.Popen(
-        [PYTHON, "fd_limit.py"],
-        cwd=directory,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONPATH": str(directory)},
-    )
-    master = MasterProcess(proc, directory)
+    master = spawn_python(["fd_limit.py"], directory)
     try:
         port = int(master.wait_for(r"listening group=web url=http://127.0.0.1:(\d+)").group(1))
         master.wait_for(r"started pid=")
