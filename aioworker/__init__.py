@@ -15,9 +15,9 @@ from aioworker.config import (
 from aioworker.config import load as load_config
 
 if TYPE_CHECKING:
-    from aioworker.runner import run
-    from aioworker.server import Server, serve, start_server
-    from aioworker.server import run as run_app
+    from aioworker.http.server import Server, serve, start_server
+    from aioworker.http.server import run as run_app
+    from aioworker.supervisor.runner import run
 
 __version__ = "0.1.0"
 
@@ -40,11 +40,11 @@ __all__ = [
 # The engine and the master are imported on first use: `import aioworker` stays cheap and
 # works for config-only tools (check, nginx).
 _LAZY = {
-    "Server": ("aioworker.server", "Server"),
-    "serve": ("aioworker.server", "serve"),
-    "start_server": ("aioworker.server", "start_server"),
-    "run_app": ("aioworker.server", "run"),
-    "run": ("aioworker.runner", "run"),
+    "Server": ("aioworker.http.server", "Server"),
+    "serve": ("aioworker.http.server", "serve"),
+    "start_server": ("aioworker.http.server", "start_server"),
+    "run_app": ("aioworker.http.server", "run"),
+    "run": ("aioworker.supervisor.runner", "run"),
 }
 
 

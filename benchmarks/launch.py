@@ -1,6 +1,6 @@
 """Start aioworker for the benchmarks where the CLI offers no switch for what is measured.
 
-    python -m benchmarks.launch APP --port P                 one engine, aioworker.server.run
+    python -m benchmarks.launch APP --port P                 one engine, aioworker.http.server.run
     python -m benchmarks.launch APP --port P --master        master + 1 worker, no hooks
     python -m benchmarks.launch APP --port P --master --observe    ... + the Observability hook
 
@@ -16,14 +16,14 @@ from typing import Any
 
 
 def _master(app: str, host: str, port: int, observe: bool) -> int:
-    from aioworker import runner
     from aioworker.config import Config, ServerSettings
+    from aioworker.supervisor import runner
 
     server = ServerSettings(pid_file="", control_socket="", log_level="warning")
     config = Config.single(app, f"http://{host}:{port}", 1, server=server)
     hooks: list[Any] = []
     if observe:
-        from aioworker.observe import Observability
+        from aioworker.observe.hook import Observability
 
         hooks.append(Observability())
     # The comparison needs a master without any hook: the default ones are left out here.
@@ -43,7 +43,7 @@ def main() -> int:
         return _master(args.app, args.host, args.port, args.observe)
     module_name, _, attr = args.app.partition(":")
     app = getattr(importlib.import_module(module_name), attr)
-    from aioworker.server import run
+    from aioworker.http.server import run
 
     run(app, host=args.host, port=args.port)
     return 0

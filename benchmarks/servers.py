@@ -43,7 +43,7 @@ def env() -> dict[str, str]:
 
 
 def _cli_has(command: str) -> bool:
-    if importlib.util.find_spec("aioworker.cli") is None:
+    if importlib.util.find_spec("aioworker.cli.commands") is None:
         return False
     probe = subprocess.run(
         [PY, "-m", "aioworker", command, "--help"],
@@ -61,11 +61,11 @@ class Availability:
     def __init__(self) -> None:
         self.aioworker_serve = _cli_has("serve")
         self.aioworker_start = _cli_has("start")
-        self.aioworker_engine = importlib.util.find_spec("aioworker.server") is not None
+        self.aioworker_engine = importlib.util.find_spec("aioworker.http.server") is not None
         # The scoreboard comparison runs a master with and without the Observability hook.
         self.observe = all(
             importlib.util.find_spec(m) is not None
-            for m in ("aioworker.runner", "aioworker.observe")
+            for m in ("aioworker.supervisor.runner", "aioworker.observe.hook")
         )
         self.missing: dict[str, str] = {}
         for name, modules in _MODULES.items():
@@ -73,7 +73,7 @@ class Availability:
             if absent:
                 self.missing[name] = "not installed: " + ", ".join(absent)
         if not (self.aioworker_serve or self.aioworker_engine):
-            self.missing["aioworker"] = "aioworker.server is not there yet"
+            self.missing["aioworker"] = "aioworker.http.server is not there yet"
 
     def has(self, name: str) -> bool:
         return name not in self.missing
@@ -81,7 +81,7 @@ class Availability:
     def aioworker_how(self) -> str:
         if self.aioworker_serve:
             return "python -m aioworker serve"
-        return "benchmarks/launch.py (aioworker.server.run)"
+        return "benchmarks/launch.py (aioworker.http.server.run)"
 
 
 def command(name: str, app: str, port: int, workers: int, avail: Availability) -> list[str]:

@@ -63,7 +63,7 @@ def _variants(ctx: Context) -> list[tuple[str, str, dict[str, str]]]:
         if ctx.avail.observe:
             out[1:1] = [(name, name, {}) for name in servers.SCOREBOARD_AB]
         else:
-            ctx.note("scoreboard comparison skipped: aioworker.observe is not there")
+            ctx.note("scoreboard comparison skipped: aioworker.observe.hook is not there")
     return out
 
 

@@ -416,7 +416,7 @@ class ServerThread:
                 loop.close()
 
     async def _main(self) -> None:
-        from aioworker.server import Server
+        from aioworker.http.server import Server
 
         self._stop = asyncio.Event()
         if self.uds:
@@ -578,7 +578,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, what: str = 
 @pytest.fixture
 def no_orphans() -> Iterator[None]:
     """A failed test must not leave a child started by observe_helpers.fork running."""
-    from observe_helpers import kill_children
+    from tests.helpers.observe import kill_children
 
     yield
     kill_children()

@@ -1,0 +1,354 @@
+"""Configuration: the whole `Config`, loaded from config.toml or built by the CLI or code.
+
+Every setting is defined once, in `aioworker.config.settings`, with its default and a one-line doc
+(the field's ``metadata["doc"]``); this module re-exports those classes. ``load(path)``
+validates the whole file before anything starts and names ``file: table.key: problem`` on
+every error; unknown keys are errors with a suggestion.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+from aioworker.config.settings import (
+    GroupSettings,
+    HttpSettings,
+    Listen,
+    MetricsSettings,
+    ServerSettings,
+    parse_listen,
+)
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "GroupSettings",
+    "HttpSettings",
+    "Listen",
+    "MetricsSettings",
+    "ServerSettings",
+    "from_dict",
+    "load",
+    "parse_listen",
+    "validate",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration problem, phrased as ``file: table.key: problem``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """A whole configuration: what the master runs."""
+
+    server: ServerSettings = field(default_factory=ServerSettings)
+    groups: tuple[GroupSettings, ...] = ()
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    path: Path | None = None
+
+    @property
+    def base_dir(self) -> Path:
+        """Directory relative paths are resolved from: the config file's, else the cwd."""
+        return self.path.parent if self.path is not None else Path.cwd()
+
+    def resolve(self, relative: str) -> Path:
+        return (self.base_dir / relative).resolve() if relative else Path()
+
+    @property
+    def pid_path(self) -> Path:
+        return self.resolve(self.server.pid_file)
+
+    @property
+    def control_path(self) -> Path:
+        return self.resolve(self.server.control_socket)
+
+    def group(self, name: str) -> GroupSettings:
+        for group in self.groups:
+            if group.name == name:
+                return group
+        raise KeyError(name)
+
+    @property
+    def default_group(self) -> GroupSettings | None:
+        """The group that serves every path no other group claims."""
+        serving = [g for g in self.groups if g.listen]
+        for group in serving:
+            if "/" in group.routes:
+                return group
+        for group in serving:
+            if not group.routes:
+                return group
+        return serving[0] if serving else None
+
+    @classmethod
+    def single(
+        cls,
+        app: str,
+        listen: str = "http://127.0.0.1:8000",
+        count: int = 1,
+        *,
+        factory: bool = False,
+        http: HttpSettings | None = None,
+        server: ServerSettings | None = None,
+    ) -> Config:
+        """One group serving `app`: what `aioworker serve APP` and simple embeddings use."""
+        http = http or HttpSettings()
+        group = GroupSettings(
+            name="web", app=app, listen=listen, count=count, factory=factory, http=http
+        )
+        config = cls(server=server or ServerSettings(http=http), groups=(group,))
+        validate(config)
+        return config
+
+
+# --------------------------------------------------------------------------- loading
+
+_HTTP_KEYS = {f.name: f for f in dataclasses.fields(HttpSettings)}
+_SERVER_KEYS = {f.name: f for f in dataclasses.fields(ServerSettings) if f.name != "http"}
+_GROUP_KEYS = {
+    f.name: f for f in dataclasses.fields(GroupSettings) if f.name not in ("name", "http")
+}
+_METRICS_KEYS = {f.name: f for f in dataclasses.fields(MetricsSettings)}
+
+
+def load(path: str | os.PathLike[str]) -> Config:
+    """Read and validate a config file; raise ConfigError naming file, table and key."""
+    file = Path(path)
+    try:
+        with file.open("rb") as stream:
+            data = tomllib.load(stream)
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: no such file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: invalid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read: {exc.strerror}") from None
+    return from_dict(data, path=file.resolve())
+
+
+def from_dict(data: Mapping[str, Any], path: Path | None = None) -> Config:
+    """Build a validated Config from parsed TOML (or an equivalent dict)."""
+    where = str(path) if path is not None else "<config>"
+
+    def fail(key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{where}: {key}: {problem}")
+
+    _check_keys(data, {"server": None, "groups": None, "metrics": None}, "", fail)
+
+    server_table = _table(data, "server", fail)
+    _check_keys(server_table, {**_SERVER_KEYS, **_HTTP_KEYS}, "server", fail)
+    server_http = _build(HttpSettings, _HTTP_KEYS, server_table, "server", fail, HttpSettings())
+    server = _build(
+        ServerSettings, _SERVER_KEYS, server_table, "server", fail, ServerSettings(http=server_http)
+    )
+
+    groups_table = _table(data, "groups", fail)
+    groups = []
+    for name, table in groups_table.items():
+        prefix = f"groups.{name}"
+        if not isinstance(table, Mapping):
+            raise fail(prefix, "must be a table, as in [groups.web]")
+        _check_keys(table, {**_GROUP_KEYS, **_HTTP_KEYS}, prefix, fail)
+        http = _build(HttpSettings, _HTTP_KEYS, table, prefix, fail, server_http)
+        base = GroupSettings(name=name, http=http)
+        groups.append(_build(GroupSettings, _GROUP_KEYS, table, prefix, fail, base))
+
+    metrics = _build(
+        MetricsSettings,
+        _METRICS_KEYS,
+        _table(data, "metrics", fail),
+        "metrics",
+        fail,
+        MetricsSettings(),
+    )
+    _check_keys(_table(data, "metrics", fail), _METRICS_KEYS, "metrics", fail)
+    config = Config(server=server, groups=tuple(groups), metrics=metrics, path=path)
+    validate(config, where)
+    return config
+
+
+def validate(config: Config, where: str = "<config>") -> None:
+    """Cross-field checks shared by files, the CLI and code: raise ConfigError."""
+
+    def fail(key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{where}: {key}: {problem}")
+
+    if not config.groups:
+        raise fail("groups", "no groups defined; add at least one [groups.NAME] table")
+    if config.server.log_level.lower() not in {"debug", "info", "warning", "error", "critical"}:
+        raise fail("server.log_level", f"{config.server.log_level!r} is not a log level")
+    _validate_http(config.server.http, "server", fail)
+    ports: dict[tuple[str, int | str], str] = {}
+    for group in config.groups:
+        prefix = f"groups.{group.name}"
+        _validate_http(group.http, prefix, fail)
+        if group.listen and group.main:
+            raise fail(f"{prefix}.main", "a group has either listen (with app) or main, not both")
+        if not group.listen and not group.main:
+            raise fail(prefix, "needs listen and app (a server) or main (a coroutine)")
+        if group.listen:
+            if not group.app:
+                raise fail(f"{prefix}.app", "required when listen is set ('pkg.module:attr')")
+            _check_import_string(group.app, f"{prefix}.app", fail)
+            try:
+                address = parse_listen(group.listen)
+            except ValueError as exc:
+                raise fail(f"{prefix}.listen", str(exc)) from None
+            key: tuple[str, int | str] = (
+                ("unix", address.path) if address.is_unix else ("tcp", address.port)
+            )
+            if key in ports and key != ("tcp", 0):
+                raise fail(
+                    f"{prefix}.listen", f"{group.listen} is also used by groups.{ports[key]}"
+                )
+            ports[key] = group.name
+        else:
+            _check_import_string(group.main, f"{prefix}.main", fail)
+        if group.count < 0:
+            raise fail(f"{prefix}.count", "must be 0 (one per CPU) or more")
+        for name in ("timeout", "soft_timeout"):
+            if getattr(group, name) < 0:
+                raise fail(f"{prefix}.{name}", "must be 0 (off) or more")
+        if group.start_timeout <= 0:
+            raise fail(f"{prefix}.start_timeout", "must be more than 0 seconds")
+        for name in ("max_requests", "max_requests_jitter", "max_rss_mb"):
+            if getattr(group, name) < 0:
+                raise fail(f"{prefix}.{name}", "must be 0 (off) or more")
+        for route in group.routes:
+            if not route.startswith("/"):
+                raise fail(f"{prefix}.routes", f"{route!r} must start with '/'")
+        for host in group.hosts:
+            _, sep, port = host.rpartition(":")
+            if not sep or not port.isdigit() or not 0 < int(port) <= 65535:
+                raise fail(f"{prefix}.hosts", f"{host!r} is not HOST:PORT")
+    if config.metrics.listen:
+        try:
+            metrics = parse_listen(config.metrics.listen)
+        except ValueError as exc:
+            raise fail("metrics.listen", str(exc)) from None
+        key = ("unix", metrics.path) if metrics.is_unix else ("tcp", metrics.port)
+        if key in ports and key != ("tcp", 0):
+            raise fail(
+                "metrics.listen", f"{config.metrics.listen} is also used by groups.{ports[key]}"
+            )
+
+
+def _validate_http(http: HttpSettings, prefix: str, fail: Any) -> None:
+    for f in dataclasses.fields(HttpSettings):
+        value = getattr(http, f.name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+            raise fail(f"{prefix}.{f.name}", "must not be negative")
+    for name in (
+        "max_url_bytes",
+        "max_header_bytes",
+        "max_headers",
+        "max_connections",
+        "max_requests_in_progress",
+        "high_water",
+    ):
+        if getattr(http, name) < 1:
+            raise fail(f"{prefix}.{name}", "must be at least 1")
+    for name in ("header_timeout", "keepalive_timeout"):
+        if getattr(http, name) <= 0:
+            raise fail(f"{prefix}.{name}", "must be more than 0 seconds")
+    import ipaddress
+
+    for entry in http.forwarded_allow_ips:
+        if entry == "*":
+            continue
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise fail(
+                f"{prefix}.forwarded_allow_ips", f"{entry!r} is not an address or CIDR"
+            ) from None
+
+
+def _check_import_string(value: str, key: str, fail: Any) -> None:
+    module, sep, attr = value.partition(":")
+    if not sep or not module or not attr:
+        raise fail(key, f"{value!r} must be 'pkg.module:attribute'")
+
+
+def _table(data: Mapping[str, Any], name: str, fail: Any) -> Mapping[str, Any]:
+    table = data.get(name, {})
+    if not isinstance(table, Mapping):
+        raise fail(name, "must be a table")
+    return table
+
+
+def _check_keys(table: Mapping[str, Any], known: Mapping[str, Any], prefix: str, fail: Any) -> None:
+    for key in table:
+        if key not in known:
+            full = f"{prefix}.{key}" if prefix else key
+            close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise fail(full, f"unknown key{hint}")
+
+
+def _build(
+    cls: Any,
+    fields: Mapping[str, dataclasses.Field[Any]],
+    table: Mapping[str, Any],
+    prefix: str,
+    fail: Any,
+    base: Any,
+) -> Any:
+    """Return `base` with the keys of `table` that belong to `cls`, type-checked."""
+    changes: dict[str, Any] = {}
+    for key in fields:
+        if key not in table:
+            continue
+        changes[key] = _coerce(table[key], getattr(base, key), f"{prefix}.{key}", fail)
+    if cls is ServerSettings and "http" not in changes:
+        changes["http"] = base.http
+    return dataclasses.replace(base, **changes)
+
+
+def _coerce(value: Any, default: Any, key: str, fail: Any) -> Any:
+    """Check `value` against the type of `default` and convert TOML forms to frozen ones."""
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise fail(key, f"expected true or false, got {value!r}")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise fail(key, f"expected an integer, got {value!r}")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise fail(key, f"expected a number of seconds, got {value!r}")
+        return float(value)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise fail(key, f"expected a string, got {value!r}")
+        return value
+    if key.endswith(".env"):
+        if not isinstance(value, Mapping):
+            raise fail(key, 'expected a table of NAME = "value"')
+        pairs = []
+        for name, item in value.items():
+            if not isinstance(item, (str, int, float, bool)):
+                raise fail(f"{key}.{name}", f"expected a string, got {item!r}")
+            pairs.append((str(name), str(item).lower() if isinstance(item, bool) else str(item)))
+        return tuple(pairs)
+    if isinstance(default, tuple):
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise fail(key, f"expected a list of strings, got {value!r}")
+        return tuple(value)
+    raise fail(key, f"unsupported value {value!r}")  # pragma: no cover - all fields covered

@@ -1,0 +1,1 @@
+"""Front-door layer: the nginx config that routes path prefixes to groups, and strict routes."""

@@ -1,0 +1,63 @@
+"""Per-worker counters the engine keeps in plain attributes; readers copy them out periodically.
+
+The engine only does integer arithmetic here on the request path. Anything that publishes
+these numbers (the shared-memory scoreboard, logs) reads them from a timer, so serving a
+request never costs a syscall or a lock for the sake of observability.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from aioworker.http.cycle import RequestCycle
+
+__all__ = ["LATENCY_BUCKETS", "ServerState"]
+
+# Upper bounds in seconds of the latency histogram buckets; a last bucket counts the rest (+Inf).
+LATENCY_BUCKETS: Final[tuple[float, ...]] = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
+
+
+class ServerState:
+    """Counters for one server (one worker)."""
+
+    __slots__ = (
+        "active",
+        "bytes_in",
+        "bytes_out",
+        "connections",
+        "in_progress",
+        "latency_counts",
+        "latency_sum",
+        "requests",
+        "status_classes",
+    )
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.in_progress = 0
+        self.connections = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+        # index status // 100: [unused, 1xx, 2xx, 3xx, 4xx, 5xx]
+        self.status_classes = [0] * 6
+        self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.latency_sum = 0.0  # seconds, over the requests latency_counts counts
+        # requests whose response is not complete; each has .method, .path and .started
+        # (time.monotonic() seconds).
+        self.active: set[RequestCycle] = set()

@@ -1,0 +1,122 @@
+"""The master's records: a worker and a group as the master tracks them, and status as data."""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aioworker.config import GroupSettings
+from aioworker.sockets import GroupSockets
+from aioworker.supervisor import plan as planner
+from aioworker.supervisor.worker import BOOT_ERROR
+
+if TYPE_CHECKING:
+    from aioworker.supervisor.master import Master
+
+__all__ = ["Group", "Worker", "describe_exit", "status"]
+
+
+@dataclass(slots=True)
+class Worker:
+    """One forked worker as the master tracks it."""
+
+    pid: int
+    group: str
+    slot: int
+    generation: int
+    started: float
+    pipe: int = -1  # read end of the worker's notify pipe (-1 once closed)
+    ready_at: float | None = None
+    stopping_since: float | None = None
+    killed: bool = False
+    recycle: str = ""
+    error: str = ""
+    buffer: bytes = b""
+    extra: dict[str, Any] = field(default_factory=dict)  # Hook.before_spawn's spec.extra
+
+    def info(self) -> planner.WorkerInfo:
+        return planner.WorkerInfo(
+            self.pid,
+            self.group,
+            self.slot,
+            self.generation,
+            self.started,
+            self.ready_at,
+            self.stopping_since,
+            self.killed,
+            self.recycle,
+        )
+
+
+@dataclass(slots=True)
+class Group:
+    """A group's settings, listeners and counters in the running master."""
+
+    settings: GroupSettings
+    sockets: GroupSockets | None
+    count: int
+    generation: int = 0
+    app: Any = None  # imported in the master when preload = true
+    restarts: collections.Counter[str] = field(default_factory=collections.Counter)
+    last_exits: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=10))
+    reloading: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+
+def describe_exit(status: int, killed_by_master: bool = False) -> str:
+    """How a process died, in words, from a waitpid status."""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
+        if sig == signal.SIGKILL and not killed_by_master:
+            return "killed by SIGKILL, perhaps out of memory"
+        return f"killed by {name}"
+    if os.WIFEXITED(status):
+        code = os.WEXITSTATUS(status)
+        if code == BOOT_ERROR:
+            return f"exited with code {code} (could not start)"
+        return f"exited with code {code}"
+    return f"ended with status {status}"
+
+
+def status(master: Master) -> dict[str, Any]:
+    """Plain data for `status`: groups, targets, workers, restarts and failures."""
+    now = time.monotonic()
+    groups = []
+    for g in master.groups.values():
+        ws = [w for w in master.workers.values() if w.group == g.name]
+        groups.append(
+            {
+                "name": g.name,
+                "listen": g.sockets.url if g.sockets is not None else "",
+                "expected": g.count,
+                "ready": sum(1 for w in ws if w.ready_at is not None and not w.stopping_since),
+                "failing": planner.group_failing(master.slots, g.name),
+                "reloading": g.reloading,
+                "restarts": dict(g.restarts),
+                "last_exits": list(g.last_exits),
+                "workers": [
+                    {
+                        "pid": w.pid,
+                        "slot": w.slot,
+                        "generation": w.generation,
+                        "state": "draining"
+                        if w.stopping_since
+                        else ("ready" if w.ready_at is not None else "starting"),
+                        "uptime": round(now - w.started, 3),
+                    }
+                    for w in sorted(ws, key=lambda w: (w.slot, w.started))
+                ],
+            }
+        )
+    return {"pid": master.pid, "stopping": master.stopping, "groups": groups}

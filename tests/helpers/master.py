@@ -1,0 +1,340 @@
+"""Helpers for end-to-end master tests: start a real master in a subprocess, read its log.
+
+The master logs `listening group=NAME url=http://127.0.0.1:PORT` once per group (so port 0 in
+the config is fine), `ready group=NAME slot=N pid=P generation=G` per worker and `started` once
+every group is up; tests wait for those lines, never for a fixed time.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").exists() else sys.executable
+
+# Test app: prints a marker to stderr (which the test reads through the master's output)
+# before it blocks or waits, so tests know a request is in progress without sleeping.
+APP = """
+import asyncio, json, os, sys, time
+from urllib.parse import parse_qs
+
+def mark(text):
+    # One write per line: several processes share this pipe, and print() may write in pieces.
+    os.write(2, (text + "\\n").encode())
+
+
+if os.path.exists(os.path.join(os.path.dirname(__file__), "FAIL_IMPORT")):
+    raise RuntimeError("import failed on purpose")
+mark(f"IMPORTED testapp pid={os.getpid()}")
+
+
+def make_app():
+    mark(f"FACTORY pid={os.getpid()}")
+    return app
+
+
+async def consume():
+    mark(f"CONSUMING pid={os.getpid()} worker={os.environ['AIOWORKER_WORKER']}")
+    try:
+        await asyncio.sleep(3600)
+    except asyncio.CancelledError:
+        mark(f"CONSUMER CANCELLED pid={os.getpid()}")
+        raise
+
+
+def _arg(scope, name, default):
+    values = parse_qs(scope["query_string"].decode()).get(name)
+    return float(values[0]) if values else default
+
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                if os.environ.get("HANG_STARTUP"):
+                    await asyncio.sleep(3600)
+                if os.environ.get("FAIL_STARTUP"):
+                    await send({"type": "lifespan.startup.failed",
+                                "message": "database unreachable on purpose"})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            else:
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    path = scope["path"]
+    if path.startswith("/task/block"):
+        mark(f"BLOCKING pid={os.getpid()}")
+        time.sleep(_arg(scope, "seconds", 1.0))
+    elif path == "/slow":
+        mark(f"SLOW STARTED pid={os.getpid()}")
+        await asyncio.sleep(_arg(scope, "seconds", 1.0))
+    body = json.dumps({
+        "group": os.environ.get("AIOWORKER_GROUP"), "worker": os.environ.get("AIOWORKER_WORKER"),
+        "pid": os.getpid(), "uid": os.getuid(), "env": os.environ.get("GREETING"),
+    }).encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": body})
+"""
+
+FAST = """
+graceful_timeout = {graceful}
+keepalive_timeout = 1.0
+header_timeout = 2.0
+"""
+
+
+def make_dir(world_readable: bool = False) -> Path:
+    """A fresh directory with the test app in it (readable by every user when asked)."""
+    base = tempfile.mkdtemp(prefix="aioworker-test-", dir="/tmp" if world_readable else None)
+    path = Path(base)
+    (path / "testapp.py").write_text(textwrap.dedent(APP))
+    if world_readable:
+        path.chmod(0o755)
+        (path / "testapp.py").chmod(0o644)
+    return path
+
+
+def config_text(groups: str, *, graceful: float = 5.0, server: str = "") -> str:
+    return "[server]\n" + FAST.format(graceful=graceful) + server + "\n" + textwrap.dedent(groups)
+
+
+@dataclass
+class MasterProcess:
+    """A master running in a subprocess, with its merged stdout/stderr collected line by line."""
+
+    proc: subprocess.Popen[str]
+    directory: Path
+    lines: list[str] = field(default_factory=list)
+    cond: threading.Condition = field(default_factory=threading.Condition)
+    ports: dict[str, int] = field(default_factory=dict)
+    _pump_thread: threading.Thread = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._pump_thread = threading.Thread(target=self._pump, daemon=True)
+        self._pump_thread.start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self.cond:
+                self.lines.append(line.rstrip("\n"))
+                self.cond.notify_all()
+        with self.cond:
+            self.lines.append("<EOF>")
+            self.cond.notify_all()
+
+    def mark(self) -> int:
+        with self.cond:
+            return len(self.lines)
+
+    def wait_for(self, pattern: str, since: int = 0, timeout: float = 20.0) -> re.Match[str]:
+        """The first log line from index `since` on that matches `pattern` (a regex)."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        index = since
+        with self.cond:
+            while True:
+                while index < len(self.lines):
+                    found = regex.search(self.lines[index])
+                    if found:
+                        return found
+                    if self.lines[index] == "<EOF>":
+                        raise AssertionError(f"master exited before {pattern!r}:\n{self.log()}")
+                    index += 1
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no line matching {pattern!r} in:\n{self.log()}")
+                self.cond.wait(left)
+
+    def all_matches(self, pattern: str, since: int = 0) -> list[re.Match[str]]:
+        regex = re.compile(pattern)
+        with self.cond:
+            return [m for line in self.lines[since:] if (m := regex.search(line))]
+
+    def log(self) -> str:
+        with self.cond:
+            return "\n".join(self.lines[-200:])
+
+    def ready_pids(self, group: str, since: int = 0) -> dict[int, int]:
+        """slot -> pid of the latest `ready` line per slot of `group`."""
+        found = {}
+        for m in self.all_matches(rf"ready group={group} slot=(\d+) pid=(\d+)", since):
+            found[int(m.group(1))] = int(m.group(2))
+        return found
+
+    def url(self, group: str) -> tuple[str, int]:
+        return ("127.0.0.1", self.ports[group])
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float = 30.0) -> int:
+        return self.proc.wait(timeout)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGQUIT)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._pump_thread.join(10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+def spawn(args: Sequence[str], directory: Path, env: dict[str, str] | None = None) -> MasterProcess:
+    """`python -m aioworker ARGS` in `directory`, its output collected."""
+    return spawn_python(["-m", "aioworker", *args], directory, env)
+
+
+def spawn_python(
+    argv: Sequence[str], directory: Path, env: dict[str, str] | None = None
+) -> MasterProcess:
+    """`python ARGV` in `directory` (on PYTHONPATH): a script that starts a master itself."""
+    full_env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": str(directory),
+        **(env or {}),
+    }
+    proc = subprocess.Popen(
+        [PYTHON, *argv],
+        cwd=directory,
+        env=full_env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    return MasterProcess(proc, directory)
+
+
+@contextmanager
+def running_master(
+    config: str,
+    directory: Path | None = None,
+    *,
+    extra: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+    wait_started: bool = True,
+) -> Iterator[MasterProcess]:
+    """Write config.toml, run `aioworker start`, wait for `started`; stop it afterwards."""
+    directory = directory or make_dir()
+    (directory / "config.toml").write_text(config)
+    master = spawn(["start", "-c", "config.toml", *extra], directory, env)
+    try:
+        if wait_started:
+            master.wait_for(r"started pid=")
+            for m in master.all_matches(r"listening group=(\w+) url=http://[\d.]+:(\d+)"):
+                master.ports[m.group(1)] = int(m.group(2))
+        yield master
+    finally:
+        master.stop()
+
+
+def get(address: tuple[str, int], path: str = "/", timeout: float = 10.0) -> tuple[int, bytes]:
+    """One request on a new connection (Connection: close); (status, body)."""
+    with socket.create_connection(address, timeout=timeout) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n".encode())
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    data = b"".join(chunks)
+    head, _, body = data.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 "):
+        raise ConnectionError(f"no HTTP response: {data[:100]!r}")
+    status = int(head.split(b" ", 2)[1])
+    if b"transfer-encoding: chunked" in head.lower():
+        body = _dechunk(body)
+    return status, body
+
+
+def _dechunk(body: bytes) -> bytes:
+    out = b""
+    while body:
+        size_line, _, rest = body.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            break
+        out += rest[:size]
+        body = rest[size + 2 :]
+    return out
+
+
+class Load:
+    """A client thread sending requests on new connections until stopped; counts outcomes."""
+
+    def __init__(self, address: tuple[str, int], path: str = "/") -> None:
+        self.address = address
+        self.path = path
+        self.ok = 0
+        self.failures: list[str] = []
+        self.pids: list[int] = []
+        self._stop = threading.Event()
+        self._progress = threading.Condition()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Load:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        import json
+
+        while not self._stop.is_set():
+            try:
+                status, body = get(self.address, self.path)
+                if status != 200:
+                    raise ConnectionError(f"status {status}")
+                pid = json.loads(body)["pid"]
+            except Exception as exc:
+                self.failures.append(repr(exc))
+            else:
+                with self._progress:
+                    self.ok += 1
+                    self.pids.append(pid)
+                    self._progress.notify_all()
+
+    def wait_ok(self, count: int, timeout: float = 20.0) -> None:
+        """Wait until `count` more requests succeeded."""
+        with self._progress:
+            target = self.ok + count
+            if not self._progress.wait_for(lambda: self.ok >= target, timeout):
+                raise AssertionError(f"only {self.ok} ok, failures: {self.failures[:5]}")
+
+    def pids_since(self, index: int) -> set[int]:
+        return set(self.pids[index:])
+
+
+def listening_inodes(pid: int) -> set[str]:
+    """Socket inodes among a process's descriptors (to compare inherited listeners)."""
+    found = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:"):
+            found.add(target)
+    return found

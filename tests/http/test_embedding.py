@@ -1,0 +1,344 @@
+"""Embedding: serve() and start_server() inside a running loop, and run() in its own process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aioworker.http.server import serve, start_server
+from tests.conftest import FAST, read_body, run_in_loop, send_response
+
+LoopFactory = Callable[[], asyncio.AbstractEventLoop]
+
+
+async def fetch(
+    address: Any, path: str = "/", *, body: bytes = b"", timeout: float = 5.0
+) -> tuple[int, bytes]:
+    """One request with Connection: close over asyncio streams; returns (status, body)."""
+    if isinstance(address, str):
+        reader, writer = await asyncio.open_unix_connection(address)
+    else:
+        reader, writer = await asyncio.open_connection(*address[:2])
+    try:
+        method = "POST" if body else "GET"
+        writer.write(
+            f"{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        data = await asyncio.wait_for(reader.read(), timeout)
+    finally:
+        writer.close()
+        try:
+            await writer.wait_closed()
+        except OSError:
+            pass
+    head, _, rest = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 "), data
+    return int(head[9:12]), rest
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        await receive()
+        scope["state"]["greeting"] = "hi"
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    body = await read_body(receive)
+    greeting = scope["state"].get("greeting", "-")
+    await send_response(send, 200, f"{greeting} {scope['path']} {body.decode()}".encode())
+
+
+def test_serve_host_port(loop_factory: LoopFactory) -> None:
+    async def main() -> None:
+        stop = asyncio.Event()
+        ready: asyncio.Future[list[socket.socket]] = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(
+            serve(
+                app,
+                FAST,
+                host="127.0.0.1",
+                port=0,
+                shutdown_trigger=stop.wait(),
+                ready=ready.set_result,
+            )
+        )
+        sockets = await asyncio.wait_for(ready, 5)
+        address = sockets[0].getsockname()
+        assert address[1] != 0
+        assert await fetch(address, "/x", body=b"data") == (200, b"hi /x data")
+        stop.set()
+        await asyncio.wait_for(task, 5)
+        with pytest.raises(ConnectionRefusedError):
+            await fetch(address)
+
+    run_in_loop(loop_factory, main())
+
+
+def test_serve_unix_socket(loop_factory: LoopFactory) -> None:
+    # A short directory: unix socket paths are limited to 107 bytes.
+    with tempfile.TemporaryDirectory(prefix="aw") as tmp:
+        path = os.path.join(tmp, "s.sock")
+
+        async def main() -> None:
+            stop = asyncio.Event()
+            ready = asyncio.Event()
+            task = asyncio.create_task(
+                serve(
+                    app, FAST, uds=path, shutdown_trigger=stop.wait(), ready=lambda s: ready.set()
+                )
+            )
+            await asyncio.wait_for(ready.wait(), 5)
+            assert await fetch(path, "/u") == (200, b"hi /u ")
+            stop.set()
+            await asyncio.wait_for(task, 5)
+
+        run_in_loop(loop_factory, main())
+
+
+def test_serve_on_passed_socket(loop_factory: LoopFactory) -> None:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    address = sock.getsockname()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        ready = asyncio.Event()
+        task = asyncio.create_task(
+            serve(app, FAST, sock=sock, shutdown_trigger=stop.wait(), ready=lambda s: ready.set())
+        )
+        await asyncio.wait_for(ready.wait(), 5)
+        assert await fetch(address, "/s") == (200, b"hi /s ")
+        stop.set()
+        await asyncio.wait_for(task, 5)
+
+    try:
+        run_in_loop(loop_factory, main())
+    finally:
+        sock.close()
+
+
+def test_start_server_handle(loop_factory: LoopFactory) -> None:
+    async def main() -> None:
+        server = await start_server(app, FAST, host="127.0.0.1", port=0)
+        address = server.sockets[0].getsockname()
+        assert await fetch(address, "/h") == (200, b"hi /h ")
+        server.close()
+        await asyncio.wait_for(server.wait_closed(), 5)
+        with pytest.raises(ConnectionRefusedError):
+            await fetch(address)
+
+    run_in_loop(loop_factory, main())
+
+
+def test_startup_runs_before_accepting(loop_factory: LoopFactory) -> None:
+    """A request that arrives during lifespan startup is only answered once startup is done."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    address = sock.getsockname()
+
+    async def main() -> None:
+        in_startup = asyncio.Event()
+        finish_startup = asyncio.Event()
+        answered: list[str] = []
+
+        async def slow_start(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            if scope["type"] == "lifespan":
+                await receive()
+                in_startup.set()
+                await finish_startup.wait()
+                scope["state"]["ready"] = "yes"
+                await send({"type": "lifespan.startup.complete"})
+                await receive()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+            answered.append(scope["state"]["ready"])
+            await send_response(send, 200, b"ok")
+
+        stop = asyncio.Event()
+        task = asyncio.create_task(serve(slow_start, FAST, sock=sock, shutdown_trigger=stop.wait()))
+        await asyncio.wait_for(in_startup.wait(), 5)
+        request = asyncio.create_task(fetch(address))
+        done, _ = await asyncio.wait({request}, timeout=0.2)
+        assert not done, "answered before startup completed"
+        finish_startup.set()
+        assert await asyncio.wait_for(request, 5) == (200, b"ok")
+        assert answered == ["yes"]
+        stop.set()
+        await asyncio.wait_for(task, 5)
+
+    try:
+        run_in_loop(loop_factory, main())
+    finally:
+        sock.close()
+
+
+def test_shutdown_after_draining(loop_factory: LoopFactory) -> None:
+    async def main() -> None:
+        order: list[str] = []
+        entered = asyncio.Event()
+        release = asyncio.Event()
+
+        async def draining(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            if scope["type"] == "lifespan":
+                await receive()
+                await send({"type": "lifespan.startup.complete"})
+                await receive()
+                order.append("shutdown")
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+            entered.set()
+            await release.wait()
+            await send_response(send, 200, b"drained")
+            order.append("responded")
+
+        stop = asyncio.Event()
+        ready: asyncio.Future[list[socket.socket]] = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(
+            serve(draining, FAST, port=0, shutdown_trigger=stop.wait(), ready=ready.set_result)
+        )
+        address = (await ready)[0].getsockname()
+        request = asyncio.create_task(fetch(address))
+        await asyncio.wait_for(entered.wait(), 5)
+        stop.set()
+        done, _ = await asyncio.wait({task}, timeout=0.2)
+        assert not done, "serve() returned with a request in progress"
+        assert order == []
+        release.set()
+        assert await asyncio.wait_for(request, 5) == (200, b"drained")
+        await asyncio.wait_for(task, 5)
+        assert order == ["responded", "shutdown"]
+
+    run_in_loop(loop_factory, main())
+
+
+RUN_SCRIPT = textwrap.dedent(
+    """
+    import socket, sys
+    from aioworker.config import HttpSettings
+    from aioworker.http.server import run
+
+    async def app(scope, receive, send):
+        if scope["type"] == "lifespan":
+            await receive()
+            print("STARTUP", flush=True)
+            await send({"type": "lifespan.startup.complete"})
+            await receive()
+            print("SHUTDOWN", flush=True)
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"3")]})
+        await send({"type": "http.response.body", "body": b"run"})
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    print("READY", sock.getsockname()[1], flush=True)
+    run(app, HttpSettings(graceful_timeout=2.0), sock=sock)
+    print("EXITED", flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_run_stops_on_signal(tmp_path: Path, signum: int) -> None:
+    script = tmp_path / "run_app.py"
+    script.write_text(RUN_SCRIPT)
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        assert proc.stdout is not None
+        ready = proc.stdout.readline().split()
+        assert ready[:1] == ["READY"], ready
+        port = int(ready[1])
+        assert proc.stdout.readline().strip() == "STARTUP"
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+            conn.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            data = b""
+            while chunk := conn.recv(65536):
+                data += chunk
+        assert data.startswith(b"HTTP/1.1 200 ")
+        assert data.endswith(b"\r\n\r\nrun")
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=10)
+        assert proc.returncode == 0, err
+        assert out.split() == ["SHUTDOWN", "EXITED"], (out, err)
+        assert "Traceback" not in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def test_serve_unix_socket_twice(loop_factory: LoopFactory) -> None:
+    """A restart on the same unix socket path works (a stale socket file is no obstacle)."""
+    with tempfile.TemporaryDirectory(prefix="aw") as tmp:
+        path = os.path.join(tmp, "s.sock")
+
+        async def once(label: str) -> None:
+            stop = asyncio.Event()
+            ready = asyncio.Event()
+            task = asyncio.create_task(
+                serve(
+                    app, FAST, uds=path, shutdown_trigger=stop.wait(), ready=lambda s: ready.set()
+                )
+            )
+            await asyncio.wait_for(ready.wait(), 5)
+            assert await fetch(path, f"/{label}") == (200, f"hi /{label} ".encode())
+            stop.set()
+            await asyncio.wait_for(task, 5)
+
+        async def main() -> None:
+            await once("first")
+            await once("second")
+
+        run_in_loop(loop_factory, main())
+
+
+def test_start_server_bind_failure_runs_lifespan_shutdown(loop_factory: LoopFactory) -> None:
+    """When the address is taken, the app's startup is undone (shutdown) and the error raised."""
+    events: list[str] = []
+
+    async def tracked(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert scope["type"] == "lifespan"
+        await receive()
+        events.append("startup")
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        events.append("shutdown")
+        await send({"type": "lifespan.shutdown.complete"})
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    try:
+
+        async def main() -> None:
+            with pytest.raises(OSError, match="in use"):
+                await start_server(tracked, FAST, host="127.0.0.1", port=taken.getsockname()[1])
+
+        run_in_loop(loop_factory, main())
+    finally:
+        taken.close()
+    # Startup never run (bound first), or undone: never left started with nothing served.
+    assert events in ([], ["startup", "shutdown"])

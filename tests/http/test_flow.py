@@ -1,0 +1,210 @@
+"""Flow control: a 1 GiB upload to a slow app and a 1 GiB download to a slow reader keep the
+server's memory bounded. The server runs in a subprocess so its peak RSS (VmHWM) is its own."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+GIB = 1 << 30
+BLOCK = bytes(range(256)) * 4096  # 1 MiB
+BLOCKS = GIB // len(BLOCK)
+LIMIT_MB = 150
+PAUSE = 1.0  # seconds the slow side stalls: an unbounded server would buffer ~1 GiB by then
+
+SERVER = textwrap.dedent(
+    """
+    import asyncio, sys, zlib, json
+    import uvloop
+    from aioworker.config import HttpSettings
+    from aioworker.http.server import serve
+
+    BLOCK = bytes(range(256)) * 4096
+    PAUSE = float(sys.argv[2])
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        if scope["path"] == "/upload":
+            total, crc, first = 0, 0, True
+            while True:
+                message = await receive()
+                body = message.get("body", b"")
+                total += len(body)
+                crc = zlib.crc32(body, crc)
+                if first:
+                    first = False
+                    await asyncio.sleep(PAUSE)  # a slow consumer: the client must be held back
+                if not message.get("more_body"):
+                    break
+            body = json.dumps({"total": total, "crc": crc}).encode()
+        elif scope["path"] == "/small":
+            body = BLOCK[:16384]
+        else:
+            n = int(scope["query_string"] or 0)
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-length", str(n * len(BLOCK)).encode())]})
+            for _ in range(n):
+                await send({"type": "http.response.body", "body": BLOCK, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    def ready(sockets):
+        print("READY", sockets[0].getsockname()[1], flush=True)
+
+    async def main():
+        await serve(app, HttpSettings(max_body_bytes=0, request_timeout=0,
+                                      body_timeout=30.0), port=0, ready=ready)
+
+    factory = uvloop.new_event_loop if sys.argv[1] == "uvloop" else asyncio.new_event_loop
+    loop = factory()
+    loop.run_until_complete(main())
+    """
+)
+
+
+def _status_kb(pid: int, key: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise AssertionError(f"{key} not in /proc/{pid}/status")
+
+
+@pytest.fixture
+def server_process(tmp_path: Path, loop_name: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    script = tmp_path / "flow_server.py"
+    script.write_text(SERVER)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), loop_name, str(PAUSE)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().split()
+        assert line[:1] == ["READY"], line
+        yield proc, int(line[1])
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+
+
+def _read_head(sock: socket.socket) -> tuple[bytes, bytes]:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed before the response head: {data!r}"
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return head, rest
+
+
+@pytest.mark.slow
+def test_upload_1gib_bounded_memory(server_process: tuple[subprocess.Popen[str], int]) -> None:
+    proc, port = server_process
+    baseline = _status_kb(proc.pid, "VmRSS")
+    expected_crc = 0
+    for _ in range(BLOCKS):
+        expected_crc = zlib.crc32(BLOCK, expected_crc)
+    start = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % GIB)
+        peak_during = 0
+        for i in range(BLOCKS):
+            sock.sendall(BLOCK)
+            if i % 64 == 0:
+                peak_during = max(peak_during, _status_kb(proc.pid, "VmRSS"))
+        head, rest = _read_head(sock)
+        assert head.startswith(b"HTTP/1.1 200 "), head
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        while len(rest) < length:
+            rest += sock.recv(65536)
+    elapsed = time.monotonic() - start
+    result = json.loads(rest)
+    assert result == {"total": GIB, "crc": expected_crc}
+    peak = _status_kb(proc.pid, "VmHWM")
+    print(f"upload: {elapsed:.1f}s, baseline {baseline // 1024} MB, peak {peak // 1024} MB")
+    assert peak < LIMIT_MB * 1024, f"server peak RSS {peak // 1024} MB for a 1 GiB upload"
+    assert peak_during < LIMIT_MB * 1024
+
+
+@pytest.mark.slow
+def test_download_1gib_to_slow_reader(server_process: tuple[subprocess.Popen[str], int]) -> None:
+    proc, port = server_process
+    baseline = _status_kb(proc.pid, "VmRSS")
+    start = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+        sock.sendall(b"GET /download?%d HTTP/1.1\r\nHost: t\r\n\r\n" % BLOCKS)
+        head, rest = _read_head(sock)
+        assert head.startswith(b"HTTP/1.1 200 ")
+        assert b"content-length: %d" % GIB in head.lower()
+        # The slow reader stalls (this is the behaviour under test, not a synchronisation):
+        # meanwhile an unbounded server would queue the whole body in memory.
+        deadline = time.monotonic() + PAUSE
+        stalled_peak = 0
+        while time.monotonic() < deadline:
+            stalled_peak = max(stalled_peak, _status_kb(proc.pid, "VmRSS"))
+            time.sleep(0.05)
+        received = len(rest)
+        crc = zlib.crc32(rest)
+        buf = bytearray(1 << 20)
+        view = memoryview(buf)
+        while received < GIB:
+            n = sock.recv_into(view)
+            assert n, f"closed after {received} bytes"
+            crc = zlib.crc32(view[:n], crc)
+            received += n
+    elapsed = time.monotonic() - start
+    expected_crc = 0
+    for _ in range(BLOCKS):
+        expected_crc = zlib.crc32(BLOCK, expected_crc)
+    assert received == GIB
+    assert crc == expected_crc
+    peak = _status_kb(proc.pid, "VmHWM")
+    print(f"download: {elapsed:.1f}s, baseline {baseline // 1024} MB, peak {peak // 1024} MB")
+    assert peak < LIMIT_MB * 1024, f"server peak RSS {peak // 1024} MB for a 1 GiB download"
+    assert stalled_peak < LIMIT_MB * 1024
+
+
+@pytest.mark.slow
+def test_pipelined_flood_to_stalled_reader(
+    server_process: tuple[subprocess.Popen[str], int],
+) -> None:
+    """50,000 pipelined requests (800 MB of responses) from a client that stalls reading."""
+    proc, port = server_process
+    count = 50_000
+    request = b"GET /small HTTP/1.1\r\nHost: t\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sender = threading.Thread(target=sock.sendall, args=(request * count,), daemon=True)
+        sender.start()
+        deadline = time.monotonic() + PAUSE  # stall (the behaviour under test)
+        stalled_peak = 0
+        while time.monotonic() < deadline:
+            stalled_peak = max(stalled_peak, _status_kb(proc.pid, "VmRSS"))
+            time.sleep(0.05)
+        buf = bytearray(1 << 20)
+        received = 0
+        expected = count * (16384 + len(b"content-length: 16384\r\n"))
+        while received < expected:
+            n = sock.recv_into(buf)
+            assert n, f"closed after {received} bytes"
+            received += n
+        sender.join(30)
+    peak = _status_kb(proc.pid, "VmHWM")
+    assert stalled_peak < LIMIT_MB * 1024
+    assert peak < LIMIT_MB * 1024, f"server peak RSS {peak // 1024} MB for a pipelined flood"
