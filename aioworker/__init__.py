@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from aioworker._version import __version__
 from aioworker.config import (
     Config,
     ConfigError,
@@ -17,9 +18,8 @@ from aioworker.config import load as load_config
 if TYPE_CHECKING:
     from aioworker.http.server import Server, serve, start_server
     from aioworker.http.server import run as run_app
-    from aioworker.supervisor.runner import run
+    from aioworker.launch import run
 
-__version__ = "0.1.0"
 
 __all__ = [
     "Config",
@@ -44,7 +44,7 @@ _LAZY = {
     "serve": ("aioworker.http.server", "serve"),
     "start_server": ("aioworker.http.server", "start_server"),
     "run_app": ("aioworker.http.server", "run"),
-    "run": ("aioworker.supervisor.runner", "run"),
+    "run": ("aioworker.launch", "run"),
 }
 
 

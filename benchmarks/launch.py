@@ -26,8 +26,7 @@ def _master(app: str, host: str, port: int, observe: bool) -> int:
         from aioworker.observe.hook import Observability
 
         hooks.append(Observability())
-    # The comparison needs a master without any hook: the default ones are left out here.
-    runner.default_hooks = lambda config: []
+    # The supervisor's runner runs exactly these hooks (none, or the observability hook).
     return runner.run(config, hooks=hooks)
 
 

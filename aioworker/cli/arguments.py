@@ -10,14 +10,13 @@ import argparse
 import dataclasses
 from typing import Any
 
+from aioworker._version import __version__
 from aioworker.config import HttpSettings
 
 __all__ = ["build_parser"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from aioworker import __version__
-
     parser = argparse.ArgumentParser(
         prog="aioworker",
         description="Run ASGI apps in pre-forked worker groups from config.toml.",

@@ -122,7 +122,7 @@ def cmd_start(args: argparse.Namespace, config: Config) -> int:
     if problems:
         raise CliError("\n".join(problems), BAD_CONFIG)
     watch = _watch_paths(args, config)
-    from aioworker.supervisor.runner import run
+    from aioworker.launch import run
 
     try:
         return run(config, watch=watch, daemon=args.daemon)
@@ -283,7 +283,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise CliError(
             "\n".join(p.replace("<config>: groups.web.", "") for p in problems), BAD_CONFIG
         )
-    from aioworker.supervisor.runner import run
+    from aioworker.launch import run
 
     return run(config, watch=[str(Path.cwd())] if args.watch else [])
 

@@ -1,30 +1,30 @@
-"""Observability as a master hook: scoreboard, watchdog, control socket, metrics and health.
+"""Observability as a master hook: scoreboard, watchdog, metrics and health, richer status.
 
-``Observability()`` plugs into ``Master(config, hooks=[...])`` (and ``aioworker.run(...,
-hooks=...)``) through the hook points of ``aioworker.supervisor.hooks``:
+``Observability()`` plugs into the master (``aioworker.run(config)`` installs it) through the
+hook points of ``aioworker.supervisor.hooks``:
 
-- master_started: map the scoreboard (before the first fork), bind the control socket
-  (``[server] control_socket``: status; reload of all or named groups; stop of the master or of
-  named groups; start of named groups) and the metrics listener (``[metrics] listen``) on the
-  master's selector; when either cannot be bound, the master stops with exit code 1;
+- master_started: map the scoreboard (before the first fork) and bind the metrics listener
+  (``[metrics] listen``) on the master's selector; when it cannot be bound, the master stops
+  with exit code 1; config_reloaded moves it when a reload changed ``[metrics] listen``;
+- describe: the control socket's ``status`` joins the master's records with the scoreboard;
 - before_spawn / worker_exited: claim a scoreboard slot for each new process, release it after
   the reap;
 - worker_started (in the worker, on its loop): install the stack dump, start the heartbeat that
   copies ``server.state`` into the slot, mark it ready; worker_draining marks it draining;
 - tick (every master loop turn): enforce client deadlines, sample RSS once a second, run the
-  watchdog and carry its actions out (signals, log lines, kill, graceful recycle).
+  watchdog and hand its actions to the master (signals, kill, graceful recycle), which alone
+  signals workers.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import signal
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from aioworker.config import Config
 from aioworker.http.counters import LATENCY_BUCKETS
 from aioworker.observe import metrics as prometheus
 from aioworker.observe import status as status_doc
@@ -50,16 +50,13 @@ from aioworker.observe.watchdog import (
     install_stack_dump,
     read_rss,
 )
-from aioworker.supervisor.control import CommandError, ControlError, ControlServer
-from aioworker.supervisor.hooks import Hook
-
-if TYPE_CHECKING:
-    from aioworker.supervisor.master import Master, Worker
-    from aioworker.supervisor.worker import WorkerContext, WorkerSpec
+from aioworker.supervisor.hooks import Hook, MasterControl, WorkerContext, WorkerSpec
+from aioworker.supervisor.records import Worker
 
 __all__ = ["Observability"]
 
 log = logging.getLogger("aioworker.watchdog")
+metrics_log = logging.getLogger("aioworker.metrics")
 
 SLOT_KEY = "scoreboard"
 
@@ -82,12 +79,10 @@ class Observability(Hook):
         self.spare_slots = spare_slots
         self.watchdog = Watchdog(blocked_after, kill_grace, rss_samples)
         self.board: Scoreboard | None = None
-        self.control: ControlServer | None = None
         self.metrics: MetricsServer | None = None
-        self.master: Master | None = None
+        self.master: MasterControl | None = None
         self.rss: dict[int, int] = {}
         self._next_rss = 0.0
-        self._timeouts: set[int] = set()  # pids killed by the watchdog
         self._group_index: dict[str, int] = {}
         # In the worker only:
         self._writer: SlotWriter | None = None
@@ -95,7 +90,7 @@ class Observability(Hook):
 
     # ------------------------------------------------------------------ master side
 
-    def master_started(self, master: Master) -> None:
+    def master_started(self, master: MasterControl) -> None:
         mine = [h for h in master.hooks if isinstance(h, Observability)]
         if mine and mine[-1] is not self:
             # The default hook and one passed with run(hooks=...): the last one given wins,
@@ -106,35 +101,40 @@ class Observability(Hook):
         # Room for every worker twice (a rolling reload overlaps old and new) plus TTIN.
         capacity = 2 * sum(g.count for g in master.groups.values()) + self.spare_slots
         self.board = Scoreboard.create(capacity, LATENCY_BUCKETS)
+        if master.config.metrics.listen:
+            try:
+                self.metrics = self._serve_metrics(master, master.config.metrics.listen)
+            except OSError as exc:  # BindError is an OSError
+                # A master asked for metrics must not run without them (a readiness probe
+                # would never pass): fail like a group whose port is taken.
+                master.abort_start(str(exc))  # logged, and told to a waiting `start -d`
+
+    def _serve_metrics(self, master: MasterControl, listen: str) -> MetricsServer:
+        server = MetricsServer(listen, self._metrics, self._ready)
+        server.attach(master.selector)
+        metrics_log.info("metrics on %s (/metrics, /healthz, /readyz)", server.url)
+        return server
+
+    def config_reloaded(self, master: MasterControl, old: Config) -> None:
+        """Move the metrics endpoint when `[metrics] listen` changed: the new listener is
+        bound first, so a failure keeps the old one serving."""
+        listen = master.config.metrics.listen
+        serving = self.metrics.listen if self.metrics is not None else ""
+        if self.master is not master or listen == serving:
+            return
         try:
-            self._listen(master)
-        except (ControlError, OSError) as exc:  # BindError is an OSError
-            # A master asked for metrics or a control socket must not run without them (a
-            # readiness probe would never pass): fail like a group whose port is taken.
-            self.master_stopped(master)
-            master.abort_start(str(exc))  # logged, and told to a waiting `start -d`
+            server = self._serve_metrics(master, listen) if listen else None
+        except OSError as exc:
+            metrics_log.error("reload: metrics.listen: %s; still on %s", exc, serving or "nothing")
+            return
+        if self.metrics is not None:
+            with contextlib.suppress(OSError):
+                self.metrics.close()
+        if server is None:
+            metrics_log.info("metrics off")
+        self.metrics = server
 
-    def _listen(self, master: Master) -> None:
-        config = master.config
-        if config.server.control_socket:
-            self.control = ControlServer(
-                config.control_path,
-                {
-                    "status": self._status,
-                    "reload": self._reload,
-                    "stop": self._stop,
-                    "start": self._start,
-                },
-            )
-            self.control.attach(master.selector)
-        if config.metrics.listen:
-            self.metrics = MetricsServer(config.metrics.listen, self._metrics, self._ready)
-            self.metrics.attach(master.selector)
-            logging.getLogger("aioworker.metrics").info(
-                "metrics on %s (/metrics, /healthz, /readyz)", self.metrics.url
-            )
-
-    def before_spawn(self, master: Master, spec: WorkerSpec) -> None:
+    def before_spawn(self, master: MasterControl, spec: WorkerSpec) -> None:
         if self.board is None:
             return
         name = spec.group.name
@@ -143,25 +143,15 @@ class Observability(Hook):
         except ScoreboardFull as exc:
             log.warning("%s: %s[%d] runs unobserved", exc, name, spec.slot)
 
-    def worker_exited(self, master: Master, worker: Worker, reason: str) -> None:
+    def worker_exited(self, master: MasterControl, worker: Worker, reason: str) -> None:
         index = worker.extra.get(SLOT_KEY)
         if self.board is not None and index is not None:
             self.board.release(index)
         self.rss.pop(worker.pid, None)
-        if worker.pid in self._timeouts:
-            self._timeouts.discard(worker.pid)
-            # The master counts it as "killed"; the watchdog knows it was a timeout.
-            restarts = master.groups[worker.group].restarts
-            if restarts.get("killed"):
-                restarts["killed"] -= 1
-                if not restarts["killed"]:
-                    del restarts["killed"]
-            restarts["timeout"] += 1
 
-    def tick(self, master: Master, now: float) -> None:
-        for server in (self.control, self.metrics):
-            if server is not None:
-                server.tick(now)
+    def tick(self, master: MasterControl, now: float) -> None:
+        if self.metrics is not None:
+            self.metrics.tick(now)
         if self.board is None:
             return
         sampled = None
@@ -178,14 +168,13 @@ class Observability(Hook):
             if action.pid not in master.workers:
                 continue
             if action.kind == REFRESH:
-                self._signal(action.pid, REFRESH_SIGNAL)
+                master.signal_worker(action.pid, REFRESH_SIGNAL)
             elif action.kind == STACK:
                 log.warning("%s", action.message)
-                self._signal(action.pid, STACK_SIGNAL)
+                master.signal_worker(action.pid, STACK_SIGNAL)
             elif action.kind == KILL:
-                self._timeouts.add(action.pid)
                 log.error("%s", action.message)
-                master.kill_worker(action.pid, action.detail)
+                master.kill_worker(action.pid, action.detail, cause="timeout")
             elif action.kind == RECYCLE:
                 worker = master.workers[action.pid]
                 leaving = worker.recycle or ("stopping" if worker.stopping_since else "")
@@ -198,74 +187,26 @@ class Observability(Hook):
                     )  # fmt: skip
                     continue
                 log.warning("%s", action.message)
-                master.groups[action.sample.group].restarts["memory"] += 1
-                master.recycle_worker(action.pid, action.detail)
+                master.recycle_worker(action.pid, action.detail, cause="memory")
 
-    def master_stopped(self, master: Master) -> None:
-        for server in (self.control, self.metrics):
-            if server is not None:
-                with contextlib.suppress(OSError):
-                    server.close()
-        self.control = self.metrics = None
-
-    @staticmethod
-    def _signal(pid: int, sig: signal.Signals) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
+    def master_stopped(self, master: MasterControl) -> None:
+        if self.metrics is not None:
+            with contextlib.suppress(OSError):
+                self.metrics.close()
+        self.metrics = None
 
     # ------------------------------------------------------------------ answers
 
-    def status(self) -> dict[str, Any]:
-        """The status document (what `aioworker status --json` prints)."""
-        assert self.master is not None
+    def describe(self, master: MasterControl, status: dict[str, Any]) -> dict[str, Any]:
+        """The status document (what `aioworker status --json` prints): the master's records
+        joined with each worker's scoreboard slot and RSS."""
+        if self.master is not master:
+            return status
         samples = self.board.snapshot() if self.board is not None else []
-        now = time.monotonic()
-        rss = {pid: read_rss(pid) or 0 for pid in self.master.workers}
+        rss = {pid: read_rss(pid) or 0 for pid in master.workers}
         return status_doc.build(
-            self.master.status(), samples, now, rss, blocked_after=self.watchdog.blocked_after
+            status, samples, time.monotonic(), rss, blocked_after=self.watchdog.blocked_after
         )
-
-    def _status(self, args: dict[str, Any]) -> dict[str, Any]:
-        return self.status()
-
-    def _groups(self, args: dict[str, Any]) -> list[str] | None:
-        """The command's "groups" (None: not given), every one of them known."""
-        assert self.master is not None
-        names = args.get("groups") or None
-        if names is None:
-            return None
-        if not isinstance(names, list):
-            raise CommandError('"groups" must be a list of group names')
-        unknown = [str(n) for n in names if n not in self.master.groups]
-        if unknown:
-            raise CommandError(f"no group named {', '.join(unknown)}")
-        return [str(n) for n in names]
-
-    def _reload(self, args: dict[str, Any]) -> dict[str, Any]:
-        assert self.master is not None
-        return {"groups": self.master.reload(self._groups(args))}
-
-    def _stop(self, args: dict[str, Any]) -> dict[str, Any]:
-        """The master, or with "groups" only those groups (they drain; the rest goes on)."""
-        assert self.master is not None
-        names = self._groups(args)
-        if names is not None:
-            for name in names:
-                self.master.set_count(name, 0)
-            return {"groups": names}
-        fast = bool(args.get("fast"))
-        self.master.stop(fast=fast)
-        return {"stopping": True, "fast": fast, "pid": self.master.pid}
-
-    def _start(self, args: dict[str, Any]) -> dict[str, Any]:
-        """Groups stopped with "stop" run their configured count of workers again."""
-        assert self.master is not None
-        names = self._groups(args)
-        if names is None:
-            raise CommandError('start needs "groups"')
-        for name in names:
-            self.master.set_count(name, self.master.groups[name].settings.workers)
-        return {"groups": names}
 
     def _metrics(self) -> str:
         assert self.master is not None

@@ -199,6 +199,7 @@ class MetricsServer:
         timeout: float = 5.0,
         max_connections: int = 32,
     ) -> None:
+        self.listen = listen  # as configured (the port may be 0)
         self.address = parse_listen(listen)
         self._metrics = metrics
         self._ready = ready

@@ -8,7 +8,7 @@ import sys
 
 from aioworker.config import Config
 from aioworker.importer import import_from_string
-from aioworker.supervisor.worker import resolve_ids
+from aioworker.supervisor.process import resolve_ids
 
 __all__ = ["check_apps", "check_apps_isolated", "check_ids", "summary"]
 

@@ -1,6 +1,6 @@
 """What the master hears from its workers: notify pipes, exits, and the outcome of a start.
 
-A mixin of Master, like `aioworker.supervisor.signals`: each worker writes `ready`, `error TEXT` or
+A mixin of Master, like `signals`: each worker writes `ready`, `error TEXT` or
 `recycle REASON` lines on its pipe; each reaped exit is described, counted and fed to the plan.
 """
 
@@ -13,10 +13,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from aioworker.supervisor import plan as planner
-from aioworker.supervisor.records import describe_exit
-
-if TYPE_CHECKING:
-    from aioworker.supervisor.records import Group, Worker
+from aioworker.supervisor.process import describe_exit
+from aioworker.supervisor.records import Group, Worker
 
 __all__ = ["Children"]
 
@@ -37,7 +35,7 @@ class Children:
         _notify_fd: int | None
 
         def remove_reader(self, fd: int) -> None: ...
-        def recycle_worker(self, pid: int, reason: str) -> None: ...
+        def recycle_worker(self, pid: int, reason: str, cause: str = "") -> None: ...
         def stop(self, fast: bool = False) -> None: ...
         def _wants(self) -> list[planner.GroupWant]: ...
         def _call_hooks(self, name: str, *args: Any) -> None: ...
@@ -112,16 +110,14 @@ class Children:
                 how,
                 detail,
             )
-            group.restarts[
-                "boot" if w.ready_at is None else ("killed" if w.killed else "crash")
-            ] += 1
+            group.restarts[planner.exit_cause(info)] += 1
             group.last_exits.append(f"pid {w.pid} slot {w.slot}: {how}{detail}")
         older = planner.older_serves_slot(info, [o.info() for o in self.workers.values()])
         key = (w.group, w.slot)
         before = self.slots.get(key, planner.SlotState())
         after = planner.after_exit(before, info, now, error=w.error or how, replaced_by_older=older)
         self.slots[key] = after
-        if older and w.ready_at is None and not expected:
+        if planner.reload_failed(info, older):
             log.error(
                 "reload failed group=%s slot=%d: %s; keeping the old workers",
                 w.group,

@@ -2,7 +2,7 @@
 
 Protocol: the client connects, sends one JSON object on one line, ``{"command": "reload",
 "groups": ["web"]}``, and reads one JSON object on one line; the master closes the connection.
-The commands themselves are the master's (``aioworker.observe.hook``).
+The commands themselves are the master's (``aioworker.supervisor.commands``).
 Success is ``{"ok": true, ...}``, failure ``{"ok": false, "error": "..."}``.
 
 The socket file is created with mode 0600 (under a umask, then chmod'ed, so there is no moment
@@ -21,12 +21,10 @@ import socket
 import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from aioworker.config import Config
 from aioworker.http.oneshot import OneShotServer
-
-if TYPE_CHECKING:
-    from aioworker.config import Config
 
 __all__ = [
     "CommandError",

@@ -19,16 +19,18 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from aioworker.config import Config, GroupSettings
+from aioworker.config import Config, ConfigError, GroupSettings, load
 from aioworker.sockets import BindError, GroupSockets, bind_group
 from aioworker.supervisor import plan as planner
 from aioworker.supervisor import records, reloading, worker
 from aioworker.supervisor.check import check_ids
 from aioworker.supervisor.children import Children
-from aioworker.supervisor.hooks import Hook
+from aioworker.supervisor.commands import commands
+from aioworker.supervisor.control import ControlError, ControlServer
+from aioworker.supervisor.hooks import Hook, WorkerSpec
 from aioworker.supervisor.records import Group, Worker
 from aioworker.supervisor.signals import SignalHandling
-from aioworker.supervisor.watch import PollingWatcher, ThreadWatcher
+from aioworker.supervisor.watch import PollingWatcher, ThreadWatcher, make_watcher
 
 __all__ = ["Group", "Master", "Worker"]
 
@@ -73,6 +75,7 @@ class Master(Children, SignalHandling):
         self._next_poll = 0.0
         self._notify_fd = notify_fd
         self._private_fds: set[int] = set()
+        self.control: ControlServer | None = None
 
     # ------------------------------------------------------------------ hook points
 
@@ -88,25 +91,85 @@ class Master(Children, SignalHandling):
         with contextlib.suppress(KeyError, ValueError):
             self.selector.unregister(fd)
 
-    def kill_worker(self, pid: int, reason: str) -> None:
-        """Kill a worker now (watchdog: its loop is blocked); it is replaced as a crash."""
+    def kill_worker(self, pid: int, reason: str, cause: str = "killed") -> None:
+        """Kill a worker now (watchdog: its loop is blocked); its replacement is counted in
+        the group's restarts under `cause`."""
         w = self.workers.get(pid)
         if w is not None and not w.killed:
             log.warning("killing pid=%d group=%s slot=%d: %s", pid, w.group, w.slot, reason)
             w.killed = True
+            w.cause = cause
             w.error = reason
             self._signal(pid, signal.SIGKILL)
 
-    def recycle_worker(self, pid: int, reason: str) -> None:
-        """Replace a worker gracefully: a new one becomes ready first, then this one drains."""
+    def recycle_worker(self, pid: int, reason: str, cause: str = "") -> None:
+        """Replace a worker gracefully: a new one becomes ready first, then this one drains.
+        A `cause` ("memory") is counted in the group's restarts."""
         w = self.workers.get(pid)
         if w is not None and not w.recycle and not w.stopping_since:
             log.info("recycling pid=%d group=%s slot=%d: %s", pid, w.group, w.slot, reason)
             w.recycle = reason
+            if cause:
+                self.groups[w.group].restarts[cause] += 1
+
+    def signal_worker(self, pid: int, sig: int) -> None:
+        """Send a live worker a signal (the watchdog's stack dump and refresh requests)."""
+        if pid in self.workers:
+            self._signal(pid, sig)
 
     def reload(self, names: Sequence[str] | None = None) -> list[str]:
-        """Rolling reload of the named (default: every reloadable) groups; returns their names."""
-        return reloading.reload(self, names)
+        """Rolling reload of the named (default: every reloadable) groups; returns their names.
+
+        config.toml is read again first: what a reload can apply is applied to every group
+        (counts, limits, log level, [metrics], watch), the rest is logged key by key."""
+        if self.stopping:
+            return []
+        if self.config.path is not None:
+            try:
+                new = load(self.config.path)
+            except ConfigError as exc:
+                log.error("reload aborted, the running configuration is kept: %s", exc)
+                return []
+            self._apply(reloading.reconcile(self.config, new))
+        bumped = reloading.bump(self.groups, names)
+        for name in bumped.unknown:
+            log.error("reload: no group named %r", name)
+        for name in bumped.skipped:
+            log.info("reload: group=%s is not reloadable; skipped", name)
+        for name in bumped.reloaded:
+            group = self.groups[name]
+            if group.settings.preload:
+                log.warning(
+                    "reload: group=%s uses preload: new workers run the app imported at start; "
+                    "restart the master to load new code",
+                    name,
+                )
+            log.info("reloading group=%s generation=%d", name, group.generation)
+        return list(bumped.reloaded)
+
+    def _apply(self, reconciled: reloading.Reconciled) -> None:
+        for key in reconciled.needs_restart:
+            log.warning("reload: %s changed: restart the master to apply it", key)
+        for name in reconciled.added:
+            log.warning("reload: groups.%s is new: restart the master to start it", name)
+        for name in reconciled.removed:
+            log.warning("reload: groups.%s was removed: restart the master to stop it", name)
+        old, new = self.config, reconciled.config
+        if new.server.log_level != old.server.log_level:
+            logging.getLogger().setLevel(new.server.log_level.upper())
+            logging.getLogger("aioworker").setLevel(new.server.log_level.upper())
+        for settings in new.groups:
+            group = self.groups[settings.name]
+            if settings.workers != group.settings.workers:
+                log.info(
+                    "reload: group=%s count %d -> %d", settings.name, group.count, settings.workers
+                )
+                group.count = settings.workers
+            group.settings = settings
+        self.config = new
+        if new.server.watch != old.server.watch and not self._watch_paths:
+            self._start_watching()
+        self._call_hooks("config_reloaded", self, old)
 
     def set_count(self, name: str, count: int) -> None:
         """Run `count` workers in group `name` from now on; 0 stops the group (it drains),
@@ -145,7 +208,19 @@ class Master(Children, SignalHandling):
 
     def status(self) -> dict[str, Any]:
         """Plain data for `status`: groups, targets, workers, restarts and failures."""
-        return records.status(self)
+        return records.status(
+            self.pid, self.stopping, self.groups, self.workers, self.slots, time.monotonic()
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """What the control socket's `status` answers: `status()`, enriched by each hook."""
+        document = self.status()
+        for hook in self.hooks:
+            try:
+                document = hook.describe(self, document)
+            except Exception:
+                log.exception("hook %s.describe failed", type(hook).__name__)
+        return document
 
     # ------------------------------------------------------------------ life cycle
 
@@ -166,6 +241,9 @@ class Master(Children, SignalHandling):
             self._call_hooks("master_stopped", self)
             if self._watcher is not None:
                 self._watcher.close()
+            if self.control is not None:
+                with contextlib.suppress(OSError):
+                    self.control.close()
             self._restore_signals()
         # Whatever ended the start early, the waiting `start -d` gets a line (once at most).
         self._tell_parent("error the master stopped before every group was up")
@@ -194,14 +272,27 @@ class Master(Children, SignalHandling):
         os.set_blocking(self._wake_w, False)
         self.selector.register(self._wake_r, selectors.EVENT_READ, self._drain_wakeup)
         self._install_signals()
-        paths = self._watch_paths or [str(self.config.resolve(p)) for p in self.config.server.watch]
-        if paths:
-            from aioworker.supervisor.watch import make_watcher
+        if self.config.server.control_socket:
+            try:
+                self.control = ControlServer(self.config.control_path, commands(self))
+            except ControlError as exc:
+                raise StartError(str(exc)) from None
+            self.control.attach(self.selector)
+        self._start_watching()
+        self._call_hooks("master_started", self)
 
+    def _start_watching(self) -> None:
+        """Watch `start --watch` paths, else `[server] watch` (again after a reload)."""
+        if self._watcher is not None:
+            if self._watcher.fileno is not None:
+                self.remove_reader(self._watcher.fileno)
+            self._watcher.close()
+            self._watcher = None
+        paths = self._watch_paths or list(self.config.server.watch)
+        if paths:
             self._watcher = make_watcher([self.config.resolve(p) for p in paths])
             if self._watcher.fileno is not None:
                 self.add_reader(self._watcher.fileno, self._check_watch)
-        self._call_hooks("master_started", self)
 
     def _bind(self, settings: GroupSettings) -> GroupSockets:
         try:
@@ -244,8 +335,26 @@ class Master(Children, SignalHandling):
             self._check_watch()
         if self.starting:
             self._check_started()
-        reloading.check_done(self)
+        self._check_reloaded()
+        if self.control is not None:
+            self.control.tick(now)
         self._call_hooks("tick", self, now)
+
+    def _check_reloaded(self) -> None:
+        # Wants of now, not of the turn's start: a HUP in this turn bumped the generation.
+        infos = [w.info() for w in self.workers.values()]
+        for want in self._wants():
+            group = self.groups[want.name]
+            if group.reloading and not self.stopping and planner.reload_complete(want, infos):
+                group.reloading = False
+                pids = ",".join(
+                    str(w.pid)
+                    for w in sorted(self.workers.values(), key=lambda w: w.slot)
+                    if w.group == group.name and not w.stopping_since
+                )
+                log.info(
+                    "reloaded group=%s generation=%d pids=%s", group.name, group.generation, pids
+                )
 
     def _wants(self) -> list[planner.GroupWant]:
         wants = []
@@ -299,7 +408,7 @@ class Master(Children, SignalHandling):
             return
         keep = {write_fd, sock.fileno() if sock is not None else -1}
         close = sorted(self._owned_fds() - keep)
-        spec = worker.WorkerSpec(
+        spec = WorkerSpec(
             self.config, group.settings, slot, sock, write_fd, close, group.app, self.hooks
         )
         self._call_hooks("before_spawn", self, spec)

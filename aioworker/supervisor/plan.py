@@ -27,11 +27,15 @@ __all__ = [
     "after_exit",
     "after_spawn_failure",
     "backoff_delay",
+    "exit_cause",
     "exit_requested",
     "group_failing",
     "older_serves_slot",
     "plan",
     "reload_abandoned",
+    "reload_complete",
+    "reload_failed",
+    "resized",
     "settle",
     "start_failed",
     "start_settled",
@@ -72,6 +76,7 @@ class WorkerInfo:
     stopping_since: float | None = None  # when it was told to stop
     killed: bool = False
     recycle: str = ""  # why it should be replaced (max_requests, memory, ...); "" = keep
+    cause: str = ""  # what the master killed or recycled it for ("timeout", "memory"), if anything
 
     @property
     def ready(self) -> bool:
@@ -134,6 +139,37 @@ def exit_requested(worker: WorkerInfo) -> bool:
     """The master asked this worker to stop (a worker killed for never getting ready was not
     asked: that is a failed start)."""
     return worker.stopping and (worker.ready or not worker.killed)
+
+
+def exit_cause(worker: WorkerInfo) -> str:
+    """Which restart counter an unrequested exit goes to: `boot` (never ready), the cause the
+    master killed it for (`timeout` from the watchdog, else `killed`), or `crash`."""
+    if not worker.ready:
+        return "boot"
+    if worker.killed:
+        return worker.cause or "killed"
+    return "crash"
+
+
+def reload_failed(worker: WorkerInfo, older_serves: bool) -> bool:
+    """`worker` was a reload's replacement and died before it was ready: the reload of its
+    group is abandoned and the older workers keep serving."""
+    return older_serves and not worker.ready and not exit_requested(worker)
+
+
+def reload_complete(want: GroupWant, workers: Iterable[WorkerInfo]) -> bool:
+    """Every slot of the group runs a ready worker of the wanted generation, and nothing
+    older still serves (draining workers are leaving and do not count)."""
+    serving = [w for w in workers if w.group == want.name and not w.stopping]
+    current = [w for w in serving if w.generation == want.generation and w.ready]
+    return len(current) == want.count == len(serving)
+
+
+def resized(count: int, delta: int) -> int:
+    """The default group's count after TTIN (+1) or TTOU (-1): never below one worker, since
+    the default group answers every path no other group claims (stopping a whole group is an
+    explicit `stop -g`, which may set 0)."""
+    return max(1, count + delta)
 
 
 def older_serves_slot(worker: WorkerInfo, others: Iterable[WorkerInfo]) -> bool:

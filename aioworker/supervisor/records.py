@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import collections
-import os
-import signal
-import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aioworker.config import GroupSettings
 from aioworker.sockets import GroupSockets
 from aioworker.supervisor import plan as planner
-from aioworker.supervisor.worker import BOOT_ERROR
 
-if TYPE_CHECKING:
-    from aioworker.supervisor.master import Master
-
-__all__ = ["Group", "Worker", "describe_exit", "status"]
+__all__ = ["Group", "Worker", "status"]
 
 
 @dataclass(slots=True)
@@ -34,6 +28,7 @@ class Worker:
     stopping_since: float | None = None
     killed: bool = False
     recycle: str = ""
+    cause: str = ""  # the restart counter a kill or recycle by the master goes to
     error: str = ""
     buffer: bytes = b""
     extra: dict[str, Any] = field(default_factory=dict)  # Hook.before_spawn's spec.extra
@@ -49,6 +44,7 @@ class Worker:
             self.stopping_since,
             self.killed,
             self.recycle,
+            self.cause,
         )
 
 
@@ -70,38 +66,25 @@ class Group:
         return self.settings.name
 
 
-def describe_exit(status: int, killed_by_master: bool = False) -> str:
-    """How a process died, in words, from a waitpid status."""
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        try:
-            name = signal.Signals(sig).name
-        except ValueError:
-            name = f"signal {sig}"
-        if sig == signal.SIGKILL and not killed_by_master:
-            return "killed by SIGKILL, perhaps out of memory"
-        return f"killed by {name}"
-    if os.WIFEXITED(status):
-        code = os.WEXITSTATUS(status)
-        if code == BOOT_ERROR:
-            return f"exited with code {code} (could not start)"
-        return f"exited with code {code}"
-    return f"ended with status {status}"
-
-
-def status(master: Master) -> dict[str, Any]:
+def status(
+    pid: int,
+    stopping: bool,
+    groups: Mapping[str, Group],
+    workers: Mapping[int, Worker],
+    slots: Mapping[tuple[str, int], planner.SlotState],
+    now: float,
+) -> dict[str, Any]:
     """Plain data for `status`: groups, targets, workers, restarts and failures."""
-    now = time.monotonic()
-    groups = []
-    for g in master.groups.values():
-        ws = [w for w in master.workers.values() if w.group == g.name]
-        groups.append(
+    rows = []
+    for g in groups.values():
+        ws = [w for w in workers.values() if w.group == g.name]
+        rows.append(
             {
                 "name": g.name,
                 "listen": g.sockets.url if g.sockets is not None else "",
                 "expected": g.count,
                 "ready": sum(1 for w in ws if w.ready_at is not None and not w.stopping_since),
-                "failing": planner.group_failing(master.slots, g.name),
+                "failing": planner.group_failing(slots, g.name),
                 "reloading": g.reloading,
                 "restarts": dict(g.restarts),
                 "last_exits": list(g.last_exits),
@@ -119,4 +102,4 @@ def status(master: Master) -> dict[str, Any]:
                 ],
             }
         )
-    return {"pid": master.pid, "stopping": master.stopping, "groups": groups}
+    return {"pid": pid, "stopping": stopping, "groups": rows}

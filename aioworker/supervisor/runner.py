@@ -13,10 +13,11 @@ from typing import NoReturn
 from aioworker import logs
 from aioworker.config import Config, load, validate
 from aioworker.supervisor.hooks import Hook
+from aioworker.supervisor.master import Master
+from aioworker.supervisor.process import set_title
 
 __all__ = [
     "AlreadyRunning",
-    "default_hooks",
     "is_master",
     "pid_alive",
     "read_pid",
@@ -39,7 +40,8 @@ def run(
     daemon: bool = False,
     hooks: Iterable[Hook] = (),
 ) -> int:
-    """Start the master for `config` (a Config or a config.toml path); return its exit code.
+    """Start the master for `config` (a Config or a config.toml path) with exactly `hooks`;
+    return its exit code. (`aioworker.run` adds the observability hook.)
 
     Blocks until the master stops. Raises ConfigError for a bad file and AlreadyRunning when
     the pid file names a live master.
@@ -78,26 +80,15 @@ def run(
                 with contextlib.suppress(OSError):
                     os.write(notify_fd, f"error {message}\n".encode())
             return 1
-    _set_title(f"aioworker: master {config.path or ''}".rstrip())
-    from aioworker.supervisor.master import Master
-
+    set_title(f"aioworker: master {config.path or ''}".rstrip())
     try:
-        every_hook = [*default_hooks(config), *hooks]
-        return Master(config, hooks=every_hook, watch=watch, notify_fd=notify_fd).run()
+        return Master(config, hooks=hooks, watch=watch, notify_fd=notify_fd).run()
     finally:
         if pid_path is not None and os.getpid() == _master_pid:
             remove_pid(pid_path, _master_pid)
 
 
 _master_pid = os.getpid()
-
-
-def default_hooks(config: Config) -> list[Hook]:
-    """The hooks every master runs: the scoreboard, watchdog, control socket and metrics
-    (aioworker.observe.hook); `run(hooks=...)` adds to them."""
-    from aioworker.observe.hook import Observability
-
-    return [Observability()]
 
 
 def _check_pid_file(path: Path) -> None:
@@ -159,14 +150,6 @@ def remove_pid(path: Path, pid: int) -> None:
     if read_pid(path) == pid:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
-
-
-def _set_title(title: str) -> None:
-    try:
-        import setproctitle
-    except ImportError:
-        return
-    setproctitle.setproctitle(title)
 
 
 def _log_file_problem(config: Config) -> str:

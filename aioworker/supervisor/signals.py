@@ -7,13 +7,13 @@ import contextlib
 import logging
 import os
 import signal
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from collections.abc import Sequence
-
-    from aioworker.config import Config
-    from aioworker.supervisor.records import Group, Worker
+from aioworker import logs
+from aioworker.config import Config
+from aioworker.supervisor import plan as planner
+from aioworker.supervisor.records import Group, Worker
 
 __all__ = ["SIGNALS", "SignalHandling"]
 
@@ -75,8 +75,6 @@ class SignalHandling:
         self.reload()
 
     def handle_usr1(self) -> None:
-        from aioworker import logs
-
         reopened = logs.reopen()
         log.info("log file %s", "reopened" if reopened else "not in use (stderr); nothing to do")
         for w in self.workers.values():
@@ -96,5 +94,5 @@ class SignalHandling:
         if default is None or self.stopping:
             return
         group = self.groups[default.name]
-        group.count = max(1, group.count + delta)
+        group.count = planner.resized(group.count, delta)
         log.info("count group=%s now %d", group.name, group.count)

@@ -10,71 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import grp
 import logging
 import os
-import pwd
 import random
 import signal
-import socket
 import sys
 import traceback
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any, NoReturn
 
-from aioworker.config import Config, GroupSettings
+from aioworker.config import GroupSettings
 from aioworker.importer import import_from_string
-from aioworker.supervisor.hooks import Hook
+from aioworker.supervisor.hooks import WorkerContext, WorkerSpec
+from aioworker.supervisor.process import BOOT_ERROR, drop_privileges, resolve_ids, set_title
 
-__all__ = [
-    "BOOT_ERROR",
-    "WorkerContext",
-    "WorkerSpec",
-    "build_app",
-    "import_target",
-    "resolve_ids",
-    "run",
-]
+__all__ = ["build_app", "import_target", "run"]
 
 log = logging.getLogger("aioworker.worker")
-
-# Exit status of a worker that could not start (import error, lifespan failure, bad user).
-BOOT_ERROR = 3
-
-
-@dataclass(slots=True)
-class WorkerSpec:
-    """Everything a forked worker needs, prepared by the master before the fork."""
-
-    config: Config
-    group: GroupSettings
-    slot: int
-    sock: socket.socket | None
-    notify_fd: int  # write end of the pipe the master reads readiness from
-    close_fds: Sequence[int] = ()  # the master's descriptors this worker must not keep
-    app: Any = None  # the app imported in the master (preload)
-    hooks: Sequence[Hook] = ()
-    extra: dict[str, Any] = field(default_factory=dict)  # filled by Hook.before_spawn
-
-
-@dataclass(slots=True)
-class WorkerContext:
-    """What a hook sees inside a running worker."""
-
-    spec: WorkerSpec
-    loop: asyncio.AbstractEventLoop
-    server: Any  # aioworker.http.server.Server, or None for a `main` group
-    notify: Callable[[str], None]  # send one line to the master
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def group(self) -> GroupSettings:
-        return self.spec.group
-
-    @property
-    def slot(self) -> int:
-        return self.spec.slot
 
 
 def run(spec: WorkerSpec) -> NoReturn:
@@ -107,7 +59,7 @@ def _run(spec: WorkerSpec) -> int:
     os.environ["AIOWORKER_GROUP"] = group.name
     os.environ["AIOWORKER_WORKER"] = str(spec.slot)
     os.environ.update(dict(group.env))
-    _set_title(f"aioworker: worker {group.name}[{spec.slot}]")
+    set_title(f"aioworker: worker {group.name}[{spec.slot}]")
     try:
         # The engine and the loop are imported while still root: the interpreter's own files
         # may not be readable by the worker's user (a Python installed under /root).
@@ -169,51 +121,6 @@ def _reset_signals() -> None:
     for sig in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR1):
         signal.signal(sig, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
-
-
-def _set_title(title: str) -> None:
-    try:
-        import setproctitle
-    except ImportError:
-        return
-    setproctitle.setproctitle(title)
-
-
-def resolve_ids(user: str, group: str) -> tuple[int, int, str] | None:
-    """(uid, gid, user name) to switch to, or None to stay as is; KeyError names what is unknown."""
-    if not user and not group:
-        return None
-    if user:
-        try:
-            entry = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
-        except KeyError:
-            raise KeyError(f"no such user {user!r}") from None
-        uid, gid, name = entry.pw_uid, entry.pw_gid, entry.pw_name
-    else:
-        uid, gid, name = os.getuid(), os.getgid(), ""
-    if group:
-        try:
-            gid = grp.getgrgid(int(group)).gr_gid if group.isdigit() else grp.getgrnam(group).gr_gid
-        except KeyError:
-            raise KeyError(f"no such group {group!r}") from None
-    return uid, gid, name
-
-
-def drop_privileges(uid: int, gid: int, name: str) -> None:
-    """Switch to uid/gid with the user's supplementary groups (root only; else a no-op)."""
-    if os.getuid() != 0:
-        if (uid, gid) != (os.getuid(), os.getgid()):
-            log.warning("not running as root: user/group settings ignored")
-        return
-    if name:
-        os.initgroups(name, gid)
-    else:
-        os.setgroups([gid])
-    os.setgid(gid)
-    os.setuid(uid)
-    if name:
-        entry = pwd.getpwuid(uid)
-        os.environ.update(USER=name, LOGNAME=name, HOME=entry.pw_dir)
 
 
 def import_target(group: GroupSettings) -> Any:

@@ -315,7 +315,7 @@ def test_public_api_of_the_package() -> None:
     assert aioworker.load_config is load
     assert aioworker.Config is Config
     assert aioworker.ConfigError is ConfigError
-    assert aioworker.run is aioworker.supervisor.runner.run
+    assert aioworker.run is aioworker.launch.run
     assert aioworker.Server is aioworker.http.server.Server
     assert aioworker.serve is aioworker.http.server.serve
     assert aioworker.start_server is aioworker.http.server.start_server
