@@ -9,12 +9,15 @@ hands its accept queue from a worker that exits to its successor.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import ipaddress
 import os
 import socket
 import stat
+import struct
 import sys
+from collections.abc import Sequence, Set
 from dataclasses import dataclass, field
 
 from aioworker.config import GroupSettings, Listen
@@ -29,11 +32,24 @@ __all__ = [
     "describe",
     "foreign_listeners",
     "probe_free",
+    "selector_program",
 ]
 
 # The kernel caps this at net.core.somaxconn (4096 on Linux >= 5.4); a long queue lets bursts
 # wait for a busy or restarting worker instead of being refused.
 BACKLOG = 2048
+
+
+# Linux's reuseport selector: a classic BPF program attached to one socket of a SO_REUSEPORT
+# group returns, for each new connection (at SYN time), the index of the socket in the group
+# that gets it (sockets are indexed in the order they started listening); an index out of
+# range falls back to the kernel's hash of the connection. Unprivileged, since Linux 4.5.
+SO_ATTACH_REUSEPORT_CBPF = 51
+_LD_ABS_W, _ALU_MOD_K, _JEQ_K, _RET_K, _RET_A = 0x20, 0x94, 0x15, 0x06, 0x16
+_SKF_AD_RANDOM = 0xFFFFF000 + 56  # ancillary load: a fresh pseudo-random u32
+_HASH = 0xFFFFFFFF  # no such index: the kernel hashes the connection as without a program
+
+Instruction = tuple[int, int, int, int]  # struct sock_filter: code, jt, jf, k
 
 
 class BindError(OSError):
@@ -51,6 +67,7 @@ class GroupSockets:
     address: Listen
     reuse_port: bool
     sockets: list[socket.socket] = field(default_factory=list)
+    steered: tuple[int, ...] | None = None  # the slots new connections go to (None: hashed)
 
     @property
     def port(self) -> int:
@@ -75,12 +92,29 @@ class GroupSockets:
             self.sockets.append(_bind_tcp(self.address.host, self.port, reuse_port=True))
         return self.sockets[slot]
 
-    def shrink(self, count: int) -> None:
-        """Close the per-slot sockets beyond `count` (their queued connections are reset)."""
+    def shrink(self, count: int, held: Set[int] = frozenset()) -> None:
+        """Close the per-slot sockets beyond `count`, from the top, stopping at the first one
+        whose slot is still `held` by a worker (queued connections of a closed one are reset)."""
         if not self.reuse_port:
             return
-        while len(self.sockets) > max(count, 1):
+        while len(self.sockets) > max(count, 1) and len(self.sockets) - 1 not in held:
             self.sockets.pop().close()
+
+    def steer(self, slots: Sequence[int]) -> bool:
+        """Send new connections only to the sockets of `slots` (each with equal chance); an
+        empty `slots` lets the kernel hash them over every socket. False when the group has
+        no per-slot sockets or the kernel refused the program (the hash then still applies)."""
+        wanted = tuple(slots)
+        if not self.reuse_port or not self.sockets:
+            return False
+        if wanted == self.steered:
+            return True
+        try:
+            _attach(self.sockets[0], selector_program(wanted))
+        except OSError:
+            return False
+        self.steered = wanted
+        return True
 
     def fds(self) -> set[int]:
         return {s.fileno() for s in self.sockets if s.fileno() >= 0}
@@ -116,6 +150,32 @@ def bind_group(group: GroupSettings, count: int | None = None) -> GroupSockets:
         result.close()
         raise
     return result
+
+
+def selector_program(slots: Sequence[int]) -> list[Instruction]:
+    """The reuseport selector that spreads new connections evenly over `slots` (socket
+    indexes in the group); for no slots, one that leaves the choice to the kernel's hash."""
+    if not slots:
+        return [(_RET_K, 0, 0, _HASH)]
+    if len(slots) == 1:
+        return [(_RET_K, 0, 0, slots[0])]
+    program = [(_LD_ABS_W, 0, 0, _SKF_AD_RANDOM), (_ALU_MOD_K, 0, 0, len(slots))]
+    if list(slots) == list(range(len(slots))):
+        return [*program, (_RET_A, 0, 0, 0)]  # A is already the index
+    for position, slot in enumerate(slots[:-1]):
+        program += [(_JEQ_K, 0, 1, position), (_RET_K, 0, 0, slot)]
+    return [*program, (_RET_K, 0, 0, slots[-1])]
+
+
+class _Program(ctypes.Structure):
+    _fields_ = (("len", ctypes.c_ushort), ("filter", ctypes.c_void_p))  # struct sock_fprog
+
+
+def _attach(sock: socket.socket, program: list[Instruction]) -> None:
+    code = b"".join(struct.pack("=HBBI", *instruction) for instruction in program)
+    buffer = ctypes.create_string_buffer(code, len(code))
+    fprog = _Program(len(program), ctypes.addressof(buffer))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, bytes(fprog))
 
 
 def foreign_listeners(port: int, ours: list[socket.socket]) -> list[int]:

@@ -158,3 +158,94 @@ def test_a_second_copy_that_binds_between_probe_and_bind_is_still_refused(
             bound.close()
     finally:
         other.close()
+
+
+def landed(bound: sockets.GroupSockets, connections: int = 60) -> dict[int, int]:
+    """Open `connections` and count, per slot, how many each listener's queue received."""
+    clients = [connect(bound.port) for _ in range(connections)]
+    counts: dict[int, int] = {}
+    try:
+        for slot, listener in enumerate(bound.sockets):
+            listener.setblocking(False)
+            while True:
+                try:
+                    accepted, _ = listener.accept()
+                except BlockingIOError:
+                    break
+                accepted.close()
+                counts[slot] = counts.get(slot, 0) + 1
+    finally:
+        for client in clients:
+            client.close()
+    assert sum(counts.values()) == connections
+    return counts
+
+
+@pytest.mark.parametrize(
+    "slots",
+    [pytest.param((2,), id="one"), pytest.param((0, 2), id="two-of-three"), (1, 2), (0, 1, 2)],
+)
+def test_steering_sends_new_connections_only_to_the_given_slots(slots: tuple[int, ...]) -> None:
+    bound = bind_group(group("http://127.0.0.1:0", 3))
+    try:
+        assert bound.steer(slots)
+        assert bound.steered == slots
+        counts = landed(bound)
+        assert set(counts) == set(slots)  # 60 connections: each slot gets some (p ~ 1e-18)
+    finally:
+        bound.close()
+
+
+def test_steering_to_no_slot_leaves_the_choice_to_the_kernel_hash() -> None:
+    bound = bind_group(group("http://127.0.0.1:0", 3))
+    try:
+        assert bound.steer((1,))
+        assert set(landed(bound, 20)) == {1}
+        assert bound.steer(())
+        assert len(landed(bound)) > 1
+    finally:
+        bound.close()
+
+
+def test_steering_needs_per_slot_sockets() -> None:
+    bound = bind_group(group("http://127.0.0.1:0", 2, reuse_port=False))
+    try:
+        assert not bound.steer((0,))
+        assert bound.steered is None
+    finally:
+        bound.close()
+
+
+@pytest.mark.parametrize(
+    ("slots", "program"),
+    [
+        ((), [(0x06, 0, 0, 0xFFFFFFFF)]),
+        ((3,), [(0x06, 0, 0, 3)]),
+        ((0, 1), [(0x20, 0, 0, 0xFFFFF038), (0x94, 0, 0, 2), (0x16, 0, 0, 0)]),
+        (
+            (0, 2, 5),
+            [
+                (0x20, 0, 0, 0xFFFFF038),
+                (0x94, 0, 0, 3),
+                (0x15, 0, 1, 0),
+                (0x06, 0, 0, 0),
+                (0x15, 0, 1, 1),
+                (0x06, 0, 0, 2),
+                (0x06, 0, 0, 5),
+            ],
+        ),
+    ],
+)
+def test_selector_program(slots: tuple[int, ...], program: list[tuple[int, int, int, int]]) -> None:
+    assert sockets.selector_program(slots) == program
+
+
+def test_shrink_closes_from_the_top_and_keeps_held_slots() -> None:
+    bound = bind_group(group("http://127.0.0.1:0", 4))
+    try:
+        bound.shrink(1, held={2})
+        assert len(bound.sockets) == 3  # slot 3 closed; 2 is held, so 1 stays below it
+        bound.shrink(1)
+        assert len(bound.sockets) == 1
+    finally:
+        bound.close()

@@ -68,6 +68,7 @@ class Observability(Hook):
         self,
         *,
         heartbeat: float = 0.1,
+        busy_after: float = 0.3,
         blocked_after: float = 1.0,
         kill_grace: float = 1.0,
         rss_interval: float = 1.0,
@@ -75,6 +76,7 @@ class Observability(Hook):
         spare_slots: int = 16,
     ) -> None:
         self.heartbeat = heartbeat
+        self.busy_after = busy_after
         self.rss_interval = rss_interval
         self.spare_slots = spare_slots
         self.watchdog = Watchdog(blocked_after, kill_grace, rss_samples)
@@ -163,8 +165,15 @@ class Observability(Hook):
                 if rss is not None:
                     sampled[pid] = rss
             self.rss = sampled
+        samples = self.board.snapshot()
+        for sample in samples:
+            # A loop that has not beaten for a few heartbeats is blocked (or frozen): its
+            # slot gets no new connections until it turns again.
+            age = sample.heartbeat_age(now)
+            if sample.pid in master.workers and age is not None:
+                master.set_busy(sample.pid, age >= self.busy_after)
         limits = {name: Limits.of(g.settings) for name, g in master.groups.items()}
-        for action in self.watchdog.check(self.board.snapshot(), limits, now, sampled):
+        for action in self.watchdog.check(samples, limits, now, sampled):
             if action.pid not in master.workers:
                 continue
             if action.kind == REFRESH:

@@ -63,6 +63,9 @@ class MasterControl(Protocol):
     def recycle_worker(self, pid: int, reason: str, cause: str = "") -> None:
         """Replace a worker gracefully; a `cause` is counted in the group's restarts."""
 
+    def set_busy(self, pid: int, busy: bool) -> None:
+        """A worker's loop stopped (or resumed) turning: steer new connections away from it."""
+
     def signal_worker(self, pid: int, sig: int) -> None:
         """Send a worker a signal that asks, never kills (the watchdog's stack dump)."""
 

@@ -47,7 +47,9 @@ class StartError(Exception):
 class Master(Children, SignalHandling):
     """Runs `config`'s groups until stopped; `run()` returns the process exit code."""
 
-    TICK = 0.5  # seconds between loop turns when nothing happens
+    # Seconds between loop turns when nothing happens: hooks see a blocked worker within one
+    # tick of its missed heartbeats, and its slot is steered away from the turn after.
+    TICK = 0.1
 
     def __init__(
         self,
@@ -112,6 +114,14 @@ class Master(Children, SignalHandling):
             if cause:
                 self.groups[w.group].restarts[cause] += 1
 
+    def set_busy(self, pid: int, busy: bool) -> None:
+        """Mark a worker whose loop stopped turning (or turns again): new connections go to
+        its group's other slots meanwhile (see `plan.accepting_slots`)."""
+        w = self.workers.get(pid)
+        if w is not None and w.busy != busy:
+            w.busy = busy
+            log.info("%s pid=%d group=%s slot=%d", "busy" if busy else "free", pid, w.group, w.slot)
+
     def signal_worker(self, pid: int, sig: int) -> None:
         """Send a live worker a signal (the watchdog's stack dump and refresh requests)."""
         if pid in self.workers:
@@ -145,6 +155,9 @@ class Master(Children, SignalHandling):
                     name,
                 )
             log.info("reloading group=%s generation=%d", name, group.generation)
+            for key, state in self.slots.items():
+                if key[0] == name:  # new code may fix what kept failing: no backoff wait
+                    self.slots[key] = planner.retry_now(state)
         return list(bumped.reloaded)
 
     def _apply(self, reconciled: reloading.Reconciled) -> None:
@@ -318,7 +331,7 @@ class Master(Children, SignalHandling):
         result = planner.plan(wants, [w.info() for w in self.workers.values()], self.slots, now)
         for action in result.actions:
             self._carry_out(action, now)
-        self._release_sockets()
+        self._steer(wants)
         timeout = self.TICK
         if result.wake_at is not None:
             timeout = min(timeout, max(0.0, result.wake_at - now))
@@ -389,15 +402,24 @@ class Master(Children, SignalHandling):
             w.error = w.error or action.reason
             self._signal(w.pid, signal.SIGKILL)
 
-    def _release_sockets(self) -> None:
-        # A removed slot's SO_REUSEPORT listener is closed as soon as its worker is told to
-        # stop, not when it exits: the kernel keeps routing new connections to a listener
-        # while any copy of it is open, and nobody accepts them during the drain; they would
-        # wait up to graceful_timeout and then be reset. Once the master's and the draining
-        # worker's copies are closed, new connections go to the remaining slots.
-        for group in self.groups.values():
-            if group.sockets is not None:
-                group.sockets.shrink(group.count)
+    def _steer(self, wants: Sequence[planner.GroupWant]) -> None:
+        """Point each group's new connections at its accepting slots, and close the per-slot
+        listeners of removed slots."""
+        infos = [w.info() for w in self.workers.values()]
+        for want in wants:
+            sockets = self.groups[want.name].sockets
+            if sockets is None or not sockets.reuse_port:
+                continue
+            steered = not self.stopping and sockets.steer(planner.accepting_slots(want, infos))
+            held = {w.slot for w in infos if w.group == want.name} if steered else set()
+            # Steered, a removed slot gets no new connection, and its listener stays open
+            # until its worker is gone: the kernel numbers a group's sockets in the order they
+            # listen and closing one in the middle renumbers the last, so they are closed from
+            # the top only. Not steered (no selector program), it is closed as soon as its
+            # worker is told to stop, not when it exits: the kernel keeps routing new
+            # connections to a listener while any copy of it is open, and nobody would accept
+            # them during the drain.
+            sockets.shrink(self.groups[want.name].count, held)
 
     def _spawn(self, group: Group, slot: int, now: float) -> None:
         try:

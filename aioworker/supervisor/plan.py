@@ -24,6 +24,7 @@ __all__ = [
     "Spawn",
     "Stop",
     "WorkerInfo",
+    "accepting_slots",
     "after_exit",
     "after_spawn_failure",
     "backoff_delay",
@@ -36,6 +37,7 @@ __all__ = [
     "reload_complete",
     "reload_failed",
     "resized",
+    "retry_now",
     "settle",
     "start_failed",
     "start_settled",
@@ -77,6 +79,7 @@ class WorkerInfo:
     killed: bool = False
     recycle: str = ""  # why it should be replaced (max_requests, memory, ...); "" = keep
     cause: str = ""  # what the master killed or recycled it for ("timeout", "memory"), if anything
+    busy: bool = False  # its loop is not turning (a hook saw the heartbeat stop): no new work
 
     @property
     def ready(self) -> bool:
@@ -163,6 +166,22 @@ def reload_complete(want: GroupWant, workers: Iterable[WorkerInfo]) -> bool:
     serving = [w for w in workers if w.group == want.name and not w.stopping]
     current = [w for w in serving if w.generation == want.generation and w.ready]
     return len(current) == want.count == len(serving)
+
+
+def accepting_slots(want: GroupWant, workers: Iterable[WorkerInfo]) -> tuple[int, ...]:
+    """The slots whose socket should get new connections: a worker there is ready, not
+    stopping and not busy. Connections for other slots would wait in a queue nobody reads."""
+    good = {
+        w.slot
+        for w in workers
+        if w.group == want.name and w.ready and not w.stopping and not w.killed and not w.busy
+    }
+    return tuple(slot for slot in range(want.count) if slot in good)
+
+
+def retry_now(state: SlotState) -> SlotState:
+    """A reload asks for new code: a slot waiting out its backoff is tried again at once."""
+    return dataclasses.replace(state, retry_at=0.0)
 
 
 def resized(count: int, delta: int) -> int:

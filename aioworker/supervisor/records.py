@@ -29,6 +29,7 @@ class Worker:
     killed: bool = False
     recycle: str = ""
     cause: str = ""  # the restart counter a kill or recycle by the master goes to
+    busy: bool = False  # a hook saw its loop stop turning: no new connections for it
     error: str = ""
     buffer: bytes = b""
     extra: dict[str, Any] = field(default_factory=dict)  # Hook.before_spawn's spec.extra
@@ -45,6 +46,7 @@ class Worker:
             self.killed,
             self.recycle,
             self.cause,
+            self.busy,
         )
 
 
@@ -88,6 +90,7 @@ def status(
                 "reloading": g.reloading,
                 "restarts": dict(g.restarts),
                 "last_exits": list(g.last_exits),
+                "accepting": list(g.sockets.steered or ()) if g.sockets is not None else [],
                 "workers": [
                     {
                         "pid": w.pid,
@@ -97,6 +100,7 @@ def status(
                         if w.stopping_since
                         else ("ready" if w.ready_at is not None else "starting"),
                         "uptime": round(now - w.started, 3),
+                        "busy": w.busy,
                     }
                     for w in sorted(ws, key=lambda w: (w.slot, w.started))
                 ],

@@ -10,11 +10,14 @@ import pytest
 from aioworker.config import Config, GroupSettings, MetricsSettings, ServerSettings
 from aioworker.supervisor.plan import (
     GroupWant,
+    SlotState,
     WorkerInfo,
+    accepting_slots,
     exit_cause,
     reload_complete,
     reload_failed,
     resized,
+    retry_now,
 )
 from aioworker.supervisor.records import Group
 from aioworker.supervisor.reloading import bump, reconcile
@@ -120,3 +123,24 @@ def test_bump_raises_generations_of_reloadable_or_named_groups() -> None:
     assert (named.reloaded, named.unknown) == (("task",), ("nope",))
     assert groups["task"].generation == 1
     assert groups["task"].reloading
+
+
+def test_accepting_slots_are_those_with_a_ready_free_worker() -> None:
+    want = GroupWant("task", count=3)
+    workers = [
+        WorkerInfo(1, "task", 0, **READY),
+        WorkerInfo(2, "task", 1, busy=True, **READY),  # its loop is blocked
+        WorkerInfo(3, "task", 2),  # still starting
+        WorkerInfo(4, "web", 2, **READY),
+    ]
+    assert accepting_slots(want, workers) == (0,)
+    # A reload's replacement serves the slot while the old worker drains.
+    replacement = [WorkerInfo(5, "task", 2, generation=1, **READY)]
+    draining = [WorkerInfo(6, "task", 1, stopping_since=2.0, **READY)]
+    assert accepting_slots(want, workers + replacement + draining) == (0, 2)
+    assert accepting_slots(GroupWant("task", count=1), workers + replacement) == (0,)
+
+
+def test_retry_now_keeps_the_failure_count() -> None:
+    state = SlotState(failures=4, retry_at=99.0, last_error="boom")
+    assert retry_now(state) == SlotState(failures=4, retry_at=0.0, last_error="boom")
