@@ -19,6 +19,7 @@ from aioworker.config import (
     meta,
 )
 from aioworker.config.reference import FILES, render_reference
+from aioworker.http.server import run as run_app
 
 ROOT = Path(__file__).resolve().parents[2]
 SECTIONS = (ServerSettings, GroupSettings, HttpSettings, MetricsSettings)
@@ -82,10 +83,13 @@ def test_choices_and_bounds_come_from_the_metadata(
     load(path)
 
 
-def test_log_levels_are_the_choices_of_log_level() -> None:
+def test_log_levels_are_the_choices_of_log_level_and_run_checks_them() -> None:
     log_level = {f.name: f for f in dataclasses.fields(ServerSettings)}["log_level"]
     assert meta(log_level).choices == LOG_LEVELS
     assert ServerSettings().log_level in LOG_LEVELS
+    # run() refuses a level before it opens anything (logging would reject it much later).
+    with pytest.raises(ValueError, match="'loud' is not one of debug, info"):
+        run_app(object(), log_level="loud")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("name", list(FILES))
