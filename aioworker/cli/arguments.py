@@ -1,7 +1,8 @@
 """The command line's arguments: every command, flag and help text of `python -m aioworker`.
 
-`serve` gets one flag per engine setting, built from `HttpSettings` and its field docs, so a
-new limit is a new flag with no change here.
+The `serve` flags that mirror settings (--listen, --count, --factory, --log-level and one per
+engine limit of `HttpSettings`) are built from the settings' fields: name, type, default, help
+(the doc) and choices, so a new limit is a new flag with no change here.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ import dataclasses
 from typing import Any
 
 from aioworker._version import __version__
-from aioworker.config import HttpSettings
+from aioworker.config import GroupSettings, HttpSettings, ServerSettings, meta
 
-__all__ = ["build_parser"]
+__all__ = ["build_parser", "flag"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -133,55 +134,57 @@ def _serve_parser(sub: Any) -> None:
         description="Serve MODULE:APP with one group of workers: no config file, no pid file.",
     )
     serve.add_argument("app", metavar="MODULE:APP", help="the ASGI app, as pkg.module:attr")
-    serve.add_argument(
-        "--listen",
-        default="http://127.0.0.1:8000",
-        help="http://HOST:PORT or unix:PATH (default http://127.0.0.1:8000)",
-    )
-    serve.add_argument("--count", type=int, default=1, help="workers (0 = one per CPU; default 1)")
-    serve.add_argument("--factory", action="store_true", help="call APP() to build the app")
+    group = _fields(GroupSettings)
+    # serve runs one worker on port 8000 unless told otherwise (a group's own defaults are
+    # no listen and one worker per CPU).
+    _add_setting(serve, group["listen"], default="http://127.0.0.1:8000")
+    _add_setting(serve, group["count"], default=1)
+    _add_setting(serve, group["factory"], default=False)
     serve.add_argument(
         "--watch",
         action="store_true",
         help="rolling reload when a .py file under the current directory changes",
     )
-    serve.add_argument(
-        "--log-level",
-        default="info",
-        choices=["debug", "info", "warning", "error", "critical"],
-        help="default info",
-    )
+    log_level = _fields(ServerSettings)["log_level"]
+    _add_setting(serve, log_level, default=log_level.default)
     limits = serve.add_argument_group("engine limits and timeouts (as in config.toml)")
     for f in dataclasses.fields(HttpSettings):
-        flag = "--" + f.name.replace("_", "-")
-        doc = f"{f.metadata['doc']} (default {_shown(f.default)})"
-        if isinstance(f.default, bool):
-            limits.add_argument(
-                flag,
-                dest=f"http_{f.name}",
-                default=None,
-                action=argparse.BooleanOptionalAction,
-                help=doc,
-            )
-        elif isinstance(f.default, tuple):
-            limits.add_argument(
-                flag,
-                dest=f"http_{f.name}",
-                default=None,
-                metavar="A,B",
-                type=lambda v: tuple(x.strip() for x in v.split(",") if x.strip()),
-                help=doc,
-            )
-        else:
-            kind = type(f.default)
-            limits.add_argument(
-                flag,
-                dest=f"http_{f.name}",
-                default=None,
-                type=kind,
-                metavar=kind.__name__.upper(),
-                help=doc,
-            )
+        # No default: a flag not given leaves the HttpSettings default in place.
+        _add_setting(limits, f, dest=f"http_{f.name}")
+
+
+def flag(key: str) -> str:
+    """The command-line flag of a setting: max_url_bytes -> --max-url-bytes."""
+    return "--" + key.replace("_", "-")
+
+
+def _fields(cls: type) -> dict[str, dataclasses.Field[Any]]:
+    return {f.name: f for f in dataclasses.fields(cls)}
+
+
+def _add_setting(
+    parser: Any, f: dataclasses.Field[Any], *, dest: str | None = None, default: Any = None
+) -> None:
+    """One flag for the setting `f`: its name, type, doc and choices; `default` None = unset."""
+    m = meta(f)
+    shown = f.default if default is None else default
+    options: dict[str, Any] = {
+        "dest": dest or f.name,
+        "default": default,
+        "help": f"{m.text} (default {_shown(shown)})",
+    }
+    if isinstance(f.default, bool):
+        options["action"] = argparse.BooleanOptionalAction
+    elif isinstance(f.default, tuple):
+        options["metavar"] = "A,B"
+        options["type"] = lambda v: tuple(x.strip() for x in v.split(",") if x.strip())
+    elif m.choices:
+        options["choices"] = m.choices
+        options["type"] = str.lower
+    else:
+        options["type"] = type(f.default)
+        options["metavar"] = type(f.default).__name__.upper()
+    parser.add_argument(flag(f.name), **options)
 
 
 def _shown(default: Any) -> str:

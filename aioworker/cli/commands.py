@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -19,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from aioworker.cli.arguments import build_parser
+from aioworker.cli.arguments import build_parser, flag
 from aioworker.config import Config, ConfigError, HttpSettings, ServerSettings, load
 from aioworker.supervisor import check
 from aioworker.supervisor.runner import AlreadyRunning, is_master, pid_alive, read_pid
@@ -277,15 +278,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
             args.app, args.listen, args.count, factory=args.factory, http=http, server=server
         )
     except ConfigError as exc:
-        raise CliError(str(exc).replace("<config>: groups.web.", "--"), BAD_CONFIG) from None
+        raise CliError(_as_flag(str(exc)), BAD_CONFIG) from None
     problems = check.check_apps_isolated(config)
     if problems:
-        raise CliError(
-            "\n".join(p.replace("<config>: groups.web.", "") for p in problems), BAD_CONFIG
-        )
+        raise CliError("\n".join(_as_flag(p) for p in problems), BAD_CONFIG)
     from aioworker.launch import run
 
     return run(config, watch=[str(Path.cwd())] if args.watch else [])
+
+
+def _as_flag(problem: str) -> str:
+    """``<config>: groups.web.max_headers: ...`` (or server.) as ``--max-headers: ...``."""
+    match = re.match(r"<config>: (?:server|groups\.web)\.(\w+): ", problem)
+    if not match:
+        return problem
+    name = "MODULE:APP" if match[1] == "app" else flag(match[1])
+    return f"{name}: {problem[match.end() :]}"
 
 
 COMMANDS = {

@@ -1,10 +1,12 @@
 """Configuration layer: the settings dataclasses and loading them from config.toml.
 
 `settings` defines every key once (default, doc, choices, bounds, whether a change needs a
-restart); `loading` turns a file, a dict or CLI flags into a validated `Config`. Nothing here
-imports another aioworker layer.
+restart); `loading` turns a file, a dict or CLI flags into a validated `Config`; `changes` names
+the keys whose change needs a restart; `reference` renders docs/configuration.md and config.toml
+from the settings. Nothing here imports another aioworker layer.
 """
 
+from aioworker.config.changes import keep_running, restart_needed
 from aioworker.config.loading import (
     Config,
     ConfigError,
@@ -18,17 +20,23 @@ from aioworker.config.loading import (
     parse_listen,
     validate,
 )
+from aioworker.config.settings import LOG_LEVELS, Meta, meta
 
 __all__ = [
+    "LOG_LEVELS",
     "Config",
     "ConfigError",
     "GroupSettings",
     "HttpSettings",
     "Listen",
+    "Meta",
     "MetricsSettings",
     "ServerSettings",
     "from_dict",
+    "keep_running",
     "load",
+    "meta",
     "parse_listen",
+    "restart_needed",
     "validate",
 ]

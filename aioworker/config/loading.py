@@ -1,9 +1,10 @@
 """Configuration: the whole `Config`, loaded from config.toml or built by the CLI or code.
 
-Every setting is defined once, in `aioworker.config.settings`, with its default and a one-line doc
-(the field's ``metadata["doc"]``); this module re-exports those classes. ``load(path)``
-validates the whole file before anything starts and names ``file: table.key: problem`` on
-every error; unknown keys are errors with a suggestion.
+Every setting is defined once, in `aioworker.config.settings`, with its default and its `Meta`;
+this module re-exports those classes. ``load(path)`` validates the whole file before anything
+starts and names ``file: table.key: problem`` on every error; unknown keys are errors with a
+suggestion. Types follow each field's default, choices and bounds its `Meta`; only the rules
+metadata cannot say (addresses, import strings, routes, one port per group) are written here.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from aioworker.config.settings import (
     Listen,
     MetricsSettings,
     ServerSettings,
+    meta,
     parse_listen,
 )
 
@@ -188,13 +190,13 @@ def validate(config: Config, where: str = "<config>") -> None:
 
     if not config.groups:
         raise fail("groups", "no groups defined; add at least one [groups.NAME] table")
-    if config.server.log_level.lower() not in {"debug", "info", "warning", "error", "critical"}:
-        raise fail("server.log_level", f"{config.server.log_level!r} is not a log level")
-    _validate_http(config.server.http, "server", fail)
+    _check_meta(config.server, "server", fail)
+    _check_forwarded(config.server.http, "server", fail)
     ports: dict[tuple[str, int | str], str] = {}
     for group in config.groups:
         prefix = f"groups.{group.name}"
-        _validate_http(group.http, prefix, fail)
+        _check_meta(group, prefix, fail)
+        _check_forwarded(group.http, prefix, fail)
         if group.listen and group.main:
             raise fail(f"{prefix}.main", "a group has either listen (with app) or main, not both")
         if not group.listen and not group.main:
@@ -217,16 +219,6 @@ def validate(config: Config, where: str = "<config>") -> None:
             ports[key] = group.name
         else:
             _check_import_string(group.main, f"{prefix}.main", fail)
-        if group.count < 0:
-            raise fail(f"{prefix}.count", "must be 0 (one per CPU) or more")
-        for name in ("timeout", "soft_timeout"):
-            if getattr(group, name) < 0:
-                raise fail(f"{prefix}.{name}", "must be 0 (off) or more")
-        if group.start_timeout <= 0:
-            raise fail(f"{prefix}.start_timeout", "must be more than 0 seconds")
-        for name in ("max_requests", "max_requests_jitter", "max_rss_mb"):
-            if getattr(group, name) < 0:
-                raise fail(f"{prefix}.{name}", "must be 0 (off) or more")
         for route in group.routes:
             if not route.startswith("/"):
                 raise fail(f"{prefix}.routes", f"{route!r} must start with '/'")
@@ -246,24 +238,37 @@ def validate(config: Config, where: str = "<config>") -> None:
             )
 
 
-def _validate_http(http: HttpSettings, prefix: str, fail: Any) -> None:
-    for f in dataclasses.fields(HttpSettings):
-        value = getattr(http, f.name)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
-            raise fail(f"{prefix}.{f.name}", "must not be negative")
-    for name in (
-        "max_url_bytes",
-        "max_header_bytes",
-        "max_headers",
-        "max_connections",
-        "max_requests_in_progress",
-        "high_water",
-    ):
-        if getattr(http, name) < 1:
-            raise fail(f"{prefix}.{name}", "must be at least 1")
-    for name in ("header_timeout", "keepalive_timeout"):
-        if getattr(http, name) <= 0:
-            raise fail(f"{prefix}.{name}", "must be more than 0 seconds")
+def _check_meta(settings: Any, prefix: str, fail: Any) -> None:
+    """The choices and bounds of every field of `settings`, its nested tables included."""
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if dataclasses.is_dataclass(value):
+            _check_meta(value, prefix, fail)
+            continue
+        problem = _problem(value, f)
+        if problem:
+            raise fail(f"{prefix}.{f.name}", problem)
+
+
+def _problem(value: Any, f: dataclasses.Field[Any]) -> str:
+    """What is wrong with `value` for the field `f` by its Meta, or ''."""
+    m = meta(f)
+    if m.choices and str(value).lower() not in m.choices:
+        what = f.name.replace("_", " ")
+        return f"{value!r} is not a {what}; use one of {', '.join(m.choices)}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return ""
+    if m.minimum is not None and value < m.minimum:
+        if m.minimum == 0:
+            return f"must be 0 ({m.zero}) or more" if m.zero else "must not be negative"
+        return f"must be at least {m.minimum:g}"
+    if m.above is not None and value <= m.above:
+        unit = " seconds" if isinstance(f.default, float) else ""
+        return f"must be more than {m.above:g}{unit}"
+    return ""
+
+
+def _check_forwarded(http: HttpSettings, prefix: str, fail: Any) -> None:
     import ipaddress
 
     for entry in http.forwarded_allow_ips:

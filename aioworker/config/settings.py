@@ -1,63 +1,114 @@
 """The settings dataclasses: one frozen dataclass per config.toml section, each field once.
 
-Every setting is defined here with its default and a one-line doc (the field's
-``metadata["doc"]``); `aioworker.config.loading` loads files into these, and the CLI's flags,
-the reference docs and code all use the same definitions.
+Every setting is defined here, once, with its default and a `Meta` (read it with `meta(field)`):
+a one-line doc, the allowed choices, the lower bound and what 0 means, and whether a change
+needs a master restart rather than a reload (HUP). `aioworker.config.loading` validates files
+against these, `aioworker.cli.arguments` builds the `serve` flags from them,
+`aioworker.config.reference` renders docs/configuration.md and config.toml's comments from
+them, and `aioworker.config.changes` compares two configs with them.
+
+Which keys need a restart follows what `aioworker.supervisor.reloading` can apply: a reload
+replaces each group's workers with new ones forked from the running master, so whatever a new
+worker reads (app, limits, env, timeouts, count) applies; what the master set up once at start
+(listeners, pid file, control socket, log file, privileges, apps imported before forking with
+preload) does not. The master itself re-applies `log_level`, `watch` and `[metrics] listen`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "LOG_LEVELS",
     "GroupSettings",
     "HttpSettings",
     "Listen",
+    "Meta",
     "MetricsSettings",
     "ServerSettings",
+    "meta",
     "parse_listen",
 ]
 
+# The names logging accepts (upper-cased) for [server] log_level, `serve --log-level` and run().
+LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error", "critical")
 
-def _f(default: Any, doc: str) -> Any:
-    """A dataclass field with a default and a one-line doc kept in its metadata."""
+
+@dataclass(frozen=True, slots=True)
+class Meta:
+    """What is known about one setting besides its default and type."""
+
+    doc: str  # one line, without the meaning of 0 (that is `zero`)
+    choices: tuple[str, ...] = ()  # allowed values (compared case-insensitively), () = any
+    minimum: float | None = None  # lowest allowed value
+    above: float | None = None  # the value must be more than this
+    zero: str = ""  # what 0 means, as in "(0 = off)"
+    restart: bool = False  # a change needs a master restart; a reload keeps the old value
+    restart_if: str = ""  # ... only while this boolean field of the same table is true
+
+    @property
+    def text(self) -> str:
+        """The doc with the meaning of 0, as the docs, config.toml and --help show it."""
+        return f"{self.doc} (0 = {self.zero})" if self.zero else self.doc
+
+
+def meta(f: dataclasses.Field[Any]) -> Meta:
+    """The `Meta` of a settings field."""
+    found: Meta = f.metadata["meta"]
+    return found
+
+
+def _f(default: Any, doc: str, **extra: Any) -> Any:
+    """A dataclass field with a default and its `Meta` (doc, choices, bounds, restart)."""
     if isinstance(default, (list, dict, set)):
         raise TypeError("mutable defaults are not allowed in frozen settings")
-    return field(default=default, metadata={"doc": doc})
+    return field(default=default, metadata={"meta": Meta(doc, **extra)})
 
 
 @dataclass(frozen=True, slots=True)
 class HttpSettings:
     """Engine limits and timeouts: set in [server] for every group, overridable per group."""
 
-    max_url_bytes: int = _f(8192, "longest request target accepted; longer gets 414")
-    max_header_bytes: int = _f(16384, "largest request line plus header section; larger gets 431")
-    max_headers: int = _f(100, "most header fields in one request; more gets 431")
+    max_url_bytes: int = _f(8192, "longest request target accepted; longer gets 414", minimum=1)
+    max_header_bytes: int = _f(
+        16384, "largest request line plus header section; larger gets 431", minimum=1
+    )
+    max_headers: int = _f(100, "most header fields in one request; more gets 431", minimum=1)
     max_body_bytes: int = _f(
-        64 * 1024 * 1024, "largest request body; larger gets 413 (0 = unlimited)"
+        64 * 1024 * 1024, "largest request body; larger gets 413", minimum=0, zero="unlimited"
     )
     header_timeout: float = _f(
-        10.0, "seconds a client may take to send a full request head; then 408 and close"
+        10.0, "seconds a client may take to send a full request head; then 408 and close", above=0
     )
     body_timeout: float = _f(
-        30.0, "seconds a request body may stay idle while the app waits for it; then close"
+        30.0,
+        "seconds a request body may stay idle while the app waits for it; then close",
+        minimum=0,
     )
-    keepalive_timeout: float = _f(5.0, "seconds an idle keep-alive connection is kept open")
+    keepalive_timeout: float = _f(
+        5.0, "seconds an idle keep-alive connection is kept open", above=0
+    )
     request_timeout: float = _f(
-        60.0, "deadline for one request in seconds: the app is cancelled, 504 (0 = none)"
+        60.0,
+        "deadline for one request in seconds: the app is cancelled, 504",
+        minimum=0,
+        zero="none",
     )
     max_connections: int = _f(
-        1024, "open connections per worker; beyond it new ones are closed at once"
+        1024, "open connections per worker; beyond it new ones are closed at once", minimum=1
     )
     max_requests_in_progress: int = _f(
-        256, "requests running per worker; beyond it an immediate 503 with Retry-After"
+        256, "requests running per worker; beyond it an immediate 503 with Retry-After", minimum=1
     )
     graceful_timeout: float = _f(
-        30.0, "seconds requests in progress may take to finish on stop or reload"
+        30.0, "seconds requests in progress may take to finish on stop or reload", minimum=0
     )
-    high_water: int = _f(65536, "request body bytes buffered for the app before reading pauses")
+    high_water: int = _f(
+        65536, "request body bytes buffered for the app before reading pauses", minimum=1
+    )
     server_header: str = _f("aioworker", "Server header value ('' sends none)")
     access_log: bool = _f(False, "log one line per request (costs throughput)")
     forwarded_allow_ips: tuple[str, ...] = _f(
@@ -115,15 +166,20 @@ class ServerSettings:
     """The [server] table: the master's own settings."""
 
     pid_file: str = _f(
-        "aioworker.pid", "pid file of the master, relative to the config file ('' = none)"
+        "aioworker.pid",
+        "pid file of the master, relative to the config file ('' = none)",
+        restart=True,
     )
     control_socket: str = _f(
-        "aioworker.sock", "unix socket (mode 0600) the CLI uses to talk to the master"
+        "aioworker.sock",
+        "unix socket (mode 0600) the CLI uses to talk to the master ('' = none)",
+        restart=True,
     )
-    log_level: str = _f("info", "debug, info, warning, error or critical")
-    log_file: str = _f("", "log file; used in daemon mode (-d), stderr otherwise")
-    user: str = _f("", "default user the workers run as when started as root")
-    group: str = _f("", "default group the workers run as when started as root")
+    log_level: str = _f("info", "lowest level of the messages logged", choices=LOG_LEVELS)
+    log_file: str = _f("", "log file; used in daemon mode (-d), stderr otherwise", restart=True)
+    user: str = _f("", "default user the workers run as when started as root", restart=True)
+    group: str = _f("", "default group the workers run as when started as root", restart=True)
+    # A reload restarts the file watcher on the new paths (unless `start --watch` set them).
     watch: tuple[str, ...] = _f((), "paths whose .py files trigger a rolling reload on change")
     # HttpSettings is frozen, so one shared default instance is safe.
     http: HttpSettings = _f(HttpSettings(), "engine limits and timeouts for every group")  # noqa: RUF009
@@ -134,28 +190,42 @@ class GroupSettings:
     """One [groups.NAME] table: a set of identical workers."""
 
     name: str = _f("web", "the table name, as in [groups.web]")
-    app: str = _f("", "ASGI app as 'pkg.module:attr'")
-    factory: bool = _f(False, "call app() to build the app in each worker")
-    main: str = _f("", "coroutine function 'pkg.module:fn' run instead of a server (no listen)")
-    listen: str = _f("", "http://HOST:PORT or unix:PATH")
-    count: int = _f(0, "workers in the group (0 = the number of CPUs)")
-    reuse_port: bool = _f(True, "one SO_REUSEPORT socket per worker instead of one shared")
-    user: str = _f("", "user to run as (default: [server] user)")
-    group: str = _f("", "group to run as (default: [server] group)")
+    # With preload the new workers are forked from a master that imported the app at start.
+    app: str = _f("", "ASGI app as 'pkg.module:attr'", restart_if="preload")
+    factory: bool = _f(False, "call app() to build the app in each worker", restart_if="preload")
+    main: str = _f(
+        "",
+        "coroutine function 'pkg.module:fn' run instead of a server (no listen)",
+        restart_if="preload",
+    )
+    # The master binds every listener once, before forking.
+    listen: str = _f("", "http://HOST:PORT or unix:PATH", restart=True)
+    count: int = _f(0, "workers in the group", minimum=0, zero="one per CPU")
+    reuse_port: bool = _f(
+        True, "one SO_REUSEPORT socket per worker instead of one shared", restart=True
+    )
+    # Dropping privileges needs a master still running as root.
+    user: str = _f("", "user to run as (default: [server] user)", restart=True)
+    group: str = _f("", "group to run as (default: [server] group)", restart=True)
     routes: tuple[str, ...] = _f((), "path prefixes this group serves behind the front proxy")
     reloadable: bool = _f(True, "whether reload replaces this group's workers")
-    preload: bool = _f(False, "import the app in the master before forking")
+    preload: bool = _f(False, "import the app in the master before forking", restart=True)
     env: tuple[tuple[str, str], ...] = _f((), "environment variables set in each worker")
-    timeout: float = _f(30.0, "seconds the event loop may stay blocked before kill (0 = never)")
+    timeout: float = _f(
+        30.0, "seconds the event loop may stay blocked before kill", minimum=0, zero="off"
+    )
     soft_timeout: float = _f(
-        0.0, "seconds blocked before the stack is logged once, without killing (0 = off)"
+        0.0,
+        "seconds blocked before the stack is logged once, without killing",
+        minimum=0,
+        zero="off",
     )
     start_timeout: float = _f(
-        60.0, "seconds a new worker may take to import the app and become ready"
+        60.0, "seconds a new worker may take to import the app and become ready", above=0
     )
-    max_requests: int = _f(0, "recycle a worker after this many requests (0 = never)")
-    max_requests_jitter: int = _f(0, "random 0..N added to max_requests per worker")
-    max_rss_mb: int = _f(0, "recycle a worker whose memory stays above this (0 = no limit)")
+    max_requests: int = _f(0, "recycle a worker after this many requests", minimum=0, zero="off")
+    max_requests_jitter: int = _f(0, "random 0..N added to max_requests per worker", minimum=0)
+    max_rss_mb: int = _f(0, "recycle a worker whose memory stays above this", minimum=0, zero="off")
     strict_routes: bool = _f(False, "answer 404 for paths outside routes")
     hosts: tuple[str, ...] = _f((), "HOST:PORT of every machine running this group (front proxy)")
     http: HttpSettings = _f(HttpSettings(), "engine limits and timeouts")  # noqa: RUF009
@@ -179,4 +249,5 @@ class GroupSettings:
 class MetricsSettings:
     """The [metrics] table: Prometheus metrics and health checks served by the master."""
 
+    # A reload binds a changed listener first and closes the old one only once that worked.
     listen: str = _f("", "http://HOST:PORT for /metrics, /healthz and /readyz ('' = off)")

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 __all__ = ["LATENCY_BUCKETS", "ServerState"]
 
 # Upper bounds in seconds of the latency histogram buckets; a last bucket counts the rest (+Inf).
+# The one definition: the scoreboard and /metrics publish these. It ends at 60 s, the default
+# request_timeout, so requests cut by that deadline are told apart from slower ones.
 LATENCY_BUCKETS: Final[tuple[float, ...]] = (
     0.001,
     0.0025,
@@ -30,6 +32,7 @@ LATENCY_BUCKETS: Final[tuple[float, ...]] = (
     5.0,
     10.0,
     30.0,
+    60.0,
 )
 
 

@@ -12,6 +12,8 @@ from typing import Final, NoReturn
 
 import httptools
 
+from aioworker.config import HttpSettings
+
 __all__ = ["END", "Body", "EndOfMessage", "Event", "ParseError", "RequestHead", "RequestParser"]
 
 
@@ -86,6 +88,7 @@ Event = RequestHead | Body | EndOfMessage
 # RFC 9112 section 7: the only transfer coding aioworker decodes is chunked (llhttp does it).
 _CHUNKED: Final = b"chunked"
 _OWS: Final = (0x20, 0x09)  # optional whitespace: space and tab
+_LIMITS: Final = HttpSettings()  # the defaults of a parser built without the server's settings
 
 
 class RequestParser:
@@ -112,10 +115,10 @@ class RequestParser:
     def __init__(
         self,
         *,
-        max_url_bytes: int = 8192,
-        max_header_bytes: int = 16384,
-        max_headers: int = 100,
-        max_body_bytes: int = 0,
+        max_url_bytes: int = _LIMITS.max_url_bytes,
+        max_header_bytes: int = _LIMITS.max_header_bytes,
+        max_headers: int = _LIMITS.max_headers,
+        max_body_bytes: int = _LIMITS.max_body_bytes,
     ) -> None:
         self.max_url_bytes = max_url_bytes
         self.max_header_bytes = max_header_bytes

@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
-from aioworker.config import HttpSettings, Listen
+from aioworker.config import LOG_LEVELS, HttpSettings, Listen, ServerSettings
 from aioworker.http.connection import HttpProtocol, ServerContext
 from aioworker.http.counters import LATENCY_BUCKETS, ServerState
 from aioworker.http.cycle import ASGIApp
@@ -257,9 +257,11 @@ def run(
     uds: str | None = None,
     sock: socket.socket | None = None,
     lifespan: LifespanMode = "auto",
-    log_level: str = "info",
+    log_level: str = ServerSettings().log_level,
 ) -> None:
     """Serve `app` in a new uvloop loop until SIGINT or SIGTERM; then stop gracefully."""
+    if log_level.lower() not in LOG_LEVELS:
+        raise ValueError(f"log_level {log_level!r} is not one of {', '.join(LOG_LEVELS)}")
     if not logging.getLogger().handlers:
         logging.basicConfig(
             level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

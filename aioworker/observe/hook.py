@@ -31,6 +31,7 @@ from aioworker.observe import status as status_doc
 from aioworker.observe.metrics import MetricsServer
 from aioworker.observe.scoreboard import (
     DRAINING,
+    HEARTBEAT_INTERVAL,
     READY,
     Heartbeat,
     Scoreboard,
@@ -39,10 +40,13 @@ from aioworker.observe.scoreboard import (
     start_heartbeat,
 )
 from aioworker.observe.watchdog import (
+    BLOCKED_AFTER,
     KILL,
+    KILL_GRACE,
     RECYCLE,
     REFRESH,
     REFRESH_SIGNAL,
+    RSS_SAMPLES,
     STACK,
     STACK_SIGNAL,
     Limits,
@@ -67,12 +71,12 @@ class Observability(Hook):
     def __init__(
         self,
         *,
-        heartbeat: float = 0.1,
+        heartbeat: float = HEARTBEAT_INTERVAL,
         busy_after: float = 0.3,
-        blocked_after: float = 1.0,
-        kill_grace: float = 1.0,
+        blocked_after: float = BLOCKED_AFTER,
+        kill_grace: float = KILL_GRACE,
         rss_interval: float = 1.0,
-        rss_samples: int = 3,
+        rss_samples: int = RSS_SAMPLES,
         spare_slots: int = 16,
     ) -> None:
         self.heartbeat = heartbeat

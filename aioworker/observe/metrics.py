@@ -24,12 +24,12 @@ from typing import Any
 from aioworker.config import parse_listen
 from aioworker.http.oneshot import OneShotServer
 from aioworker.observe.scoreboard import WorkerSample
+from aioworker.observe.watchdog import BLOCKED_AFTER
 from aioworker.sockets import bind_listen
 
 __all__ = ["CONTENT_TYPE", "MetricsServer", "readiness", "render"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-BLOCKED_AFTER = 1.0
 
 
 def _escape(value: str) -> str:

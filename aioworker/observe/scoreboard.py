@@ -28,10 +28,12 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from aioworker.http.counters import LATENCY_BUCKETS
+
 __all__ = [
-    "DEFAULT_BUCKETS",
     "DRAINING",
     "EMPTY",
+    "HEARTBEAT_INTERVAL",
     "MAX_BUCKETS",
     "READY",
     "STARTING",
@@ -48,11 +50,7 @@ __all__ = [
 EMPTY, STARTING, READY, DRAINING = 0, 1, 2, 3
 STATE_NAMES = {EMPTY: "empty", STARTING: "starting", READY: "ready", DRAINING: "draining"}
 
-# Upper bounds (seconds) of the latency histogram, the last bucket being +Inf. The engine's own
-# bounds are passed to Scoreboard.create(); these are used only when it is built without them.
-DEFAULT_BUCKETS: tuple[float, ...] = (
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-)  # fmt: skip
+HEARTBEAT_INTERVAL = 0.1  # seconds between beats: 10 struct packs a second, nothing per request
 MAX_BUCKETS = 31  # finite bounds a board can hold; +1 counter for +Inf
 METHOD_BYTES = 16
 PATH_BYTES = 200  # the oldest request's path (no query: the engine keeps none) is cut to this
@@ -166,7 +164,7 @@ class Scoreboard:
         self._free = [i for i in range(capacity - 1, -1, -1) if self._state(i) == EMPTY]
 
     @classmethod
-    def create(cls, capacity: int, buckets: Sequence[float] = DEFAULT_BUCKETS) -> Scoreboard:
+    def create(cls, capacity: int, buckets: Sequence[float] = LATENCY_BUCKETS) -> Scoreboard:
         """Map zeroed shared memory for `capacity` processes; call before the first fork."""
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
@@ -401,7 +399,7 @@ def start_heartbeat(
     loop: AbstractEventLoop,
     writer: SlotWriter,
     state: StateLike | None = None,
-    interval: float = 0.1,
+    interval: float = HEARTBEAT_INTERVAL,
 ) -> Heartbeat:
     """Beat now and then every `interval` seconds on `loop` (a blocked loop stops beating).
 

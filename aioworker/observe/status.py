@@ -13,11 +13,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from aioworker.observe.scoreboard import WorkerSample
-from aioworker.observe.watchdog import read_rss
+from aioworker.observe.watchdog import BLOCKED_AFTER, read_rss
 
 __all__ = ["build", "format_bytes", "format_duration", "render", "worker_state"]
-
-BLOCKED_AFTER = 1.0  # seconds without a heartbeat (the beat is every 0.1 s) before "blocked"
 
 
 def worker_state(

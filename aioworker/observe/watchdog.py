@@ -34,10 +34,13 @@ from aioworker.config import GroupSettings
 from aioworker.observe.scoreboard import WorkerSample
 
 __all__ = [
+    "BLOCKED_AFTER",
     "KILL",
+    "KILL_GRACE",
     "RECYCLE",
     "REFRESH",
     "REFRESH_SIGNAL",
+    "RSS_SAMPLES",
     "STACK",
     "STACK_SIGNAL",
     "Action",
@@ -55,17 +58,25 @@ REFRESH_SIGNAL = signal.SIGURG
 
 REFRESH, STACK, KILL, RECYCLE = "refresh", "stack", "kill", "recycle"
 
+# Internal constants, not settings (named once here; status and /metrics use BLOCKED_AFTER too).
+BLOCKED_AFTER = 1.0  # seconds without a heartbeat (the beat is every 0.1 s) before "blocked"
+KILL_GRACE = 1.0  # seconds between the stack dump at `timeout` and the kill: time to write it
+RSS_SAMPLES = 3  # consecutive RSS samples above max_rss_mb before a recycle
+
 _MIB = 1024 * 1024
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+_GROUP = GroupSettings()  # Limits' defaults are the settings' defaults
 
 
 @dataclass(frozen=True, slots=True)
 class Limits:
     """A group's watchdog settings (GroupSettings.timeout, soft_timeout, max_rss_mb)."""
 
-    timeout: float = 30.0
-    soft_timeout: float = 0.0
-    max_rss_mb: int = 0
+    timeout: float = _GROUP.timeout
+    soft_timeout: float = _GROUP.soft_timeout
+    max_rss_mb: int = _GROUP.max_rss_mb
 
     @classmethod
     def of(cls, group: GroupSettings) -> Limits:
@@ -112,9 +123,9 @@ class _Episode:
 class Watchdog:
     """Per-pid memory of what was done; `check` turns a snapshot into actions."""
 
-    blocked_after: float = 1.0
-    kill_grace: float = 1.0
-    rss_samples: int = 3
+    blocked_after: float = BLOCKED_AFTER
+    kill_grace: float = KILL_GRACE
+    rss_samples: int = RSS_SAMPLES
     _episodes: dict[int, _Episode] = field(default_factory=dict)
     _over: dict[int, int] = field(default_factory=dict)
     _recycled: set[int] = field(default_factory=set)

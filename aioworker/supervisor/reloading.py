@@ -1,10 +1,10 @@
 """Rolling reload, as plain functions: which configuration a reload runs, which groups it bumps.
 
-`reconcile` decides what a re-read config.toml may change in a running master; settings that
-need new listeners, a new master or privileges the master no longer has keep their running
-value and are named in the log. `bump` starts the reload of groups by raising their
-generation; the plan then replaces each group's workers one slot at a time (new worker ready
-first, then the old one drains).
+`reconcile` decides what a re-read config.toml may change in a running master: settings marked
+`restart` in `aioworker.config.settings` (new listeners, a new master, privileges the master
+no longer has) keep their running value and are named in the log, key by key. `bump` starts
+the reload of groups by raising their generation; the plan then replaces each group's workers
+one slot at a time (new worker ready first, then the old one drains).
 """
 
 from __future__ import annotations
@@ -12,14 +12,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 
-from aioworker.config import Config, GroupSettings
+from aioworker.config import Config, GroupSettings, keep_running
 from aioworker.supervisor.records import Group
 
-__all__ = ["RESTART_GROUP_KEYS", "RESTART_SERVER_KEYS", "Bumped", "Reconciled", "bump", "reconcile"]
-
-# Changing these needs new listeners, a new master or privileges the master no longer has.
-RESTART_GROUP_KEYS = ("listen", "reuse_port", "user", "group", "preload")
-RESTART_SERVER_KEYS = ("pid_file", "control_socket", "log_file", "user", "group")
+__all__ = ["Bumped", "Reconciled", "bump", "reconcile"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -33,30 +29,22 @@ class Reconciled:
 
 
 def reconcile(running: Config, new: Config) -> Reconciled:
-    """`new` with every change a reload cannot apply reverted to `running`'s value."""
-    kept: list[str] = []
-    server = new.server
-    for key in RESTART_SERVER_KEYS:
-        if getattr(server, key) != getattr(running.server, key):
-            kept.append(f"server.{key}")
-            server = dataclasses.replace(server, **{key: getattr(running.server, key)})
+    """`new` with every change a reload cannot apply (the settings marked `restart`) reverted
+    to `running`'s value; groups added or removed wait for a restart too."""
+    server, kept = keep_running(running.server, new.server, "server")
     fresh = {g.name: g for g in new.groups}
     groups: list[GroupSettings] = []
     for old in running.groups:
-        settings = fresh.get(old.name)
-        if settings is None:
-            groups.append(old)
-            continue
-        keys = RESTART_GROUP_KEYS + (("app", "factory") if old.preload else ())
-        for key in keys:
-            if getattr(settings, key) != getattr(old, key):
-                kept.append(f"groups.{old.name}.{key}")
-                settings = dataclasses.replace(settings, **{key: getattr(old, key)})
+        settings, keys = keep_running(old, fresh.get(old.name, old), f"groups.{old.name}")
         groups.append(settings)
+        kept += keys
+    metrics, keys = keep_running(running.metrics, new.metrics, "metrics")
     running_names = {g.name for g in running.groups}
     return Reconciled(
-        dataclasses.replace(new, server=server, groups=tuple(groups), path=running.path),
-        tuple(kept),
+        dataclasses.replace(
+            new, server=server, groups=tuple(groups), metrics=metrics, path=running.path
+        ),
+        tuple(kept + keys),
         tuple(name for name in fresh if name not in running_names),
         tuple(name for name in running_names if name not in fresh),
     )

@@ -331,10 +331,32 @@ def test_serve_runs_one_group_without_a_config_file() -> None:
         master.stop()
 
 
-def test_serve_reports_a_bad_listen_flag() -> None:
-    result = aioworker("serve", "testapp:app", "--listen", "nowhere", cwd=make_dir())
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        pytest.param(
+            ["--listen", "nowhere"],
+            "--listen: 'nowhere' is neither http://HOST:PORT nor unix:PATH",
+            id="listen",
+        ),
+        pytest.param(["--max-headers", "0"], "--max-headers: must be at least 1", id="minimum"),
+        pytest.param(
+            ["--keepalive-timeout", "0"],
+            "--keepalive-timeout: must be more than 0 seconds",
+            id="above",
+        ),
+        pytest.param(["--count", "-1"], "--count: must be 0 (one per CPU) or more", id="count"),
+        pytest.param(
+            ["--log-level", "loud"],
+            "argument --log-level: invalid choice: 'loud' (choose from",
+            id="log-level",
+        ),
+    ],
+)
+def test_serve_reports_a_bad_flag_by_its_name(flags: list[str], message: str) -> None:
+    result = aioworker("serve", "testapp:app", *flags, cwd=make_dir())
     assert result.returncode == 2
-    assert "--listen: 'nowhere' is neither http://HOST:PORT nor unix:PATH" in result.stderr
+    assert message in result.stderr
 
 
 @pytest.mark.parametrize(

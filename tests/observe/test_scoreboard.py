@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 import pytest
 import uvloop
 
+from aioworker.config import HttpSettings
+from aioworker.http.counters import LATENCY_BUCKETS, ServerState
 from aioworker.observe.scoreboard import (
     _HEADER_SIZE as _HEADER_SIZE_FOR_TEST,
 )
@@ -151,6 +153,16 @@ def test_claim_release_and_capacity() -> None:
     sample = board.read(again)
     assert sample is not None
     assert (sample.group, sample.requests, sample.heartbeat_mono) == ("task", 0, 0.0)
+    board.close()
+
+
+def test_the_board_counts_in_the_engines_latency_buckets() -> None:
+    # One bucket list: the engine counts into LATENCY_BUCKETS and the board publishes them.
+    board = Scoreboard.create(1)
+    assert board.buckets == LATENCY_BUCKETS
+    assert len(ServerState().latency_counts) == len(board.buckets) + 1
+    # The last finite bound is the default request deadline: timed-out requests stand apart.
+    assert board.buckets[-1] == HttpSettings().request_timeout
     board.close()
 
 
