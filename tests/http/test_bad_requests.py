@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import FAST, Gate, ServerThread, echo_app, read_body, send_response
+from tests.helpers.engine import FAST, Gate, ServerThread, echo_app, read_body, send_response
 
 LIMITS = dataclasses.replace(
     FAST, max_url_bytes=1024, max_header_bytes=4096, max_headers=20, max_body_bytes=1000

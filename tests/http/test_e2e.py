@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.routing import Route
 
-from tests.conftest import ServerThread
+from tests.helpers.engine import ServerThread
 
 CURL = shutil.which("curl")
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from aioworker.http.server import serve, start_server
-from tests.conftest import FAST, read_body, run_in_loop, send_response
+from tests.helpers.engine import FAST, read_body, run_in_loop, send_response
 
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 

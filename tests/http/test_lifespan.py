@@ -9,7 +9,7 @@ import pytest
 
 from aioworker.config import HttpSettings
 from aioworker.http.lifespan import LifespanError
-from tests.conftest import Gate, ServerThread, send_response
+from tests.helpers.engine import Gate, ServerThread, send_response
 
 
 class LifespanApp:

@@ -13,17 +13,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import (
-    FAST,
-    Gate,
-    IncompleteResponse,
-    RawConn,
-    echo_app,
-    hello_app,
-    read_body,
-    send_response,
-    wait_until,
-)
+from tests.helpers.client import IncompleteResponse, RawConn
+from tests.helpers.engine import FAST, Gate, echo_app, hello_app, read_body, send_response
+from tests.helpers.wait import wait_until
 
 SHORT = 0.3  # seconds: the timeout under test
 SLACK = 2.0  # seconds: how late the server may act on a loaded 2-core CI machine

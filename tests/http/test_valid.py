@@ -14,15 +14,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import (
-    FAST,
-    Gate,
-    IncompleteResponse,
-    ServerThread,
-    read_body,
-    send_response,
-    wait_until,
-)
+from tests.helpers.client import IncompleteResponse
+from tests.helpers.engine import FAST, Gate, ServerThread, read_body, send_response
+from tests.helpers.wait import wait_until
 
 
 def _latin(value: bytes) -> str:
