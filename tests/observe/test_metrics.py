@@ -17,6 +17,7 @@ from aioworker.observe.metrics import MetricsServer, readiness, render
 from aioworker.observe.scoreboard import WorkerSample
 from tests.helpers import observe as observe_helpers
 from tests.helpers.observe import NOW
+from tests.helpers.wait import wait_until
 
 BUCKETS = (0.01, 0.1, 1.0)
 
@@ -275,20 +276,20 @@ def test_connection_cap(served: tuple[str, MetricsServer]) -> None:
     base, server = served
     hogs = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(4)]
     # Wait until the loop accepted them all (an event: the server's own count).
-    deadline = time.monotonic() + 5
-    while len(server.server.connections) < 4:
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
+    wait_until(lambda: len(server.server.connections) >= 4, what="4 connections accepted")
     extra = socket.create_connection(("127.0.0.1", server.port))
     extra.settimeout(5)
     assert extra.recv(100) == b""  # refused at once, not queued behind the hogs
     extra.close()
     for sock in hogs:
         sock.close()
-    deadline = time.monotonic() + 5
-    while True:
+
+    def healthy() -> bool:
         try:
-            assert httpx.get(base + "/healthz", timeout=2).status_code == 200
-            break
+            response = httpx.get(base + "/healthz", timeout=2)
         except httpx.TransportError:
-            assert time.monotonic() < deadline
+            return False
+        assert response.status_code == 200
+        return True
+
+    wait_until(healthy, 5.0, "the server to answer once the hogs left")

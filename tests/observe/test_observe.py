@@ -13,11 +13,10 @@ import socket
 import subprocess
 import textwrap
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -25,6 +24,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from aioworker.supervisor.control import ControlError, NoMaster, request
 from tests.helpers.master import PYTHON, ROOT, MasterProcess, get
+from tests.helpers.wait import wait_until
+
+T = TypeVar("T")
 
 pytestmark = pytest.mark.slow
 
@@ -128,15 +130,9 @@ def group(doc: dict[str, Any], name: str) -> dict[str, Any]:
     return next(g for g in doc["groups"] if g["name"] == name)
 
 
-def until(predicate: Callable[[], Any], timeout: float = 15.0) -> Any:
+def until(predicate: Callable[[], T | None]) -> T:
     """Ask the master again until `predicate` returns something true (each ask is an event)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
+    return wait_until(predicate, 15.0, interval=0.05)
 
 
 def metrics(m: MasterProcess) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:

@@ -34,6 +34,7 @@ from aioworker.observe.watchdog import (
 )
 from tests.helpers import observe as observe_helpers
 from tests.helpers.observe import fork
+from tests.helpers.wait import wait_until
 
 MIB = 1024 * 1024
 
@@ -273,11 +274,13 @@ def test_stack_dump_of_a_blocked_uvloop_worker() -> None:
     log = read_until(log_r, b"distinctive_blocking_handler_x7").decode()
     assert "most recent call first" in log
     # The chained Python handler refreshed the slot without faking a heartbeat.
-    deadline = time.monotonic() + 10
-    while (after := board.read(index)) is not None and after.oldest is None:
-        assert time.monotonic() < deadline, "slot not refreshed"
-        select.select([], [], [], 0.005)
-    assert after is not None
+
+    def refreshed() -> WorkerSample | None:
+        sample = board.read(index)
+        assert sample is not None
+        return sample if sample.oldest is not None else None
+
+    after = wait_until(refreshed, 10.0, "the slot to be refreshed")
     assert after.oldest is not None
     assert (after.oldest.method, after.oldest.path) == ("GET", "/task/sleep?seconds=60")
     assert after.in_progress == 1
@@ -300,10 +303,9 @@ def test_watchdog_drives_refresh_stack_and_kill() -> None:
     dog = Watchdog(blocked_after=0.2, kill_grace=0.2)
     limits = {"task": Limits(timeout=1.2, soft_timeout=0.4)}  # wide windows: CI may lag
     done: list[str] = []
-    killed_message = ""
-    deadline = time.monotonic() + 20
-    while KILL not in done:
-        assert time.monotonic() < deadline, f"watchdog did not finish: {done}"
+    killed: list[str] = []
+
+    def tick() -> bool:
         for action in dog.check(board.snapshot(), limits, time.monotonic()):
             done.append(action.kind)
             if action.kind == REFRESH:
@@ -311,10 +313,13 @@ def test_watchdog_drives_refresh_stack_and_kill() -> None:
             elif action.kind == STACK:
                 os.kill(action.pid, STACK_SIGNAL)
             elif action.kind == KILL:
-                killed_message = action.message
+                killed.append(action.message)
                 os.kill(action.pid, signal.SIGKILL)
-        select.select([], [], [], 0.02)  # the master's loop tick
+        return KILL in done
+
+    wait_until(tick, 20.0, "the watchdog to kill", interval=0.02)  # the master's loop tick
     assert done == [REFRESH, STACK, STACK, KILL]
+    (killed_message,) = killed
     _, status = os.waitpid(pid, 0)
     assert os.WTERMSIG(status) == signal.SIGKILL
     # Two dumps (soft, then hard), each naming the blocking function.
