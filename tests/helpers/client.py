@@ -247,5 +247,12 @@ def request(
         return conn.read_response(method=method, timeout=timeout)
 
 
+def exchange(address: Any, raw: bytes, timeout: float = 5.0) -> bytes:
+    """Send `raw` on a fresh connection and return every byte until the peer closes."""
+    with RawConn.connect(address, timeout) as conn:
+        conn.send(raw)
+        return conn.read_until_closed(timeout)
+
+
 def get(path: str = "/", host: str = "test") -> bytes:
     return f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()

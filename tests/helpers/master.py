@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.helpers.client import IncompleteResponse, NoResponse, request
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").exists() else sys.executable
@@ -250,32 +251,20 @@ def running_master(
 
 
 def get(address: tuple[str, int], path: str = "/", timeout: float = 10.0) -> tuple[int, bytes]:
-    """One request on a new connection (Connection: close); (status, body)."""
-    with socket.create_connection(address, timeout=timeout) as sock:
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n".encode())
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    data = b"".join(chunks)
-    head, _, body = data.partition(b"\r\n\r\n")
-    if not head.startswith(b"HTTP/1.1 "):
-        raise ConnectionError(f"no HTTP response: {data[:100]!r}")
-    status = int(head.split(b" ", 2)[1])
-    if b"transfer-encoding: chunked" in head.lower():
-        body = _dechunk(body)
-    return status, body
+    """One request on a new connection (Connection: close); (status, body).
 
-
-def _dechunk(body: bytes) -> bytes:
-    out = b""
-    while body:
-        size_line, _, rest = body.partition(b"\r\n")
-        size = int(size_line.split(b";")[0], 16)
-        if size == 0:
-            break
-        out += rest[:size]
-        body = rest[size + 2 :]
-    return out
+    A connection closed or reset before a whole response (a worker killed mid-request) raises
+    ConnectionError, and silence past `timeout` TimeoutError: the errors a socket would raise,
+    which the callers that expect a lost request catch.
+    """
+    raw = f"GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n".encode()
+    try:
+        response = request(address, raw, timeout=timeout)
+    except IncompleteResponse as exc:
+        raise ConnectionError(str(exc)) from exc
+    except NoResponse as exc:
+        raise TimeoutError(str(exc)) from exc
+    return response.status, response.body
 
 
 class Load:

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from aioworker.http.server import serve, start_server
+from tests.helpers.client import request as raw_request
 from tests.helpers.engine import FAST, read_body, run_in_loop, send_response
 
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
@@ -272,13 +273,11 @@ def test_run_stops_on_signal(tmp_path: Path, signum: int) -> None:
         assert ready[:1] == ["READY"], ready
         port = int(ready[1])
         assert proc.stdout.readline().strip() == "STARTUP"
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
-            conn.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-            data = b""
-            while chunk := conn.recv(65536):
-                data += chunk
-        assert data.startswith(b"HTTP/1.1 200 ")
-        assert data.endswith(b"\r\n\r\nrun")
+        response = raw_request(
+            ("127.0.0.1", port), b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        )
+        assert (response.version, response.status, response.body) == ("1.1", 200, b"run")
+        assert not response.chunked
         proc.send_signal(signum)
         out, err = proc.communicate(timeout=10)
         assert proc.returncode == 0, err

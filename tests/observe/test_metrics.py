@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from aioworker.observe.metrics import MetricsServer, readiness, render
 from aioworker.observe.scoreboard import WorkerSample
 from tests.helpers import observe as observe_helpers
+from tests.helpers.client import exchange
 from tests.helpers.observe import NOW
 from tests.helpers.wait import wait_until
 
@@ -227,15 +228,6 @@ def test_http_health_and_readiness(
     assert httpx.get(base + "/readyz?verbose=1").status_code == 200
 
 
-def exchange(port: int, raw: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(raw)
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-        return data
-
-
 @pytest.mark.parametrize(
     ("raw", "status"),
     [
@@ -252,7 +244,7 @@ def exchange(port: int, raw: bytes) -> bytes:
 )
 def test_http_bad_requests(served: tuple[str, MetricsServer], raw: bytes, status: int) -> None:
     _, server = served
-    reply = exchange(server.port, raw)
+    reply = exchange(("127.0.0.1", server.port), raw)
     assert reply.startswith(f"HTTP/1.1 {status} ".encode())
     assert b"\r\nConnection: close\r\n" in reply
 

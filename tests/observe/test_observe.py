@@ -23,6 +23,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from aioworker.supervisor.control import ControlError, NoMaster, request
+from tests.helpers.client import RawConn
 from tests.helpers.master import PYTHON, ROOT, MasterProcess, get
 from tests.helpers.wait import wait_until
 
@@ -330,13 +331,13 @@ def test_control_stops_and_starts_one_group(master: MasterProcess) -> None:
     assert get(master.url("web"))[0] == 200
     assert httpx.get(ready).status_code == 200
     # The listener stays open: a request sent now waits in the queue for the group.
-    with socket.create_connection(master.url("task"), timeout=10) as waiting:
-        waiting.sendall(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+    with RawConn.connect(master.url("task"), timeout=10) as waiting:
+        waiting.send(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
         assert request(sock, "start", groups=["task"])["groups"] == ["task"]
         new_pid = int(master.wait_for(r"ready group=task slot=0 pid=(\d+)", since).group(1))
-        answer = b"".join(iter(lambda: waiting.recv(65536), b""))
-    assert answer.startswith(b"HTTP/1.1 200 ")
-    assert answer.endswith(str(new_pid).encode())
+        answer = waiting.read_response(timeout=10)
+    assert (answer.version, answer.status) == ("1.1", 200)
+    assert answer.body == str(new_pid).encode()
     assert group(status(master), "task")["state"] == "running"
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from aioworker.supervisor.plan import backoff_delay
+from tests.helpers.client import request
 from tests.helpers.master import (
     PYTHON,
     Load,
@@ -319,14 +320,9 @@ def test_unix_socket_group_serves_and_removes_its_socket_file() -> None:
         count = 2
     """)
     with running_master(config, directory) as master:
-        with socket.socket(socket.AF_UNIX) as client:
-            client.connect(str(path))
-            client.sendall(b"GET /info HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            data = b""
-            while chunk := client.recv(65536):
-                data += chunk
-        assert data.startswith(b"HTTP/1.1 200")
-        assert b'"group": "web"' in data
+        response = request(str(path), b"GET /info HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert (response.version, response.status) == ("1.1", 200)
+        assert b'"group": "web"' in response.body
         master.signal(signal.SIGTERM)
         assert master.wait(20) == 0
     assert not path.exists()
