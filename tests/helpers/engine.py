@@ -82,6 +82,14 @@ class Gate:
             self._waiters.append((loop, future))
         await future
 
+    async def hold(self) -> None:
+        """Tell the test this point was reached (`entered`), then wait until it calls open().
+
+        A gate nobody opens holds until the server cancels the request (a stuck app).
+        """
+        self.entered.set()
+        await self.wait()
+
     def open(self) -> None:
         with self._lock:
             self._opened = True
@@ -278,3 +286,21 @@ async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         return
     body = await read_body(receive)
     await send_response(send, 200, body)
+
+
+async def path_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Answers every request with 200 and its path as the body; ignores lifespan."""
+    if scope["type"] != "http":
+        return
+    await send_response(send, 200, scope["path"].encode())
+
+
+def gated(gate: Gate, app: Any, path: str = "/slow") -> Any:
+    """`app`, except that a request for `path` first holds at `gate` (see Gate.hold)."""
+
+    async def gated_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == path:
+            await gate.hold()
+        await app(scope, receive, send)
+
+    return gated_app

@@ -14,7 +14,16 @@ from typing import Any
 import pytest
 
 from tests.helpers.client import IncompleteResponse, RawConn
-from tests.helpers.engine import FAST, Gate, echo_app, hello_app, read_body, send_response
+from tests.helpers.engine import (
+    FAST,
+    Gate,
+    echo_app,
+    gated,
+    hello_app,
+    path_app,
+    read_body,
+    send_response,
+)
 from tests.helpers.wait import wait_until
 
 SHORT = 0.3  # seconds: the timeout under test
@@ -175,8 +184,7 @@ def test_max_requests_in_progress_503(serve: Any) -> None:
         if scope["type"] != "http":
             return
         if scope["path"] == "/block":
-            gate.entered.set()
-            await gate.wait()
+            await gate.hold()
         await send_response(send, 200, b"done")
 
     server = serve(app, dataclasses.replace(FAST, max_requests_in_progress=1))
@@ -326,8 +334,7 @@ def test_graceful_shutdown(serve: Any) -> None:
         if scope["type"] != "http":
             return
         if scope["path"] == "/slow":
-            gate.entered.set()
-            await gate.wait()
+            await gate.hold()
         await send_response(send, 200, b"done")
 
     server = serve(app, dataclasses.replace(FAST, graceful_timeout=5.0, keepalive_timeout=30.0))
@@ -372,8 +379,7 @@ def test_graceful_timeout_cuts_stuck_requests(serve: Any) -> None:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        gate.entered.set()
-        await asyncio.Event().wait()
+        await gate.hold()  # never opened: a stuck app
 
     server = serve(app, dataclasses.replace(FAST, graceful_timeout=SHORT))
     with server.connect() as conn:
@@ -394,8 +400,7 @@ def test_state_counters(serve: Any) -> None:
         if scope["type"] != "http":
             return
         if scope["path"] == "/slow":
-            gate.entered.set()
-            await gate.wait()
+            await gate.hold()
         body = await read_body(receive)
         await send_response(send, 404 if scope["path"] == "/missing" else 200, body)
 
@@ -445,8 +450,7 @@ def test_timeouts_do_not_cut_a_slow_app(serve: Any) -> None:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        gate.entered.set()
-        await gate.wait()  # longer than every client timeout, before reading the body
+        await gate.hold()  # longer than every client timeout, before reading the body
         await send_response(send, 200, await read_body(receive))
 
     settings = dataclasses.replace(
@@ -466,13 +470,7 @@ def test_pipelined_requests_wait_for_their_turn(serve: Any) -> None:
     """Requests queued behind a slow one are not cut by the head or keep-alive timeout."""
     gate = Gate()
 
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        if scope["path"] == "/slow":
-            gate.entered.set()
-            await gate.wait()
-        await send_response(send, 200, scope["path"].encode())
+    app = gated(gate, path_app)
 
     settings = dataclasses.replace(FAST, header_timeout=SHORT, keepalive_timeout=SHORT)
     server = serve(app, settings)
@@ -532,13 +530,7 @@ def test_partial_pipelined_head_during_slow_response(serve: Any) -> None:
     still gets its own response, never a 408 in its place."""
     gate = Gate()
 
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        if scope["path"] == "/slow":
-            gate.entered.set()
-            await gate.wait()
-        await send_response(send, 200, scope["path"].encode())
+    app = gated(gate, path_app)
 
     server = serve(app, dataclasses.replace(FAST, header_timeout=SHORT))
     with server.connect() as conn:
