@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -227,41 +226,10 @@ def test_shutdown_after_draining(loop_factory: LoopFactory) -> None:
     run_in_loop(loop_factory, main())
 
 
-RUN_SCRIPT = textwrap.dedent(
-    """
-    import socket, sys
-    from aioworker.config import HttpSettings
-    from aioworker.http.server import run
-
-    async def app(scope, receive, send):
-        if scope["type"] == "lifespan":
-            await receive()
-            print("STARTUP", flush=True)
-            await send({"type": "lifespan.startup.complete"})
-            await receive()
-            print("SHUTDOWN", flush=True)
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-length", b"3")]})
-        await send({"type": "http.response.body", "body": b"run"})
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    print("READY", sock.getsockname()[1], flush=True)
-    run(app, HttpSettings(graceful_timeout=2.0), sock=sock)
-    print("EXITED", flush=True)
-    """
-)
-
-
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_run_stops_on_signal(tmp_path: Path, signum: int) -> None:
-    script = tmp_path / "run_app.py"
-    script.write_text(RUN_SCRIPT)
+def test_run_stops_on_signal(signum: int) -> None:
     proc = subprocess.Popen(
-        [sys.executable, str(script)],
+        [sys.executable, "-m", "tests.apps.run_until_signal"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -11,7 +11,6 @@ import os
 import re
 import socket
 import subprocess
-import textwrap
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,51 +30,18 @@ T = TypeVar("T")
 
 pytestmark = pytest.mark.slow
 
-APP = """
-import asyncio, os, sys, time
-
-HOLD = os.path.join(os.path.dirname(__file__), "HOLD")
-KEEP = []
-
-
-def generate_quarterly_report_blocking(seconds):
-    print(f"BLOCKING pid={os.getpid()}", file=sys.stderr, flush=True)
-    time.sleep(seconds)
-
-
-async def app(scope, receive, send):
-    if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                while os.path.exists(HOLD):  # lets a test keep a group down
-                    await asyncio.sleep(0.02)
-                await send({"type": "lifespan.startup.complete"})
-            else:
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-    if scope["path"].startswith("/task/report"):
-        generate_quarterly_report_blocking(30)
-    elif scope["path"] == "/nap":
-        await asyncio.sleep(0.3)
-    elif scope["path"] == "/task/grow":
-        KEEP.append(bytearray(b"x" * (100 * 1024 * 1024)))  # a leak, touched so it is resident
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    await send({"type": "http.response.body", "body": str(os.getpid()).encode()})
-"""
-
 CONFIG = """
 [server]
 graceful_timeout = 2.0
 keepalive_timeout = 1.0
 
 [groups.web]
-app = "obsapp:app"
+app = "tests.apps.observed:app"
 listen = "http://127.0.0.1:0"
 count = 2
 
 [groups.task]
-app = "obsapp:app"
+app = "tests.apps.observed:app"
 listen = "http://127.0.0.1:0"
 count = 1
 timeout = 2.5
@@ -94,7 +60,6 @@ RUN = (
 
 @contextmanager
 def observed_master(directory: Path, hooks: str, config: str = CONFIG) -> Iterator[MasterProcess]:
-    (directory / "obsapp.py").write_text(textwrap.dedent(APP))
     (directory / "config.toml").write_text(config)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
@@ -343,7 +308,6 @@ def test_control_stops_and_starts_one_group(master: MasterProcess) -> None:
 
 def test_taken_metrics_port_fails_the_start(tmp_path: Path) -> None:
     """Like a group's port: a master asked for metrics does not run without them."""
-    (tmp_path / "obsapp.py").write_text(textwrap.dedent(APP))
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
