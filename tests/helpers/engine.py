@@ -17,6 +17,7 @@ from typing import Any
 import uvloop
 
 from aioworker.config import HttpSettings
+from aioworker.http.cycle import ASGIApp, Receive, Scope, Send
 from tests.helpers.client import RawConn, Response, get, request
 
 LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
@@ -32,6 +33,9 @@ FAST = HttpSettings(
     request_timeout=10.0,
     graceful_timeout=2.0,
 )
+
+
+Serve = Callable[..., "ServerThread"]  # the `serve` fixture: serve(app, settings, ...)
 
 
 def run_in_loop(loop_factory: Callable[[], asyncio.AbstractEventLoop], coro: Awaitable[Any]) -> Any:
@@ -251,7 +255,7 @@ class ServerThread:
 # --------------------------------------------------------------------------- common apps
 
 
-async def read_body(receive: Callable[[], Awaitable[dict[str, Any]]]) -> bytes:
+async def read_body(receive: Receive) -> bytes:
     body = bytearray()
     while True:
         message = await receive()
@@ -263,7 +267,7 @@ async def read_body(receive: Callable[[], Awaitable[dict[str, Any]]]) -> bytes:
 
 
 async def send_response(
-    send: Callable[[dict[str, Any]], Awaitable[None]],
+    send: Send,
     status: int,
     body: bytes,
     headers: list[tuple[bytes, bytes]] | None = None,
@@ -273,14 +277,14 @@ async def send_response(
     await send({"type": "http.response.body", "body": body})
 
 
-async def hello_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+async def hello_app(scope: Scope, receive: Receive, send: Send) -> None:
     """Answers every request with 200 "hello"; ignores lifespan."""
     if scope["type"] != "http":
         return
     await send_response(send, 200, b"hello", [(b"content-type", b"text/plain")])
 
 
-async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+async def echo_app(scope: Scope, receive: Receive, send: Send) -> None:
     """Reads the whole body and sends it back; ignores lifespan."""
     if scope["type"] != "http":
         return
@@ -288,17 +292,17 @@ async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send_response(send, 200, body)
 
 
-async def path_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+async def path_app(scope: Scope, receive: Receive, send: Send) -> None:
     """Answers every request with 200 and its path as the body; ignores lifespan."""
     if scope["type"] != "http":
         return
     await send_response(send, 200, scope["path"].encode())
 
 
-def gated(gate: Gate, app: Any, path: str = "/slow") -> Any:
+def gated(gate: Gate, app: ASGIApp, path: str = "/slow") -> ASGIApp:
     """`app`, except that a request for `path` first holds at `gate` (see Gate.hold)."""
 
-    async def gated_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def gated_app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == path:
             await gate.hold()
         await app(scope, receive, send)

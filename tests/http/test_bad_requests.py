@@ -10,6 +10,7 @@ import pytest
 from tests.helpers.engine import (
     FAST,
     Gate,
+    Serve,
     ServerThread,
     echo_app,
     gated,
@@ -204,7 +205,7 @@ BAD_REQUESTS = [
 
 
 @pytest.fixture
-def server(serve: Any) -> ServerThread:
+def server(serve: Serve) -> ServerThread:
     return serve(echo_app, LIMITS)
 
 

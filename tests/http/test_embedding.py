@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from aioworker.http.cycle import Receive, Scope, Send
 from aioworker.http.server import serve, start_server
 from tests.helpers.client import request as raw_request
 from tests.helpers.engine import FAST, read_body, run_in_loop, send_response
@@ -49,7 +50,7 @@ async def fetch(
     return int(head[9:12]), rest
 
 
-async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "lifespan":
         await receive()
         scope["state"]["greeting"] = "hi"
@@ -156,7 +157,7 @@ def test_startup_runs_before_accepting(loop_factory: LoopFactory) -> None:
         finish_startup = asyncio.Event()
         answered: list[str] = []
 
-        async def slow_start(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        async def slow_start(scope: Scope, receive: Receive, send: Send) -> None:
             if scope["type"] == "lifespan":
                 await receive()
                 in_startup.set()
@@ -193,7 +194,7 @@ def test_shutdown_after_draining(loop_factory: LoopFactory) -> None:
         entered = asyncio.Event()
         release = asyncio.Event()
 
-        async def draining(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        async def draining(scope: Scope, receive: Receive, send: Send) -> None:
             if scope["type"] == "lifespan":
                 await receive()
                 await send({"type": "lifespan.startup.complete"})
@@ -286,7 +287,7 @@ def test_start_server_bind_failure_runs_lifespan_shutdown(loop_factory: LoopFact
     """When the address is taken, the app's startup is undone (shutdown) and the error raised."""
     events: list[str] = []
 
-    async def tracked(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def tracked(scope: Scope, receive: Receive, send: Send) -> None:
         assert scope["type"] == "lifespan"
         await receive()
         events.append("startup")

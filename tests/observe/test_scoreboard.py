@@ -298,7 +298,7 @@ def test_refresh_inside_a_write_is_skipped(board: Scoreboard) -> None:
         return int.from_bytes(board._buf[offset : offset + 8], "little")
 
     class Interrupting(State):
-        @property  # type: ignore[override]
+        @property
         def requests(self) -> int:
             writer.update(beat=False)  # what the signal handler would do right here
             return 5

@@ -133,7 +133,7 @@ def test_stack_waits_for_the_refreshed_snapshot() -> None:
         pytest.param({"state": "draining"}, [REFRESH], id="draining-still-watched"),
     ],
 )
-def test_which_workers_are_watched(changes: dict[str, object], expected: list[str]) -> None:
+def test_which_workers_are_watched(changes: dict[str, Any], expected: list[str]) -> None:
     s = sample(**changes)
     assert kinds(Watchdog().check([s], LIMITS, 1000.0 + 10.0)) == expected
 
@@ -180,7 +180,7 @@ def test_memory_recycles_after_consecutive_samples() -> None:
         pytest.param({}, 0, id="no-limit"),
     ],
 )
-def test_memory_ignored(changes: dict[str, object], max_rss_mb: int) -> None:
+def test_memory_ignored(changes: dict[str, Any], max_rss_mb: int) -> None:
     dog = Watchdog(rss_samples=1)
     s = sample(heartbeat=0.0, **changes)
     assert dog.check([s], {"web": Limits(max_rss_mb=max_rss_mb)}, 1.0, {100: 10**10}) == []

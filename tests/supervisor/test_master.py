@@ -10,6 +10,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -643,10 +644,10 @@ def test_worker_whose_loop_is_blocked_is_killed_after_the_stop_timeout() -> None
         blocked.join(10)
 
 
-def _ignore_errors(fn: object) -> object:
+def _ignore_errors(fn: Callable[..., object]) -> Callable[..., None]:
     def call(*args: object) -> None:
         try:
-            fn(*args)  # type: ignore[operator]
+            fn(*args)
         except OSError:
             pass
 
