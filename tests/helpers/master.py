@@ -72,6 +72,12 @@ class MasterProcess:
             self.lines.append("<EOF>")
             self.cond.notify_all()
 
+    def wait_started(self) -> None:
+        """Wait for `started`, then note each group's port from its `listening` line."""
+        self.wait_for(r"started pid=")
+        for m in self.all_matches(r"listening group=(\w+) url=http://[\d.]+:(\d+)"):
+            self.ports[m.group(1)] = int(m.group(2))
+
     def mark(self) -> int:
         with self.cond:
             return len(self.lines)
@@ -179,9 +185,7 @@ def running_master(
     master = spawn(["start", "-c", "config.toml", *extra], directory, env)
     try:
         if wait_started:
-            master.wait_for(r"started pid=")
-            for m in master.all_matches(r"listening group=(\w+) url=http://[\d.]+:(\d+)"):
-                master.ports[m.group(1)] = int(m.group(2))
+            master.wait_started()
         yield master
     finally:
         master.stop()

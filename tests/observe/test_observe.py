@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from aioworker.supervisor.control import ControlError, NoMaster, request
 from tests.helpers.client import RawConn
-from tests.helpers.master import PYTHON, ROOT, MasterProcess, get
+from tests.helpers.master import PYTHON, ROOT, MasterProcess, get, spawn_python
 from tests.helpers.wait import wait_until
 
 T = TypeVar("T")
@@ -61,21 +61,9 @@ RUN = (
 @contextmanager
 def observed_master(directory: Path, hooks: str, config: str = CONFIG) -> Iterator[MasterProcess]:
     (directory / "config.toml").write_text(config)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [PYTHON, "-c", RUN.format(hooks=hooks)],
-        cwd=directory,
-        env=env,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
-    m = MasterProcess(proc, directory)
+    m = spawn_python(["-c", RUN.format(hooks=hooks)], directory)
     try:
-        m.wait_for(r"started pid=")
-        for found in m.all_matches(r"listening group=(\w+) url=http://[\d.]+:(\d+)"):
-            m.ports[found.group(1)] = int(found.group(2))
+        m.wait_started()
         m.ports["metrics"] = int(m.wait_for(r"metrics on http://127.0.0.1:(\d+)").group(1))
         yield m
     finally:

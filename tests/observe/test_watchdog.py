@@ -259,13 +259,19 @@ def blocked_worker(board: Scoreboard, index: int, log_w: int, out_w: int) -> Cal
     return child
 
 
-def test_stack_dump_of_a_blocked_uvloop_worker() -> None:
+def start_blocked_worker() -> tuple[Scoreboard, int, int, tuple[int, int, int, int]]:
+    """A forked uvloop worker blocked in its handler: (board, slot index, pid, its 4 pipe fds)."""
     board = Scoreboard.create(2)
     index = board.claim(0, "task", 0)
     log_r, log_w = os.pipe()
     out_r, out_w = os.pipe()
     pid = fork(blocked_worker(board, index, log_w, out_w))
     read_until(out_r, b"BLOCKING")
+    return board, index, pid, (log_r, log_w, out_r, out_w)
+
+
+def test_stack_dump_of_a_blocked_uvloop_worker() -> None:
+    board, index, pid, (log_r, log_w, out_r, out_w) = start_blocked_worker()
     # Before the refresh the slot still shows no request: it was written before the block.
     before = board.read(index)
     assert before is not None
@@ -294,12 +300,7 @@ def test_stack_dump_of_a_blocked_uvloop_worker() -> None:
 
 def test_watchdog_drives_refresh_stack_and_kill() -> None:
     """The master's side in miniature: snapshot -> decisions -> signals, on a real worker."""
-    board = Scoreboard.create(2)
-    index = board.claim(0, "task", 0)
-    log_r, log_w = os.pipe()
-    out_r, out_w = os.pipe()
-    pid = fork(blocked_worker(board, index, log_w, out_w))
-    read_until(out_r, b"BLOCKING")
+    board, _, pid, (log_r, log_w, out_r, out_w) = start_blocked_worker()
     dog = Watchdog(blocked_after=0.2, kill_grace=0.2)
     limits = {"task": Limits(timeout=1.2, soft_timeout=0.4)}  # wide windows: CI may lag
     done: list[str] = []
