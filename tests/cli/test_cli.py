@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -15,6 +16,7 @@ import pytest
 
 from aioworker.cli import commands as cli
 from tests.helpers.master import (
+    APPS,
     PYTHON,
     ROOT,
     config_text,
@@ -27,7 +29,7 @@ from tests.helpers.master import (
 
 ONE = """
 [groups.web]
-app = "testapp:app"
+app = "tests.apps.testapp:app"
 listen = "http://127.0.0.1:0"
 count = 1
 """
@@ -36,6 +38,7 @@ count = 1
 def aioworker(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     # As a user runs it: output to a pipe is block-buffered unless the program flushes it.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    env["PYTHONPATH"] = str(ROOT)  # where tests.apps.testapp is
     return subprocess.run(
         [PYTHON, "-m", "aioworker", *args],
         cwd=cwd,
@@ -82,14 +85,15 @@ def test_check_prints_a_summary_of_the_shipped_config() -> None:
             id="unknown-key",
         ),
         pytest.param(
-            ONE.replace("testapp:app", "missing_module:app"),
+            ONE.replace("tests.apps.testapp:app", "missing_module:app"),
             "groups.web.app: cannot import missing_module:app: could not import "
             "module 'missing_module'",
             id="missing-module",
         ),
         pytest.param(
-            ONE.replace("testapp:app", "testapp:nope"),
-            "groups.web.app: cannot import testapp:nope: module 'testapp' has no attribute 'nope'",
+            ONE.replace("tests.apps.testapp:app", "tests.apps.testapp:nope"),
+            "groups.web.app: cannot import tests.apps.testapp:nope: "
+            "module 'tests.apps.testapp' has no attribute 'nope'",
             id="missing-attribute",
         ),
         pytest.param(
@@ -290,13 +294,17 @@ def test_stop_without_permission_exits_4(server: str, expected: str) -> None:
     ],
 )
 def test_watch_reloads_new_code_when_a_python_file_changes(server: str, extra: list[str]) -> None:
-    with running_master(config_text(ONE, server=server), extra=extra) as master:
+    # A copy of the app in the watched directory: the test edits it.
+    directory = make_dir()
+    app = directory / "watched.py"
+    shutil.copyfile(APPS / "testapp.py", app)
+    config = config_text(ONE.replace("tests.apps.testapp:", "watched:"), server=server)
+    with running_master(config, directory, extra=extra) as master:
         assert json.loads(get(master.url("web"), "/info")[1])["env"] is None
         since = master.mark()
-        app = master.directory / "testapp.py"
         app.write_text(app.read_text().replace('os.environ.get("GREETING")', '"new code"'))
         os.utime(app, ns=(0, os.stat(app).st_mtime_ns + 10**9))
-        master.wait_for(r"changed: .*testapp\.py; reloading", since)
+        master.wait_for(r"changed: .*watched\.py; reloading", since)
         master.wait_for(r"reloaded group=web generation=1", since)
         # The new worker imported the app afresh: the master never imported it.
         assert json.loads(get(master.url("web"), "/info")[1])["env"] == "new code"
@@ -307,7 +315,7 @@ def test_serve_runs_one_group_without_a_config_file() -> None:
     master = spawn(
         [
             "serve",
-            "testapp:app",
+            "tests.apps.testapp:app",
             "--listen",
             "http://127.0.0.1:0",
             "--count",
@@ -354,7 +362,7 @@ def test_serve_runs_one_group_without_a_config_file() -> None:
     ],
 )
 def test_serve_reports_a_bad_flag_by_its_name(flags: list[str], message: str) -> None:
-    result = aioworker("serve", "testapp:app", *flags, cwd=make_dir())
+    result = aioworker("serve", "tests.apps.testapp:app", *flags, cwd=make_dir())
     assert result.returncode == 2
     assert message in result.stderr
 
@@ -362,7 +370,9 @@ def test_serve_reports_a_bad_flag_by_its_name(flags: list[str], message: str) ->
 @pytest.mark.parametrize(
     "config",
     [
-        pytest.param("aioworker.Config.single('testapp:app', 'http://127.0.0.1:0', 1)", id="code"),
+        pytest.param(
+            "aioworker.Config.single('tests.apps.testapp:app', 'http://127.0.0.1:0', 1)", id="code"
+        ),
         pytest.param("'config.toml'", id="path"),
     ],
 )
@@ -398,7 +408,7 @@ def test_nginx_prints_the_front_proxy_config() -> None:
         ),
         pytest.param(
             True,
-            "cannot start: <config>: groups.web.app: cannot import testapp:app: "
+            "cannot start: <config>: groups.web.app: cannot import tests.apps.testapp:app: "
             "import failed on purpose",
             id="preload-in-the-master",
         ),
@@ -409,7 +419,8 @@ def test_run_reports_the_apps_own_import_error_and_exits_1(preload: bool, expect
     (directory / "FAIL_IMPORT").write_text("")
     code = (
         "import aioworker\n"
-        "group = aioworker.GroupSettings(app='testapp:app', listen='http://127.0.0.1:0', "
+        "group = aioworker.GroupSettings(app='tests.apps.testapp:app', "
+        "listen='http://127.0.0.1:0', "
         f"count=2, preload={preload})\n"
         "raise SystemExit(aioworker.run(aioworker.Config(groups=(group,))))\n"
     )
@@ -419,7 +430,7 @@ def test_run_reports_the_apps_own_import_error_and_exits_1(preload: bool, expect
         capture_output=True,
         text=True,
         timeout=60,
-        env={**os.environ, "PYTHONPATH": str(directory)},
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
         check=False,
     )
     assert result.returncode == 1
@@ -434,7 +445,7 @@ def test_restart_with_a_broken_app_keeps_the_running_master() -> None:
         (master.directory / "FAIL_IMPORT").write_text("")
         result = aioworker("restart", cwd=master.directory)
         assert result.returncode == 2
-        assert "groups.web.app: cannot import testapp:app: import failed on purpose" in (
+        assert "groups.web.app: cannot import tests.apps.testapp:app: import failed on purpose" in (
             result.stderr
         )
         assert master.proc.poll() is None
@@ -465,7 +476,7 @@ def test_a_hook_that_aborts_the_start_is_reported_by_the_foreground_process() ->
         capture_output=True,
         text=True,
         timeout=60,
-        env={**env, "PYTHONPATH": str(directory)},
+        env={**env, "PYTHONPATH": str(ROOT)},
         check=False,
     )
     assert result.returncode == 1
@@ -474,7 +485,7 @@ def test_a_hook_that_aborts_the_start_is_reported_by_the_foreground_process() ->
 
 
 def test_stop_and_start_one_group_over_the_control_socket() -> None:
-    two = ONE + '\n[groups.task]\napp = "testapp:app"\nlisten = "http://127.0.0.1:0"\ncount = 1\n'
+    two = ONE + ONE.replace("groups.web", "groups.task")
     directory = make_dir()
     with running_master(config_text(two), directory) as master:
         mark = master.mark()

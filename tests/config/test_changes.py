@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 
@@ -19,11 +20,11 @@ TASK = GroupSettings(name="task", app="app:app", listen="http://127.0.0.1:8001",
 OLD = Config(groups=(WEB, TASK))
 
 
-def server(**changes: object) -> Config:
+def server(**changes: Any) -> Config:
     return dataclasses.replace(OLD, server=dataclasses.replace(OLD.server, **changes))
 
 
-def web(base: GroupSettings = WEB, **changes: object) -> Config:
+def web(base: GroupSettings = WEB, **changes: Any) -> Config:
     return dataclasses.replace(OLD, groups=(dataclasses.replace(base, **changes), TASK))
 
 

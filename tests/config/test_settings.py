@@ -57,6 +57,8 @@ def bounded() -> list[Any]:
     cases = []
     for cls, f in fields():
         m = meta(f)
+        bad: Any
+        good: Any
         if cls is MetricsSettings or not (
             m.choices or m.minimum is not None or m.above is not None
         ):
@@ -66,7 +68,7 @@ def bounded() -> list[Any]:
         elif m.minimum is not None:
             bad, good = m.minimum - 1, m.minimum
         else:
-            bad, good = m.above, m.above + 1
+            bad, good = m.above, (m.above or 0) + 1
         cases.append(pytest.param(f, bad, good, id=f.name))
     return cases
 

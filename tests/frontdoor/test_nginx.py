@@ -7,7 +7,6 @@ import os
 import queue
 import re
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -21,6 +20,7 @@ import pytest
 
 from aioworker.config import Config, ConfigError, from_dict, load
 from aioworker.frontdoor.nginx import location_match, render
+from tests.helpers.client import request
 from tests.helpers.nginx import NGINX, free_port, nginx_prefix, nginx_test, running_nginx
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -423,14 +423,9 @@ def test_merged_slashes_are_passed_normalized(front: str) -> None:
 def get_raw(front: str, target: str) -> httpx.Response:
     """GET a request target byte for byte (httpx would resolve dot segments itself)."""
     host, port = front.removeprefix("http://").rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
-        raw = b""
-        while chunk := sock.recv(65536):
-            raw += chunk
-    head, _, body = raw.partition(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1])
-    return httpx.Response(status, content=body)
+    raw = f"GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
+    response = request((host, int(port)), raw, timeout=10)
+    return httpx.Response(response.status, content=response.body)
 
 
 @pytest.mark.parametrize(
@@ -475,14 +470,9 @@ def test_headers_reaching_the_group(front: str) -> None:
 
 def test_http10_client_without_host(front: str) -> None:
     port = int(front.rsplit(":", 1)[1])
-    with socket.create_connection(("127.0.0.1", port)) as sock:
-        sock.sendall(b"GET /info HTTP/1.0\r\n\r\n")
-        raw = b""
-        while chunk := sock.recv(65536):
-            raw += chunk
-    head, _, body = raw.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 200")
-    assert json.loads(body)["headers"]["host"] == "_"  # $host falls back to server_name
+    response = request(("127.0.0.1", port), b"GET /info HTTP/1.0\r\n\r\n")
+    assert (response.version, response.status) == ("1.1", 200)
+    assert json.loads(response.body)["headers"]["host"] == "_"  # $host falls back to server_name
 
 
 def test_large_body_accepted(front: str) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,74 +21,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.helpers.client import IncompleteResponse, NoResponse, request
+
 ROOT = Path(__file__).resolve().parents[2]
+APPS = ROOT / "tests" / "apps"  # apps the masters run, as tests.apps.NAME:app from ROOT
 PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").exists() else sys.executable
-
-# Test app: prints a marker to stderr (which the test reads through the master's output)
-# before it blocks or waits, so tests know a request is in progress without sleeping.
-APP = """
-import asyncio, json, os, sys, time
-from urllib.parse import parse_qs
-
-def mark(text):
-    # One write per line: several processes share this pipe, and print() may write in pieces.
-    os.write(2, (text + "\\n").encode())
-
-
-if os.path.exists(os.path.join(os.path.dirname(__file__), "FAIL_IMPORT")):
-    raise RuntimeError("import failed on purpose")
-mark(f"IMPORTED testapp pid={os.getpid()}")
-
-
-def make_app():
-    mark(f"FACTORY pid={os.getpid()}")
-    return app
-
-
-async def consume():
-    mark(f"CONSUMING pid={os.getpid()} worker={os.environ['AIOWORKER_WORKER']}")
-    try:
-        await asyncio.sleep(3600)
-    except asyncio.CancelledError:
-        mark(f"CONSUMER CANCELLED pid={os.getpid()}")
-        raise
-
-
-def _arg(scope, name, default):
-    values = parse_qs(scope["query_string"].decode()).get(name)
-    return float(values[0]) if values else default
-
-
-async def app(scope, receive, send):
-    if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                if os.environ.get("HANG_STARTUP"):
-                    await asyncio.sleep(3600)
-                if os.environ.get("FAIL_STARTUP"):
-                    await send({"type": "lifespan.startup.failed",
-                                "message": "database unreachable on purpose"})
-                    return
-                await send({"type": "lifespan.startup.complete"})
-            else:
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-    path = scope["path"]
-    if path.startswith("/task/block"):
-        mark(f"BLOCKING pid={os.getpid()}")
-        time.sleep(_arg(scope, "seconds", 1.0))
-    elif path == "/slow":
-        mark(f"SLOW STARTED pid={os.getpid()}")
-        await asyncio.sleep(_arg(scope, "seconds", 1.0))
-    body = json.dumps({
-        "group": os.environ.get("AIOWORKER_GROUP"), "worker": os.environ.get("AIOWORKER_WORKER"),
-        "pid": os.getpid(), "uid": os.getuid(), "env": os.environ.get("GREETING"),
-    }).encode()
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"application/json")]})
-    await send({"type": "http.response.body", "body": body})
-"""
 
 FAST = """
 graceful_timeout = {graceful}
@@ -99,13 +35,11 @@ header_timeout = 2.0
 
 
 def make_dir(world_readable: bool = False) -> Path:
-    """A fresh directory with the test app in it (readable by every user when asked)."""
+    """A fresh working directory for a master (readable by every user when asked)."""
     base = tempfile.mkdtemp(prefix="aioworker-test-", dir="/tmp" if world_readable else None)
     path = Path(base)
-    (path / "testapp.py").write_text(textwrap.dedent(APP))
     if world_readable:
         path.chmod(0o755)
-        (path / "testapp.py").chmod(0o644)
     return path
 
 
@@ -137,6 +71,12 @@ class MasterProcess:
         with self.cond:
             self.lines.append("<EOF>")
             self.cond.notify_all()
+
+    def wait_started(self) -> None:
+        """Wait for `started`, then note each group's port from its `listening` line."""
+        self.wait_for(r"started pid=")
+        for m in self.all_matches(r"listening group=(\w+) url=http://[\d.]+:(\d+)"):
+            self.ports[m.group(1)] = int(m.group(2))
 
     def mark(self) -> int:
         with self.cond:
@@ -207,11 +147,15 @@ def spawn(args: Sequence[str], directory: Path, env: dict[str, str] | None = Non
 def spawn_python(
     argv: Sequence[str], directory: Path, env: dict[str, str] | None = None
 ) -> MasterProcess:
-    """`python ARGV` in `directory` (on PYTHONPATH): a script that starts a master itself."""
+    """`python ARGV` in `directory`: a script that starts a master itself.
+
+    `directory` and ROOT are on PYTHONPATH: the first for code a test writes there, the second
+    for the apps in tests/apps.
+    """
     full_env = {
         **os.environ,
         "PYTHONUNBUFFERED": "1",
-        "PYTHONPATH": str(directory),
+        "PYTHONPATH": os.pathsep.join([str(directory), str(ROOT)]),
         **(env or {}),
     }
     proc = subprocess.Popen(
@@ -241,41 +185,27 @@ def running_master(
     master = spawn(["start", "-c", "config.toml", *extra], directory, env)
     try:
         if wait_started:
-            master.wait_for(r"started pid=")
-            for m in master.all_matches(r"listening group=(\w+) url=http://[\d.]+:(\d+)"):
-                master.ports[m.group(1)] = int(m.group(2))
+            master.wait_started()
         yield master
     finally:
         master.stop()
 
 
 def get(address: tuple[str, int], path: str = "/", timeout: float = 10.0) -> tuple[int, bytes]:
-    """One request on a new connection (Connection: close); (status, body)."""
-    with socket.create_connection(address, timeout=timeout) as sock:
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n".encode())
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    data = b"".join(chunks)
-    head, _, body = data.partition(b"\r\n\r\n")
-    if not head.startswith(b"HTTP/1.1 "):
-        raise ConnectionError(f"no HTTP response: {data[:100]!r}")
-    status = int(head.split(b" ", 2)[1])
-    if b"transfer-encoding: chunked" in head.lower():
-        body = _dechunk(body)
-    return status, body
+    """One request on a new connection (Connection: close); (status, body).
 
-
-def _dechunk(body: bytes) -> bytes:
-    out = b""
-    while body:
-        size_line, _, rest = body.partition(b"\r\n")
-        size = int(size_line.split(b";")[0], 16)
-        if size == 0:
-            break
-        out += rest[:size]
-        body = rest[size + 2 :]
-    return out
+    A connection closed or reset before a whole response (a worker killed mid-request) raises
+    ConnectionError, and silence past `timeout` TimeoutError: the errors a socket would raise,
+    which the callers that expect a lost request catch.
+    """
+    raw = f"GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n".encode()
+    try:
+        response = request(address, raw, timeout=timeout)
+    except IncompleteResponse as exc:
+        raise ConnectionError(str(exc)) from exc
+    except NoResponse as exc:
+        raise TimeoutError(str(exc)) from exc
+    return response.status, response.body
 
 
 class Load:

@@ -9,9 +9,10 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from tests.helpers.wait import wait_until
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
@@ -47,17 +48,17 @@ def nginx_test(conf: Path) -> subprocess.CompletedProcess[str]:
 
 def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
     """Return once 127.0.0.1:port accepts a connection; fail if the process exits first."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def listening() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"exited with {process.returncode} before listening on {port}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
+                return True
         except OSError:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"nothing listens on 127.0.0.1:{port}") from None
-            time.sleep(0.02)  # connect polling interval, not a synchronisation guess
+            return False
+
+    wait_until(listening, timeout, f"a listener on 127.0.0.1:{port}", interval=0.02)
 
 
 @contextlib.contextmanager
@@ -73,7 +74,7 @@ def running_nginx(conf_text: str, prefix: Path, port: int) -> Iterator[subproces
     try:
         try:
             wait_for_port(port, process)
-        except (RuntimeError, TimeoutError) as exc:
+        except (RuntimeError, AssertionError) as exc:
             process.kill()
             _, err = process.communicate(timeout=10)
             log = prefix / "error.log"

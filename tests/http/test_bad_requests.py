@@ -7,7 +7,14 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import FAST, Gate, ServerThread, echo_app, read_body, send_response
+from tests.helpers.engine import (
+    FAST,
+    Gate,
+    Serve,
+    ServerThread,
+    echo_app,
+    gated,
+)
 
 LIMITS = dataclasses.replace(
     FAST, max_url_bytes=1024, max_header_bytes=4096, max_headers=20, max_body_bytes=1000
@@ -198,7 +205,7 @@ BAD_REQUESTS = [
 
 
 @pytest.fixture
-def server(serve: Any) -> ServerThread:
+def server(serve: Serve) -> ServerThread:
     return serve(echo_app, LIMITS)
 
 
@@ -258,13 +265,7 @@ def test_bad_body_of_pipelined_request(serve: Any) -> None:
     """A queued request whose body turns out bad is answered 400 after the one in progress."""
     gate = Gate()
 
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        if scope["path"] == "/slow":
-            gate.entered.set()
-            await gate.wait()
-        await send_response(send, 200, await read_body(receive))
+    app = gated(gate, echo_app)
 
     server = serve(app, LIMITS)
     with server.connect() as conn:

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.routing import Route
 
-from tests.conftest import ServerThread
+from tests.helpers.engine import Serve, ServerThread
 
 CURL = shutil.which("curl")
 
@@ -147,7 +147,7 @@ APPS: dict[str, Callable[[Path], Any]] = {"starlette": starlette_app, "fastapi":
 
 
 @pytest.fixture(params=sorted(APPS))
-def server(request: pytest.FixtureRequest, serve: Any, data_file: Path) -> ServerThread:
+def server(request: pytest.FixtureRequest, serve: Serve, data_file: Path) -> ServerThread:
     return serve(APPS[request.param](data_file), lifespan="on")
 
 

@@ -9,15 +9,16 @@ import socket
 import subprocess
 import sys
 import tempfile
-import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from aioworker.http.cycle import Receive, Scope, Send
 from aioworker.http.server import serve, start_server
-from tests.conftest import FAST, read_body, run_in_loop, send_response
+from tests.helpers.client import request as raw_request
+from tests.helpers.engine import FAST, read_body, run_in_loop, send_response
 
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 
@@ -49,7 +50,7 @@ async def fetch(
     return int(head[9:12]), rest
 
 
-async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "lifespan":
         await receive()
         scope["state"]["greeting"] = "hi"
@@ -156,7 +157,7 @@ def test_startup_runs_before_accepting(loop_factory: LoopFactory) -> None:
         finish_startup = asyncio.Event()
         answered: list[str] = []
 
-        async def slow_start(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        async def slow_start(scope: Scope, receive: Receive, send: Send) -> None:
             if scope["type"] == "lifespan":
                 await receive()
                 in_startup.set()
@@ -193,7 +194,7 @@ def test_shutdown_after_draining(loop_factory: LoopFactory) -> None:
         entered = asyncio.Event()
         release = asyncio.Event()
 
-        async def draining(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        async def draining(scope: Scope, receive: Receive, send: Send) -> None:
             if scope["type"] == "lifespan":
                 await receive()
                 await send({"type": "lifespan.startup.complete"})
@@ -226,41 +227,10 @@ def test_shutdown_after_draining(loop_factory: LoopFactory) -> None:
     run_in_loop(loop_factory, main())
 
 
-RUN_SCRIPT = textwrap.dedent(
-    """
-    import socket, sys
-    from aioworker.config import HttpSettings
-    from aioworker.http.server import run
-
-    async def app(scope, receive, send):
-        if scope["type"] == "lifespan":
-            await receive()
-            print("STARTUP", flush=True)
-            await send({"type": "lifespan.startup.complete"})
-            await receive()
-            print("SHUTDOWN", flush=True)
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-length", b"3")]})
-        await send({"type": "http.response.body", "body": b"run"})
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    print("READY", sock.getsockname()[1], flush=True)
-    run(app, HttpSettings(graceful_timeout=2.0), sock=sock)
-    print("EXITED", flush=True)
-    """
-)
-
-
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_run_stops_on_signal(tmp_path: Path, signum: int) -> None:
-    script = tmp_path / "run_app.py"
-    script.write_text(RUN_SCRIPT)
+def test_run_stops_on_signal(signum: int) -> None:
     proc = subprocess.Popen(
-        [sys.executable, str(script)],
+        [sys.executable, "-m", "tests.apps.run_until_signal"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -272,13 +242,11 @@ def test_run_stops_on_signal(tmp_path: Path, signum: int) -> None:
         assert ready[:1] == ["READY"], ready
         port = int(ready[1])
         assert proc.stdout.readline().strip() == "STARTUP"
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
-            conn.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-            data = b""
-            while chunk := conn.recv(65536):
-                data += chunk
-        assert data.startswith(b"HTTP/1.1 200 ")
-        assert data.endswith(b"\r\n\r\nrun")
+        response = raw_request(
+            ("127.0.0.1", port), b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        )
+        assert (response.version, response.status, response.body) == ("1.1", 200, b"run")
+        assert not response.chunked
         proc.send_signal(signum)
         out, err = proc.communicate(timeout=10)
         assert proc.returncode == 0, err
@@ -319,7 +287,7 @@ def test_start_server_bind_failure_runs_lifespan_shutdown(loop_factory: LoopFact
     """When the address is taken, the app's startup is undone (shutdown) and the error raised."""
     events: list[str] = []
 
-    async def tracked(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def tracked(scope: Scope, receive: Receive, send: Send) -> None:
         assert scope["type"] == "lifespan"
         await receive()
         events.append("startup")

@@ -7,7 +7,6 @@ import json
 import socket
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 import zlib
@@ -22,59 +21,6 @@ BLOCKS = GIB // len(BLOCK)
 LIMIT_MB = 150
 PAUSE = 1.0  # seconds the slow side stalls: an unbounded server would buffer ~1 GiB by then
 
-SERVER = textwrap.dedent(
-    """
-    import asyncio, sys, zlib, json
-    import uvloop
-    from aioworker.config import HttpSettings
-    from aioworker.http.server import serve
-
-    BLOCK = bytes(range(256)) * 4096
-    PAUSE = float(sys.argv[2])
-
-    async def app(scope, receive, send):
-        if scope["type"] != "http":
-            return
-        if scope["path"] == "/upload":
-            total, crc, first = 0, 0, True
-            while True:
-                message = await receive()
-                body = message.get("body", b"")
-                total += len(body)
-                crc = zlib.crc32(body, crc)
-                if first:
-                    first = False
-                    await asyncio.sleep(PAUSE)  # a slow consumer: the client must be held back
-                if not message.get("more_body"):
-                    break
-            body = json.dumps({"total": total, "crc": crc}).encode()
-        elif scope["path"] == "/small":
-            body = BLOCK[:16384]
-        else:
-            n = int(scope["query_string"] or 0)
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": [(b"content-length", str(n * len(BLOCK)).encode())]})
-            for _ in range(n):
-                await send({"type": "http.response.body", "body": BLOCK, "more_body": True})
-            await send({"type": "http.response.body", "body": b""})
-            return
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
-
-    def ready(sockets):
-        print("READY", sockets[0].getsockname()[1], flush=True)
-
-    async def main():
-        await serve(app, HttpSettings(max_body_bytes=0, request_timeout=0,
-                                      body_timeout=30.0), port=0, ready=ready)
-
-    factory = uvloop.new_event_loop if sys.argv[1] == "uvloop" else asyncio.new_event_loop
-    loop = factory()
-    loop.run_until_complete(main())
-    """
-)
-
 
 def _status_kb(pid: int, key: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -84,11 +30,9 @@ def _status_kb(pid: int, key: str) -> int:
 
 
 @pytest.fixture
-def server_process(tmp_path: Path, loop_name: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
-    script = tmp_path / "flow_server.py"
-    script.write_text(SERVER)
+def server_process(loop_name: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
     proc = subprocess.Popen(
-        [sys.executable, str(script), loop_name, str(PAUSE)],
+        [sys.executable, "-m", "tests.apps.flow_server", loop_name, str(PAUSE)],
         stdout=subprocess.PIPE,
         text=True,
         cwd=Path(__file__).resolve().parents[2],

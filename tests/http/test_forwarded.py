@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from aioworker.config import HttpSettings
+from aioworker.http.cycle import Receive, Scope, Send
 from aioworker.http.forwarded import ProxyHeaders, parse_node
 
 PEER = ("127.0.0.1", 50000)
@@ -237,7 +238,7 @@ def test_bad_allow_entry() -> None:
 # ----------------------------------------------------------------------------- through the engine
 
 
-async def report_client(scope: dict[str, Any], receive: Any, send: Any) -> None:
+async def report_client(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] != "http":
         return
     body = json.dumps({"client": scope["client"], "scheme": scope["scheme"]}).encode()

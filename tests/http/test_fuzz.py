@@ -14,15 +14,9 @@ from typing import Any
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import (
-    FAST,
-    NoResponse,
-    RawConn,
-    ServerThread,
-    read_body,
-    send_response,
-    wait_until,
-)
+from tests.helpers.client import NoResponse, RawConn
+from tests.helpers.engine import FAST, ServerThread, read_body, send_response
+from tests.helpers.wait import wait_until
 
 LIMITS = dataclasses.replace(
     FAST, max_url_bytes=512, max_header_bytes=2048, max_headers=16, max_body_bytes=4096

@@ -9,7 +9,7 @@ import pytest
 
 from aioworker.config import HttpSettings
 from aioworker.http.lifespan import LifespanError
-from tests.conftest import Gate, ServerThread, send_response
+from tests.helpers.engine import Gate, ServerThread, send_response
 
 
 class LifespanApp:
@@ -136,8 +136,7 @@ def test_shutdown_waits_for_requests_in_progress(serve: Any) -> None:
             order.append("shutdown")
             await send({"type": "lifespan.shutdown.complete"})
             return
-        gate.entered.set()
-        await gate.wait()
+        await gate.hold()
         await send_response(send, 200, b"late")
         order.append("responded")
 

@@ -13,17 +13,18 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import (
+from tests.helpers.client import IncompleteResponse, RawConn
+from tests.helpers.engine import (
     FAST,
     Gate,
-    IncompleteResponse,
-    RawConn,
     echo_app,
+    gated,
     hello_app,
+    path_app,
     read_body,
     send_response,
-    wait_until,
 )
+from tests.helpers.wait import wait_until
 
 SHORT = 0.3  # seconds: the timeout under test
 SLACK = 2.0  # seconds: how late the server may act on a loaded 2-core CI machine
@@ -159,16 +160,16 @@ def test_max_connections(serve: Any) -> None:
             assert data == b"" or data.startswith(b"HTTP/1.1 503 "), data
         first.close()
         # Once the server has seen the close, a new connection is served again.
-        deadline = time.monotonic() + SLACK
-        while True:
+
+        def served() -> bool:
             with server.connect() as conn:
                 try:
                     conn.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-                    if conn.read_response().status == 200:
-                        break
+                    return bool(conn.read_response().status == 200)
                 except (IncompleteResponse, OSError):
-                    pass
-            assert time.monotonic() < deadline, "freed connection slot never reused"
+                    return False
+
+        wait_until(served, SLACK, "the freed connection slot to be reused")
         second.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
         assert second.read_response().status == 200
     finally:
@@ -183,8 +184,7 @@ def test_max_requests_in_progress_503(serve: Any) -> None:
         if scope["type"] != "http":
             return
         if scope["path"] == "/block":
-            gate.entered.set()
-            await gate.wait()
+            await gate.hold()
         await send_response(send, 200, b"done")
 
     server = serve(app, dataclasses.replace(FAST, max_requests_in_progress=1))
@@ -196,7 +196,7 @@ def test_max_requests_in_progress_503(serve: Any) -> None:
         assert time.monotonic() - start < SLACK
         assert refused.status == 503
         assert refused.header("retry-after") is not None
-        assert refused.header("retry-after").isdigit()  # type: ignore[union-attr]
+        assert refused.header("retry-after").isdigit()
         gate.open()
         assert busy.read_response().body == b"done"
     assert server.get("/").body == b"done"
@@ -334,8 +334,7 @@ def test_graceful_shutdown(serve: Any) -> None:
         if scope["type"] != "http":
             return
         if scope["path"] == "/slow":
-            gate.entered.set()
-            await gate.wait()
+            await gate.hold()
         await send_response(send, 200, b"done")
 
     server = serve(app, dataclasses.replace(FAST, graceful_timeout=5.0, keepalive_timeout=30.0))
@@ -351,15 +350,17 @@ def test_graceful_shutdown(serve: Any) -> None:
         idle.assert_closed(timeout=SLACK)  # idle keep-alive closed at once
         assert time.monotonic() - start < SLACK
         # No new connections once closing started.
-        deadline = time.monotonic() + SLACK
-        while True:
+
+        def refused() -> bool:
             try:
                 with server.connect(timeout=1.0) as late:
                     late.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
                     late.read_response(timeout=0.5)
             except (ConnectionRefusedError, IncompleteResponse, ConnectionResetError):
-                break
-            assert time.monotonic() < deadline, "server still accepts after close()"
+                return True
+            return False
+
+        wait_until(refused, SLACK, "the server to refuse connections after close()")
         assert server.running
         gate.open()
         response = busy.read_response()
@@ -378,8 +379,7 @@ def test_graceful_timeout_cuts_stuck_requests(serve: Any) -> None:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        gate.entered.set()
-        await asyncio.Event().wait()
+        await gate.hold()  # never opened: a stuck app
 
     server = serve(app, dataclasses.replace(FAST, graceful_timeout=SHORT))
     with server.connect() as conn:
@@ -400,8 +400,7 @@ def test_state_counters(serve: Any) -> None:
         if scope["type"] != "http":
             return
         if scope["path"] == "/slow":
-            gate.entered.set()
-            await gate.wait()
+            await gate.hold()
         body = await read_body(receive)
         await send_response(send, 404 if scope["path"] == "/missing" else 200, body)
 
@@ -451,8 +450,7 @@ def test_timeouts_do_not_cut_a_slow_app(serve: Any) -> None:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        gate.entered.set()
-        await gate.wait()  # longer than every client timeout, before reading the body
+        await gate.hold()  # longer than every client timeout, before reading the body
         await send_response(send, 200, await read_body(receive))
 
     settings = dataclasses.replace(
@@ -472,13 +470,7 @@ def test_pipelined_requests_wait_for_their_turn(serve: Any) -> None:
     """Requests queued behind a slow one are not cut by the head or keep-alive timeout."""
     gate = Gate()
 
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        if scope["path"] == "/slow":
-            gate.entered.set()
-            await gate.wait()
-        await send_response(send, 200, scope["path"].encode())
+    app = gated(gate, path_app)
 
     settings = dataclasses.replace(FAST, header_timeout=SHORT, keepalive_timeout=SHORT)
     server = serve(app, settings)
@@ -538,13 +530,7 @@ def test_partial_pipelined_head_during_slow_response(serve: Any) -> None:
     still gets its own response, never a 408 in its place."""
     gate = Gate()
 
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        if scope["path"] == "/slow":
-            gate.entered.set()
-            await gate.wait()
-        await send_response(send, 200, scope["path"].encode())
+    app = gated(gate, path_app)
 
     server = serve(app, dataclasses.replace(FAST, header_timeout=SHORT))
     with server.connect() as conn:

@@ -10,19 +10,13 @@ import logging
 import tempfile
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
-from tests.conftest import (
-    FAST,
-    Gate,
-    IncompleteResponse,
-    ServerThread,
-    read_body,
-    send_response,
-    wait_until,
-)
+from tests.helpers.client import IncompleteResponse
+from tests.helpers.engine import FAST, Gate, Serve, ServerThread, read_body, send_response
+from tests.helpers.wait import wait_until
 
 
 def _latin(value: bytes) -> str:
@@ -95,7 +89,7 @@ async def inspect_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 @pytest.fixture
-def server(serve: Any) -> ServerThread:
+def server(serve: Serve) -> ServerThread:
     return serve(inspect_app)
 
 
@@ -198,9 +192,14 @@ def test_valid_bytewise(server: ServerThread, raw: bytes, expected: dict[str, An
         _check(conn.read_response(), expected)
 
 
+def _valid_cases() -> list[tuple[bytes, dict[str, Any]]]:
+    """VALID as (raw, expected) pairs, for the tests that send them all at once."""
+    return [(cast(bytes, p.values[0]), cast("dict[str, Any]", p.values[1])) for p in VALID]
+
+
 def test_valid_pipelined(server: ServerThread) -> None:
     """Every valid request in one send; the answers come back in order."""
-    cases = [(p.values[0], p.values[1]) for p in VALID]
+    cases = _valid_cases()
     with server.connect() as conn:
         conn.send(b"".join(raw for raw, _ in cases))
         for _, expected in cases:
@@ -209,11 +208,11 @@ def test_valid_pipelined(server: ServerThread) -> None:
 
 
 def test_pipelined_bytewise_with_bodies(server: ServerThread) -> None:
-    raws = [p.values[0] for p in VALID] * 2
+    cases = _valid_cases() * 2
     with server.connect() as conn:
-        conn.send_bytewise(b"".join(raws))
-        for p in VALID * 2:
-            _check(conn.read_response(), p.values[1])
+        conn.send_bytewise(b"".join(raw for raw, _ in cases))
+        for _, expected in cases:
+            _check(conn.read_response(), expected)
 
 
 # Requests after which the connection closes, with bodies: each also sent head first, body later.

@@ -16,7 +16,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from aioworker.observe.metrics import MetricsServer, readiness, render
 from aioworker.observe.scoreboard import WorkerSample
 from tests.helpers import observe as observe_helpers
+from tests.helpers.client import exchange
 from tests.helpers.observe import NOW
+from tests.helpers.wait import wait_until
 
 BUCKETS = (0.01, 0.1, 1.0)
 
@@ -226,15 +228,6 @@ def test_http_health_and_readiness(
     assert httpx.get(base + "/readyz?verbose=1").status_code == 200
 
 
-def exchange(port: int, raw: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(raw)
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-        return data
-
-
 @pytest.mark.parametrize(
     ("raw", "status"),
     [
@@ -251,7 +244,7 @@ def exchange(port: int, raw: bytes) -> bytes:
 )
 def test_http_bad_requests(served: tuple[str, MetricsServer], raw: bytes, status: int) -> None:
     _, server = served
-    reply = exchange(server.port, raw)
+    reply = exchange(("127.0.0.1", server.port), raw)
     assert reply.startswith(f"HTTP/1.1 {status} ".encode())
     assert b"\r\nConnection: close\r\n" in reply
 
@@ -275,20 +268,20 @@ def test_connection_cap(served: tuple[str, MetricsServer]) -> None:
     base, server = served
     hogs = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(4)]
     # Wait until the loop accepted them all (an event: the server's own count).
-    deadline = time.monotonic() + 5
-    while len(server.server.connections) < 4:
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
+    wait_until(lambda: len(server.server.connections) >= 4, what="4 connections accepted")
     extra = socket.create_connection(("127.0.0.1", server.port))
     extra.settimeout(5)
     assert extra.recv(100) == b""  # refused at once, not queued behind the hogs
     extra.close()
     for sock in hogs:
         sock.close()
-    deadline = time.monotonic() + 5
-    while True:
+
+    def healthy() -> bool:
         try:
-            assert httpx.get(base + "/healthz", timeout=2).status_code == 200
-            break
+            response = httpx.get(base + "/healthz", timeout=2)
         except httpx.TransportError:
-            assert time.monotonic() < deadline
+            return False
+        assert response.status_code == 200
+        return True
+
+    wait_until(healthy, 5.0, "the server to answer once the hogs left")

@@ -11,55 +11,24 @@ import os
 import re
 import socket
 import subprocess
-import textwrap
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from aioworker.supervisor.control import ControlError, NoMaster, request
-from tests.helpers.master import PYTHON, ROOT, MasterProcess, get
+from tests.helpers.client import RawConn
+from tests.helpers.master import PYTHON, ROOT, MasterProcess, get, spawn_python
+from tests.helpers.wait import wait_until
+
+T = TypeVar("T")
 
 pytestmark = pytest.mark.slow
-
-APP = """
-import asyncio, os, sys, time
-
-HOLD = os.path.join(os.path.dirname(__file__), "HOLD")
-KEEP = []
-
-
-def generate_quarterly_report_blocking(seconds):
-    print(f"BLOCKING pid={os.getpid()}", file=sys.stderr, flush=True)
-    time.sleep(seconds)
-
-
-async def app(scope, receive, send):
-    if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                while os.path.exists(HOLD):  # lets a test keep a group down
-                    await asyncio.sleep(0.02)
-                await send({"type": "lifespan.startup.complete"})
-            else:
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-    if scope["path"].startswith("/task/report"):
-        generate_quarterly_report_blocking(30)
-    elif scope["path"] == "/nap":
-        await asyncio.sleep(0.3)
-    elif scope["path"] == "/task/grow":
-        KEEP.append(bytearray(b"x" * (100 * 1024 * 1024)))  # a leak, touched so it is resident
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    await send({"type": "http.response.body", "body": str(os.getpid()).encode()})
-"""
 
 CONFIG = """
 [server]
@@ -67,12 +36,12 @@ graceful_timeout = 2.0
 keepalive_timeout = 1.0
 
 [groups.web]
-app = "obsapp:app"
+app = "tests.apps.observed:app"
 listen = "http://127.0.0.1:0"
 count = 2
 
 [groups.task]
-app = "obsapp:app"
+app = "tests.apps.observed:app"
 listen = "http://127.0.0.1:0"
 count = 1
 timeout = 2.5
@@ -91,23 +60,10 @@ RUN = (
 
 @contextmanager
 def observed_master(directory: Path, hooks: str, config: str = CONFIG) -> Iterator[MasterProcess]:
-    (directory / "obsapp.py").write_text(textwrap.dedent(APP))
     (directory / "config.toml").write_text(config)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [PYTHON, "-c", RUN.format(hooks=hooks)],
-        cwd=directory,
-        env=env,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
-    m = MasterProcess(proc, directory)
+    m = spawn_python(["-c", RUN.format(hooks=hooks)], directory)
     try:
-        m.wait_for(r"started pid=")
-        for found in m.all_matches(r"listening group=(\w+) url=http://[\d.]+:(\d+)"):
-            m.ports[found.group(1)] = int(found.group(2))
+        m.wait_started()
         m.ports["metrics"] = int(m.wait_for(r"metrics on http://127.0.0.1:(\d+)").group(1))
         yield m
     finally:
@@ -128,15 +84,9 @@ def group(doc: dict[str, Any], name: str) -> dict[str, Any]:
     return next(g for g in doc["groups"] if g["name"] == name)
 
 
-def until(predicate: Callable[[], Any], timeout: float = 15.0) -> Any:
+def until(predicate: Callable[[], T | None]) -> T:
     """Ask the master again until `predicate` returns something true (each ask is an event)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
+    return wait_until(predicate, 15.0, interval=0.05)
 
 
 def metrics(m: MasterProcess) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
@@ -334,19 +284,18 @@ def test_control_stops_and_starts_one_group(master: MasterProcess) -> None:
     assert get(master.url("web"))[0] == 200
     assert httpx.get(ready).status_code == 200
     # The listener stays open: a request sent now waits in the queue for the group.
-    with socket.create_connection(master.url("task"), timeout=10) as waiting:
-        waiting.sendall(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+    with RawConn.connect(master.url("task"), timeout=10) as waiting:
+        waiting.send(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
         assert request(sock, "start", groups=["task"])["groups"] == ["task"]
         new_pid = int(master.wait_for(r"ready group=task slot=0 pid=(\d+)", since).group(1))
-        answer = b"".join(iter(lambda: waiting.recv(65536), b""))
-    assert answer.startswith(b"HTTP/1.1 200 ")
-    assert answer.endswith(str(new_pid).encode())
+        answer = waiting.read_response(timeout=10)
+    assert (answer.version, answer.status) == ("1.1", 200)
+    assert answer.body == str(new_pid).encode()
     assert group(status(master), "task")["state"] == "running"
 
 
 def test_taken_metrics_port_fails_the_start(tmp_path: Path) -> None:
     """Like a group's port: a master asked for metrics does not run without them."""
-    (tmp_path / "obsapp.py").write_text(textwrap.dedent(APP))
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

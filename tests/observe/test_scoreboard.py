@@ -31,6 +31,7 @@ from aioworker.observe.scoreboard import (
     start_heartbeat,
 )
 from tests.helpers.observe import fork, reap
+from tests.helpers.wait import wait_until
 
 pytestmark = pytest.mark.usefixtures("no_orphans")
 
@@ -77,15 +78,6 @@ class Lines:
             self.buf += chunk
         line, _, self.buf = self.buf.partition(b"\n")
         return line.decode()
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll shared memory until `predicate` holds (it changes without any event to wait on)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        select.select([], [], [], 0.002)
 
 
 @pytest.fixture
@@ -256,7 +248,7 @@ def test_heartbeat_beats_and_stops_while_blocked(
         seen.add(one(board).heartbeat_mono)
         return len(seen) >= 4
 
-    wait_for(beating)
+    wait_until(beating, 10.0, "4 distinct heartbeats")
     assert one(board).state == "ready"
 
     os.write(to_child_w, b"b")
@@ -267,14 +259,14 @@ def test_heartbeat_beats_and_stops_while_blocked(
         return age is not None and age >= block_for
 
     # No beat while blocked: the heartbeat ages, and the last one predates the block.
-    wait_for(stale)
+    wait_until(stale, 10.0, "the heartbeat to age past the block")
     frozen = one(board)
     assert frozen.heartbeat_mono <= blocking_at
     assert frozen.requests == 1
     os.write(release_w, b"u")
     unblocked_at = float(lines.next().split()[1])
     # Unblocked, it beats again and copies the new counters.
-    wait_for(lambda: one(board).heartbeat_mono > unblocked_at)
+    wait_until(lambda: one(board).heartbeat_mono > unblocked_at, 10.0, "a beat after the block")
     assert one(board).requests == 2
 
     os.write(to_child_w, b"s")
@@ -318,7 +310,7 @@ def test_refresh_inside_a_write_is_skipped(board: Scoreboard) -> None:
         return int.from_bytes(board._buf[offset : offset + 8], "little")
 
     class Interrupting(State):
-        @property  # type: ignore[override]
+        @property
         def requests(self) -> int:
             writer.update(beat=False)  # what the signal handler would do right here
             return 5

@@ -34,6 +34,7 @@ from aioworker.observe.watchdog import (
 )
 from tests.helpers import observe as observe_helpers
 from tests.helpers.observe import fork
+from tests.helpers.wait import wait_until
 
 MIB = 1024 * 1024
 
@@ -132,7 +133,7 @@ def test_stack_waits_for_the_refreshed_snapshot() -> None:
         pytest.param({"state": "draining"}, [REFRESH], id="draining-still-watched"),
     ],
 )
-def test_which_workers_are_watched(changes: dict[str, object], expected: list[str]) -> None:
+def test_which_workers_are_watched(changes: dict[str, Any], expected: list[str]) -> None:
     s = sample(**changes)
     assert kinds(Watchdog().check([s], LIMITS, 1000.0 + 10.0)) == expected
 
@@ -179,7 +180,7 @@ def test_memory_recycles_after_consecutive_samples() -> None:
         pytest.param({}, 0, id="no-limit"),
     ],
 )
-def test_memory_ignored(changes: dict[str, object], max_rss_mb: int) -> None:
+def test_memory_ignored(changes: dict[str, Any], max_rss_mb: int) -> None:
     dog = Watchdog(rss_samples=1)
     s = sample(heartbeat=0.0, **changes)
     assert dog.check([s], {"web": Limits(max_rss_mb=max_rss_mb)}, 1.0, {100: 10**10}) == []
@@ -258,13 +259,19 @@ def blocked_worker(board: Scoreboard, index: int, log_w: int, out_w: int) -> Cal
     return child
 
 
-def test_stack_dump_of_a_blocked_uvloop_worker() -> None:
+def start_blocked_worker() -> tuple[Scoreboard, int, int, tuple[int, int, int, int]]:
+    """A forked uvloop worker blocked in its handler: (board, slot index, pid, its 4 pipe fds)."""
     board = Scoreboard.create(2)
     index = board.claim(0, "task", 0)
     log_r, log_w = os.pipe()
     out_r, out_w = os.pipe()
     pid = fork(blocked_worker(board, index, log_w, out_w))
     read_until(out_r, b"BLOCKING")
+    return board, index, pid, (log_r, log_w, out_r, out_w)
+
+
+def test_stack_dump_of_a_blocked_uvloop_worker() -> None:
+    board, index, pid, (log_r, log_w, out_r, out_w) = start_blocked_worker()
     # Before the refresh the slot still shows no request: it was written before the block.
     before = board.read(index)
     assert before is not None
@@ -273,11 +280,13 @@ def test_stack_dump_of_a_blocked_uvloop_worker() -> None:
     log = read_until(log_r, b"distinctive_blocking_handler_x7").decode()
     assert "most recent call first" in log
     # The chained Python handler refreshed the slot without faking a heartbeat.
-    deadline = time.monotonic() + 10
-    while (after := board.read(index)) is not None and after.oldest is None:
-        assert time.monotonic() < deadline, "slot not refreshed"
-        select.select([], [], [], 0.005)
-    assert after is not None
+
+    def refreshed() -> WorkerSample | None:
+        sample = board.read(index)
+        assert sample is not None
+        return sample if sample.oldest is not None else None
+
+    after = wait_until(refreshed, 10.0, "the slot to be refreshed")
     assert after.oldest is not None
     assert (after.oldest.method, after.oldest.path) == ("GET", "/task/sleep?seconds=60")
     assert after.in_progress == 1
@@ -291,19 +300,13 @@ def test_stack_dump_of_a_blocked_uvloop_worker() -> None:
 
 def test_watchdog_drives_refresh_stack_and_kill() -> None:
     """The master's side in miniature: snapshot -> decisions -> signals, on a real worker."""
-    board = Scoreboard.create(2)
-    index = board.claim(0, "task", 0)
-    log_r, log_w = os.pipe()
-    out_r, out_w = os.pipe()
-    pid = fork(blocked_worker(board, index, log_w, out_w))
-    read_until(out_r, b"BLOCKING")
+    board, _, pid, (log_r, log_w, out_r, out_w) = start_blocked_worker()
     dog = Watchdog(blocked_after=0.2, kill_grace=0.2)
     limits = {"task": Limits(timeout=1.2, soft_timeout=0.4)}  # wide windows: CI may lag
     done: list[str] = []
-    killed_message = ""
-    deadline = time.monotonic() + 20
-    while KILL not in done:
-        assert time.monotonic() < deadline, f"watchdog did not finish: {done}"
+    killed: list[str] = []
+
+    def tick() -> bool:
         for action in dog.check(board.snapshot(), limits, time.monotonic()):
             done.append(action.kind)
             if action.kind == REFRESH:
@@ -311,10 +314,13 @@ def test_watchdog_drives_refresh_stack_and_kill() -> None:
             elif action.kind == STACK:
                 os.kill(action.pid, STACK_SIGNAL)
             elif action.kind == KILL:
-                killed_message = action.message
+                killed.append(action.message)
                 os.kill(action.pid, signal.SIGKILL)
-        select.select([], [], [], 0.02)  # the master's loop tick
+        return KILL in done
+
+    wait_until(tick, 20.0, "the watchdog to kill", interval=0.02)  # the master's loop tick
     assert done == [REFRESH, STACK, STACK, KILL]
+    (killed_message,) = killed
     _, status = os.waitpid(pid, 0)
     assert os.WTERMSIG(status) == signal.SIGKILL
     # Two dumps (soft, then hard), each naming the blocking function.

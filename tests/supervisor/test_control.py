@@ -26,6 +26,7 @@ from aioworker.supervisor.control import (
     query,
     request,
 )
+from tests.helpers.client import exchange
 
 
 class Loop:
@@ -134,17 +135,6 @@ def test_refused_commands(
     assert request(server.path, "status")["ok"] is True
 
 
-def raw_exchange(path: Path, payload: bytes) -> bytes:
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.settimeout(5)
-        sock.connect(str(path))
-        sock.sendall(payload)
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-        return data
-
-
 @pytest.mark.parametrize(
     ("payload", "error"),
     [
@@ -157,7 +147,7 @@ def raw_exchange(path: Path, payload: bytes) -> bytes:
 )
 def test_bad_requests(control: tuple[ControlServer, Loop], payload: bytes, error: str) -> None:
     server, _ = control
-    reply = json.loads(raw_exchange(server.path, payload))
+    reply = json.loads(exchange(str(server.path), payload))
     assert reply["ok"] is False
     assert error in reply["error"]
 

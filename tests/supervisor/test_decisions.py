@@ -22,8 +22,6 @@ from aioworker.supervisor.plan import (
 from aioworker.supervisor.records import Group
 from aioworker.supervisor.reloading import bump, reconcile
 
-READY = dict(ready_at=1.0)
-
 
 @pytest.mark.parametrize(
     ("worker", "cause"),
@@ -32,10 +30,12 @@ READY = dict(ready_at=1.0)
         pytest.param(
             WorkerInfo(1, "web", 0, killed=True, cause="timeout"), "boot", id="killed-boot"
         ),
-        pytest.param(WorkerInfo(1, "web", 0, **READY), "crash", id="crash"),
-        pytest.param(WorkerInfo(1, "web", 0, killed=True, **READY), "killed", id="killed"),
+        pytest.param(WorkerInfo(1, "web", 0, ready_at=1.0), "crash", id="crash"),
+        pytest.param(WorkerInfo(1, "web", 0, killed=True, ready_at=1.0), "killed", id="killed"),
         pytest.param(
-            WorkerInfo(1, "web", 0, killed=True, cause="timeout", **READY), "timeout", id="timeout"
+            WorkerInfo(1, "web", 0, killed=True, cause="timeout", ready_at=1.0),
+            "timeout",
+            id="timeout",
         ),
     ],
 )
@@ -48,7 +48,9 @@ def test_exit_cause(worker: WorkerInfo, cause: str) -> None:
     [
         pytest.param(WorkerInfo(2, "web", 0, generation=1), True, True, id="replacement-died"),
         pytest.param(WorkerInfo(2, "web", 0, generation=1), False, False, id="no-older"),
-        pytest.param(WorkerInfo(2, "web", 0, generation=1, **READY), True, False, id="was-ready"),
+        pytest.param(
+            WorkerInfo(2, "web", 0, generation=1, ready_at=1.0), True, False, id="was-ready"
+        ),
         pytest.param(
             WorkerInfo(2, "web", 0, generation=1, stopping_since=2.0), True, False, id="asked"
         ),
@@ -60,16 +62,16 @@ def test_reload_failed(worker: WorkerInfo, older_serves: bool, failed: bool) -> 
 
 def test_reload_complete_only_when_every_slot_runs_the_new_generation() -> None:
     want = GroupWant("web", count=2, generation=1)
-    old = [WorkerInfo(p, "web", s, generation=0, **READY) for p, s in ((1, 0), (2, 1))]
-    new0 = WorkerInfo(3, "web", 0, generation=1, **READY)
-    new1 = WorkerInfo(4, "web", 1, generation=1, **READY)
+    old = [WorkerInfo(p, "web", s, generation=0, ready_at=1.0) for p, s in ((1, 0), (2, 1))]
+    new0 = WorkerInfo(3, "web", 0, generation=1, ready_at=1.0)
+    new1 = WorkerInfo(4, "web", 1, generation=1, ready_at=1.0)
     starting1 = dataclasses.replace(new1, ready_at=None)
     draining = [dataclasses.replace(w, stopping_since=2.0) for w in old]
     assert not reload_complete(want, old)
     assert not reload_complete(want, [draining[0], old[1], new0, starting1])
     assert not reload_complete(want, [draining[0], old[1], new0, new1])  # old[1] still serves
     assert reload_complete(want, [*draining, new0, new1])
-    assert reload_complete(want, [new0, new1, WorkerInfo(9, "task", 0, **READY)])
+    assert reload_complete(want, [new0, new1, WorkerInfo(9, "task", 0, ready_at=1.0)])
     assert not reload_complete(GroupWant("web", count=3, generation=1), [new0, new1])
 
 
@@ -128,15 +130,15 @@ def test_bump_raises_generations_of_reloadable_or_named_groups() -> None:
 def test_accepting_slots_are_those_with_a_ready_free_worker() -> None:
     want = GroupWant("task", count=3)
     workers = [
-        WorkerInfo(1, "task", 0, **READY),
-        WorkerInfo(2, "task", 1, busy=True, **READY),  # its loop is blocked
+        WorkerInfo(1, "task", 0, ready_at=1.0),
+        WorkerInfo(2, "task", 1, busy=True, ready_at=1.0),  # its loop is blocked
         WorkerInfo(3, "task", 2),  # still starting
-        WorkerInfo(4, "web", 2, **READY),
+        WorkerInfo(4, "web", 2, ready_at=1.0),
     ]
     assert accepting_slots(want, workers) == (0,)
     # A reload's replacement serves the slot while the old worker drains.
-    replacement = [WorkerInfo(5, "task", 2, generation=1, **READY)]
-    draining = [WorkerInfo(6, "task", 1, stopping_since=2.0, **READY)]
+    replacement = [WorkerInfo(5, "task", 2, generation=1, ready_at=1.0)]
+    draining = [WorkerInfo(6, "task", 1, stopping_since=2.0, ready_at=1.0)]
     assert accepting_slots(want, workers + replacement + draining) == (0, 2)
     assert accepting_slots(GroupWant("task", count=1), workers + replacement) == (0,)
 

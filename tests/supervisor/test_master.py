@@ -10,11 +10,13 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from aioworker.supervisor.plan import backoff_delay
+from tests.helpers.client import request
 from tests.helpers.master import (
     PYTHON,
     Load,
@@ -28,12 +30,12 @@ from tests.helpers.master import (
 
 TWO_GROUPS = """
 [groups.web]
-app = "testapp:app"
+app = "tests.apps.testapp:app"
 listen = "http://127.0.0.1:0"
 count = 2
 
 [groups.task]
-app = "testapp:app"
+app = "tests.apps.testapp:app"
 listen = "http://127.0.0.1:0"
 count = 2
 routes = ["/task"]
@@ -81,7 +83,7 @@ def test_isolation_web_answers_while_every_task_worker_is_blocked() -> None:
 def test_crash_worker_is_replaced_on_the_same_socket_without_failing_other_requests() -> None:
     config = config_text("""
         [groups.web]
-        app = "testapp:app"
+        app = "tests.apps.testapp:app"
         listen = "http://127.0.0.1:0"
         count = 2
     """)
@@ -111,7 +113,7 @@ def test_reload_under_load_loses_nothing_and_replaces_every_pid(reuse_port: str)
     config = config_text(
         f"""
         [groups.web]
-        app = "testapp:app"
+        app = "tests.apps.testapp:app"
         listen = "http://127.0.0.1:0"
         count = 2
         reuse_port = {reuse_port}
@@ -141,7 +143,7 @@ def test_reload_under_load_loses_nothing_and_replaces_every_pid(reuse_port: str)
 def test_graceful_stop_finishes_requests_refuses_new_ones_and_removes_the_pid_file() -> None:
     config = config_text("""
         [groups.web]
-        app = "testapp:app"
+        app = "tests.apps.testapp:app"
         listen = "http://127.0.0.1:0"
         count = 1
     """)
@@ -223,13 +225,13 @@ def test_start_fails_with_the_apps_own_error(setup: dict[str, str], expected: st
 def test_env_table_group_variables_and_ttin_ttou() -> None:
     config = config_text("""
         [groups.web]
-        app = "testapp:app"
+        app = "tests.apps.testapp:app"
         listen = "http://127.0.0.1:0"
         count = 1
         [groups.web.env]
         GREETING = "hello"
         [groups.side]
-        app = "testapp:app"
+        app = "tests.apps.testapp:app"
         listen = "http://127.0.0.1:0"
         count = 1
         routes = ["/side"]
@@ -274,7 +276,7 @@ def test_privileges_workers_run_as_nobody_on_a_low_port() -> None:
     config = config_text(
         f"""
         [groups.web]
-        app = "testapp:app"
+        app = "tests.apps.testapp:app"
         listen = "http://127.0.0.1:{port}"
         count = 1
         group = "nogroup"
@@ -314,19 +316,14 @@ def test_unix_socket_group_serves_and_removes_its_socket_file() -> None:
     path = directory / "web.sock"
     config = config_text(f"""
         [groups.web]
-        app = "testapp:app"
+        app = "tests.apps.testapp:app"
         listen = "unix:{path}"
         count = 2
     """)
     with running_master(config, directory) as master:
-        with socket.socket(socket.AF_UNIX) as client:
-            client.connect(str(path))
-            client.sendall(b"GET /info HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            data = b""
-            while chunk := client.recv(65536):
-                data += chunk
-        assert data.startswith(b"HTTP/1.1 200")
-        assert b'"group": "web"' in data
+        response = request(str(path), b"GET /info HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert (response.version, response.status) == ("1.1", 200)
+        assert b'"group": "web"' in response.body
         master.signal(signal.SIGTERM)
         assert master.wait(20) == 0
     assert not path.exists()
@@ -335,11 +332,11 @@ def test_unix_socket_group_serves_and_removes_its_socket_file() -> None:
 def test_main_group_runs_a_supervised_coroutine_restarted_after_a_crash() -> None:
     config = config_text("""
         [groups.web]
-        app = "testapp:app"
+        app = "tests.apps.testapp:app"
         listen = "http://127.0.0.1:0"
         count = 1
         [groups.consumer]
-        main = "testapp:consume"
+        main = "tests.apps.testapp:consume"
         count = 2
     """)
     with running_master(config) as master:
@@ -359,7 +356,7 @@ def test_main_group_runs_a_supervised_coroutine_restarted_after_a_crash() -> Non
 def test_preload_imports_the_app_once_in_the_master() -> None:
     config = config_text("""
         [groups.web]
-        app = "testapp:app"
+        app = "tests.apps.testapp:app"
         listen = "http://127.0.0.1:0"
         count = 2
         preload = true
@@ -381,7 +378,7 @@ def test_preload_imports_the_app_once_in_the_master() -> None:
 def test_preload_imports_in_the_master_and_calls_the_factory_in_each_worker() -> None:
     config = config_text("""
         [groups.web]
-        app = "testapp:make_app"
+        app = "tests.apps.testapp:make_app"
         factory = true
         preload = true
         listen = "http://127.0.0.1:0"
@@ -398,7 +395,7 @@ def test_preload_imports_in_the_master_and_calls_the_factory_in_each_worker() ->
 def test_max_requests_recycles_a_worker_after_its_replacement_is_ready() -> None:
     config = config_text("""
         [groups.web]
-        app = "testapp:app"
+        app = "tests.apps.testapp:app"
         listen = "http://127.0.0.1:0"
         count = 1
         max_requests = 20
@@ -476,7 +473,7 @@ def test_reload_skips_groups_that_are_not_reloadable() -> None:
 def test_worker_that_never_becomes_ready_is_killed_after_start_timeout() -> None:
     config = config_text("""
         [groups.web]
-        app = "testapp:app"
+        app = "tests.apps.testapp:app"
         listen = "http://127.0.0.1:0"
         count = 1
         start_timeout = 0.5
@@ -499,7 +496,7 @@ def test_fast_stop_does_not_wait_for_requests_in_progress(signals: list[int]) ->
     config = config_text(
         """
         [groups.web]
-        app = "testapp:app"
+        app = "tests.apps.testapp:app"
         listen = "http://127.0.0.1:0"
         count = 1
     """,
@@ -583,7 +580,7 @@ class Broken(Hook):
     def worker_started(self, ctx):
         raise RuntimeError("worker bug")
 
-config = aioworker.Config.single("testapp:app", "http://127.0.0.1:0", 2)
+config = aioworker.Config.single("tests.apps.testapp:app", "http://127.0.0.1:0", 2)
 raise SystemExit(aioworker.run(config, hooks=[Broken(), Probe()]))
 """
 
@@ -626,7 +623,7 @@ def test_worker_whose_loop_is_blocked_is_killed_after_the_stop_timeout() -> None
     config = config_text(
         """
         [groups.web]
-        app = "testapp:app"
+        app = "tests.apps.testapp:app"
         listen = "http://127.0.0.1:0"
         count = 1
         """,
@@ -647,10 +644,10 @@ def test_worker_whose_loop_is_blocked_is_killed_after_the_stop_timeout() -> None
         blocked.join(10)
 
 
-def _ignore_errors(fn: object) -> object:
+def _ignore_errors(fn: Callable[..., object]) -> Callable[..., None]:
     def call(*args: object) -> None:
         try:
-            fn(*args)  # type: ignore[operator]
+            fn(*args)
         except OSError:
             pass
 
@@ -767,7 +764,7 @@ def test_removed_slot_stops_receiving_connections_while_its_worker_drains() -> N
     config = config_text(
         """
         [groups.web]
-        app = "testapp:app"
+        app = "tests.apps.testapp:app"
         listen = "http://127.0.0.1:0"
         count = 2
         """,
@@ -829,7 +826,7 @@ def test_master_survives_when_a_new_worker_cannot_be_started() -> None:
     directory = make_dir()
     config = config_text("""
         [groups.web]
-        app = "testapp:app"
+        app = "tests.apps.testapp:app"
         listen = "http://127.0.0.1:0"
         count = 1
     """)

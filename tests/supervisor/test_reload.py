@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 WEB = """
 [groups.web]
-app = "testapp:app"
+app = "tests.apps.testapp:app"
 listen = "http://127.0.0.1:0"
 count = 1
 """
@@ -97,7 +97,7 @@ sys.exit(run("config.toml"))
 def test_control_socket_serves_a_master_without_any_hook() -> None:
     """status, reload -g, stop -g and start -g are the master's own, not a hook's."""
     directory = make_dir()
-    two = WEB + '\n[groups.task]\napp = "testapp:app"\nlisten = "http://127.0.0.1:0"\n'
+    two = WEB + '\n[groups.task]\napp = "tests.apps.testapp:app"\nlisten = "http://127.0.0.1:0"\n'
     (directory / "config.toml").write_text(config_text(two + 'count = 1\nroutes = ["/task"]\n'))
     (directory / "nohooks.py").write_text(textwrap.dedent(NO_HOOKS))
     master = spawn_python(["nohooks.py"], directory)

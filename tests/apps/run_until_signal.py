@@ -1,0 +1,37 @@
+"""`aioworker.http.server.run()` in a process of its own, for the signal tests of test_embedding.
+
+`python -m tests.apps.run_until_signal` prints `READY PORT`, then `STARTUP`, answers "run" to any
+request, and on SIGTERM or SIGINT prints `SHUTDOWN` (lifespan) and `EXITED` (run() returned).
+"""
+
+from __future__ import annotations
+
+import socket
+
+from aioworker.config import HttpSettings
+from aioworker.http.cycle import Receive, Scope, Send
+from aioworker.http.server import run
+
+
+async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] == "lifespan":
+        await receive()
+        print("STARTUP", flush=True)
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        print("SHUTDOWN", flush=True)
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"3")]}
+    )
+    await send({"type": "http.response.body", "body": b"run"})
+
+
+if __name__ == "__main__":
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    print("READY", sock.getsockname()[1], flush=True)
+    run(app, HttpSettings(graceful_timeout=2.0), sock=sock)
+    print("EXITED", flush=True)
