@@ -110,6 +110,10 @@ def render(
             ("aioworker_group_workers_ready", "gauge", "Workers of the group ready to serve."),
             ("aioworker_group_ready", "gauge", "1 when every worker of the group is ready."),
             ("aioworker_worker_restarts_total", "counter", "Unplanned worker exits by reason."),
+            ("aioworker_slot_accepting", "gauge", "1 while new connections go to the slot "
+             "(groups with per-slot sockets)."),
+            ("aioworker_slot_busy_total", "counter", "Times the slot's worker was seen blocked "
+             "and new connections were steered away from it."),
             ("aioworker_requests_total", "counter", "Requests served, by status class."),
             ("aioworker_requests_in_progress", "gauge", "Requests being served."),
             ("aioworker_request_duration_seconds", "histogram", "Time to serve a request."),
@@ -132,6 +136,13 @@ def render(
         f["aioworker_group_ready"].add(int(ready >= expected), group=name)
         for reason, count in sorted(dict(group.get("restarts", {})).items()):
             f["aioworker_worker_restarts_total"].add(count, group=name, reason=str(reason))
+        accepting = group.get("accepting")
+        if accepting is not None:
+            episodes = dict(group.get("busy_episodes", {}))
+            for number in range(expected):
+                labels = {"group": name, "worker": str(number)}
+                f["aioworker_slot_accepting"].add(int(number in accepting), **labels)
+                f["aioworker_slot_busy_total"].add(int(episodes.get(str(number), 0)), **labels)
     slots: dict[tuple[str, int], _Slot] = {}
     for s in samples:
         if not s.pid:

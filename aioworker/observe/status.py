@@ -58,6 +58,7 @@ def build(
                 "slot": record.get("slot", sample.slot if sample else 0),
                 "generation": record.get("generation", 0),
                 "state": state,
+                "busy": bool(record.get("busy", False)),
                 "blocked_for": blocked_for,
                 "uptime": record.get(
                     "uptime", round(now - sample.started_mono, 3) if sample else None
@@ -112,6 +113,8 @@ def build(
                 "expected": expected,
                 "restarts": dict(group.get("restarts", {})),
                 "last_exits": list(group.get("last_exits", [])),
+                "accepting": group.get("accepting"),
+                "busy_episodes": dict(group.get("busy_episodes", {})),
                 "requests": sum(w["requests"] for w in workers),
                 "in_progress": sum(w["in_progress"] for w in workers),
                 "workers": workers,

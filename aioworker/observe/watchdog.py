@@ -40,6 +40,7 @@ __all__ = [
     "RECYCLE",
     "REFRESH",
     "REFRESH_SIGNAL",
+    "REFRESH_WAIT",
     "RSS_SAMPLES",
     "STACK",
     "STACK_SIGNAL",
@@ -110,10 +111,17 @@ class Action:
         return text
 
 
+# Seconds the stack and kill of a blocked worker wait for the refresh to show its request in
+# progress in the slot (the worker's handler runs between bytecodes; on a loaded machine that
+# may take a few of the master's 0.1 s ticks).
+REFRESH_WAIT = 0.5
+
+
 @dataclass(slots=True)
 class _Episode:
     heartbeat: float
     refreshed: bool = False
+    refreshed_at: float = 0.0
     soft_logged: bool = False
     dumped_at: float | None = None
     killed: bool = False
@@ -165,11 +173,13 @@ class Watchdog:
         if age < min(thresholds):
             return
         if not episode.refreshed:
-            episode.refreshed = True
+            episode.refreshed, episode.refreshed_at = True, now
             out.append(Action(REFRESH, s, "blocked", f"event loop blocked for {age:.1f} s"))
             # The stack and kill wait for a later check, whose snapshot then holds the
             # request the refresh wrote: the log line can say what the worker is serving.
             return
+        if s.oldest is None and now - episode.refreshed_at < REFRESH_WAIT:
+            return  # the refresh has not reached the slot yet
         if limit.timeout and age >= limit.timeout:
             if episode.dumped_at is None:
                 episode.dumped_at = now

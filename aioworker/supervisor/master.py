@@ -120,6 +120,8 @@ class Master(Children, SignalHandling):
         w = self.workers.get(pid)
         if w is not None and w.busy != busy:
             w.busy = busy
+            if busy:
+                self.groups[w.group].busy_episodes[w.slot] += 1
             log.info("%s pid=%d group=%s slot=%d", "busy" if busy else "free", pid, w.group, w.slot)
 
     def signal_worker(self, pid: int, sig: int) -> None:
@@ -352,6 +354,7 @@ class Master(Children, SignalHandling):
         if self.control is not None:
             self.control.tick(now)
         self._call_hooks("tick", self, now)
+        self._steer(self._wants())  # at once: a hook may have just seen a worker block
 
     def _check_reloaded(self) -> None:
         # Wants of now, not of the turn's start: a HUP in this turn bumped the generation.
@@ -410,7 +413,15 @@ class Master(Children, SignalHandling):
             sockets = self.groups[want.name].sockets
             if sockets is None or not sockets.reuse_port:
                 continue
-            steered = not self.stopping and sockets.steer(planner.accepting_slots(want, infos))
+            slots = planner.accepting_slots(want, infos)
+            before = sockets.steered
+            steered = not self.stopping and sockets.steer(slots)
+            if steered and slots != before:
+                log.info(
+                    "new connections group=%s slots=%s",
+                    want.name,
+                    ",".join(map(str, slots)) or "any (none ready)",
+                )
             held = {w.slot for w in infos if w.group == want.name} if steered else set()
             # Steered, a removed slot gets no new connection, and its listener stays open
             # until its worker is gone: the kernel numbers a group's sockets in the order they

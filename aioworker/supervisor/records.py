@@ -62,6 +62,8 @@ class Group:
     restarts: collections.Counter[str] = field(default_factory=collections.Counter)
     last_exits: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=10))
     reloading: bool = False
+    # Times each slot's worker was seen blocked and taken out of the new-connection rotation.
+    busy_episodes: collections.Counter[int] = field(default_factory=collections.Counter)
 
     @property
     def name(self) -> str:
@@ -90,7 +92,14 @@ def status(
                 "reloading": g.reloading,
                 "restarts": dict(g.restarts),
                 "last_exits": list(g.last_exits),
-                "accepting": list(g.sockets.steered or ()) if g.sockets is not None else [],
+                # Slots new connections go to; None when the kernel chooses (shared socket,
+                # unix socket, or no selector program attached).
+                "accepting": (
+                    list(g.sockets.steered)
+                    if g.sockets is not None and g.sockets.steered is not None
+                    else None
+                ),
+                "busy_episodes": {str(slot): n for slot, n in sorted(g.busy_episodes.items())},
                 "workers": [
                     {
                         "pid": w.pid,

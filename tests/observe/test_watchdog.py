@@ -24,6 +24,7 @@ from aioworker.observe.watchdog import (
     RECYCLE,
     REFRESH,
     REFRESH_SIGNAL,
+    REFRESH_WAIT,
     STACK,
     STACK_SIGNAL,
     Action,
@@ -81,6 +82,20 @@ def test_blocked_sequence(ages: list[float], expected: list[list[str]]) -> None:
     s = sample()
     got = [kinds(dog.check([s], LIMITS, s.heartbeat_mono + age)) for age in ages]
     assert got == expected
+
+
+def test_stack_waits_for_the_refresh_to_reach_the_slot() -> None:
+    """The log line names the request in progress: until the refreshed slot shows it (or
+    REFRESH_WAIT passed), the stack waits."""
+    dog = Watchdog(blocked_after=1.0)
+    unrefreshed = sample(oldest=None)
+    at = unrefreshed.heartbeat_mono + 3.0
+    assert kinds(dog.check([unrefreshed], LIMITS, at)) == [REFRESH]
+    assert kinds(dog.check([unrefreshed], LIMITS, at + 0.1)) == []
+    assert kinds(dog.check([sample()], LIMITS, at + 0.2)) == [STACK]
+    other = Watchdog(blocked_after=1.0)
+    assert kinds(other.check([unrefreshed], LIMITS, at)) == [REFRESH]
+    assert kinds(other.check([unrefreshed], LIMITS, at + REFRESH_WAIT)) == [STACK]
 
 
 def test_new_block_is_a_new_episode() -> None:
