@@ -116,6 +116,24 @@ class GroupSockets:
         self.steered = wanted
         return True
 
+    def take_queued(self, slot: int, limit: int = 256) -> list[socket.socket]:
+        """Accept, on the master's copy of `slot`'s listener, connections queued there (at
+        most `limit`, never blocking): for a slot whose worker cannot accept them."""
+        if not self.reuse_port or slot >= len(self.sockets):
+            return []
+        listener = self.sockets[slot]
+        listener.setblocking(False)  # shared with the workers' copies, which are non-blocking
+        taken: list[socket.socket] = []
+        while len(taken) < limit:
+            try:
+                connection, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:  # ECONNABORTED for one, EMFILE for the master: try again later
+                break
+            taken.append(connection)
+        return taken
+
     def fds(self) -> set[int]:
         return {s.fileno() for s in self.sockets if s.fileno() >= 0}
 

@@ -57,6 +57,7 @@ class Server:
         self.lifespan = Lifespan(app, lifespan)
         self.sockets: list[socket.socket] = []
         self._servers: list[asyncio.AbstractServer] = []
+        self._adopting: set[asyncio.Task[object]] = set()
         self._ctx: ServerContext | None = None
         self._tick_handle: asyncio.TimerHandle | None = None
         self._closing = False
@@ -85,6 +86,24 @@ class Server:
             self._servers.append(server)
             self.sockets.append(sock)
         self._schedule_tick()
+
+    def adopt(self, sock: socket.socket) -> None:
+        """Serve a client connection accepted elsewhere: the master hands a worker the
+        connections that were queued on a sibling's listener the sibling could not accept."""
+        ctx = self._ctx
+        if ctx is None or self._closing:
+            sock.close()
+            return
+        task = ctx.loop.create_task(
+            ctx.loop.connect_accepted_socket(lambda: HttpProtocol(ctx), sock)
+        )
+        self._adopting.add(task)
+        task.add_done_callback(self._adopted)
+
+    def _adopted(self, task: asyncio.Task[object]) -> None:
+        self._adopting.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning("could not serve a handed-over connection: %s", task.exception())
 
     @property
     def closing(self) -> bool:

@@ -30,6 +30,7 @@ from aioworker.observe import metrics as prometheus
 from aioworker.observe import status as status_doc
 from aioworker.observe.metrics import MetricsServer
 from aioworker.observe.scoreboard import (
+    BUSY_AFTER,
     DRAINING,
     HEARTBEAT_INTERVAL,
     READY,
@@ -72,7 +73,7 @@ class Observability(Hook):
         self,
         *,
         heartbeat: float = HEARTBEAT_INTERVAL,
-        busy_after: float = 0.3,
+        busy_after: float = BUSY_AFTER,
         blocked_after: float = BLOCKED_AFTER,
         kill_grace: float = KILL_GRACE,
         rss_interval: float = 1.0,

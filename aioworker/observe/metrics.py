@@ -114,6 +114,8 @@ def render(
              "(groups with per-slot sockets)."),
             ("aioworker_slot_busy_total", "counter", "Times the slot's worker was seen blocked "
              "and new connections were steered away from it."),
+            ("aioworker_slot_moved_connections_total", "counter", "Connections queued on the "
+             "slot while it could not accept them, handed by the master to another worker."),
             ("aioworker_requests_total", "counter", "Requests served, by status class."),
             ("aioworker_requests_in_progress", "gauge", "Requests being served."),
             ("aioworker_request_duration_seconds", "histogram", "Time to serve a request."),
@@ -139,10 +141,14 @@ def render(
         accepting = group.get("accepting")
         if accepting is not None:
             episodes = dict(group.get("busy_episodes", {}))
+            moved = dict(group.get("moved", {}))
             for number in range(expected):
                 labels = {"group": name, "worker": str(number)}
                 f["aioworker_slot_accepting"].add(int(number in accepting), **labels)
                 f["aioworker_slot_busy_total"].add(int(episodes.get(str(number), 0)), **labels)
+                f["aioworker_slot_moved_connections_total"].add(
+                    int(moved.get(str(number), 0)), **labels
+                )
     slots: dict[tuple[str, int], _Slot] = {}
     for s in samples:
         if not s.pid:

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from aioworker.http.counters import LATENCY_BUCKETS
 
 __all__ = [
+    "BUSY_AFTER",
     "DRAINING",
     "EMPTY",
     "HEARTBEAT_INTERVAL",
@@ -50,7 +51,10 @@ __all__ = [
 EMPTY, STARTING, READY, DRAINING = 0, 1, 2, 3
 STATE_NAMES = {EMPTY: "empty", STARTING: "starting", READY: "ready", DRAINING: "draining"}
 
-HEARTBEAT_INTERVAL = 0.1  # seconds between beats: 10 struct packs a second, nothing per request
+# Seconds between beats: 20 struct packs a second, nothing per request. Three missed beats
+# (BUSY_AFTER) take a worker out of the new-connection rotation.
+HEARTBEAT_INTERVAL = 0.05
+BUSY_AFTER = 0.15
 MAX_BUCKETS = 31  # finite bounds a board can hold; +1 counter for +Inf
 METHOD_BYTES = 16
 PATH_BYTES = 200  # the oldest request's path (no query: the engine keeps none) is cut to this

@@ -115,6 +115,7 @@ def build(
                 "last_exits": list(group.get("last_exits", [])),
                 "accepting": group.get("accepting"),
                 "busy_episodes": dict(group.get("busy_episodes", {})),
+                "moved": dict(group.get("moved", {})),
                 "requests": sum(w["requests"] for w in workers),
                 "in_progress": sum(w["in_progress"] for w in workers),
                 "workers": workers,

@@ -89,6 +89,9 @@ class Children:
             if w.pipe >= 0:
                 self._read_notify(w)  # a last error line may still be in the pipe
                 self._close_pipe(w)
+            if w.handover is not None:
+                w.handover.close()
+                w.handover = None
             self._exited(w, describe_exit(status, w.killed))
 
     def _exited(self, w: Worker, how: str) -> None:

@@ -86,6 +86,7 @@ class WorkerSpec:
     app: Any = None  # the app imported in the master (preload)
     hooks: Sequence[Hook] = ()
     extra: dict[str, Any] = field(default_factory=dict)  # filled by Hook.before_spawn
+    handover: socket.socket | None = None  # connections the master moves to this worker
 
 
 @dataclass(slots=True)

@@ -21,8 +21,8 @@ from typing import Any
 
 from aioworker.config import Config, ConfigError, GroupSettings, load
 from aioworker.sockets import BindError, GroupSockets, bind_group
+from aioworker.supervisor import handover, records, reloading, worker
 from aioworker.supervisor import plan as planner
-from aioworker.supervisor import records, reloading, worker
 from aioworker.supervisor.check import check_ids
 from aioworker.supervisor.children import Children
 from aioworker.supervisor.commands import commands
@@ -30,6 +30,7 @@ from aioworker.supervisor.control import ControlError, ControlServer
 from aioworker.supervisor.hooks import Hook, WorkerSpec
 from aioworker.supervisor.records import Group, Worker
 from aioworker.supervisor.signals import SignalHandling
+from aioworker.supervisor.steering import Steering
 from aioworker.supervisor.watch import PollingWatcher, ThreadWatcher, make_watcher
 
 __all__ = ["Group", "Master", "Worker"]
@@ -44,12 +45,12 @@ class StartError(Exception):
     """The master cannot start; the message says why."""
 
 
-class Master(Children, SignalHandling):
+class Master(Children, SignalHandling, Steering):
     """Runs `config`'s groups until stopped; `run()` returns the process exit code."""
 
     # Seconds between loop turns when nothing happens: hooks see a blocked worker within one
     # tick of its missed heartbeats, and its slot is steered away from the turn after.
-    TICK = 0.1
+    TICK = 0.05
 
     def __init__(
         self,
@@ -113,16 +114,6 @@ class Master(Children, SignalHandling):
             w.recycle = reason
             if cause:
                 self.groups[w.group].restarts[cause] += 1
-
-    def set_busy(self, pid: int, busy: bool) -> None:
-        """Mark a worker whose loop stopped turning (or turns again): new connections go to
-        its group's other slots meanwhile (see `plan.accepting_slots`)."""
-        w = self.workers.get(pid)
-        if w is not None and w.busy != busy:
-            w.busy = busy
-            if busy:
-                self.groups[w.group].busy_episodes[w.slot] += 1
-            log.info("%s pid=%d group=%s slot=%d", "busy" if busy else "free", pid, w.group, w.slot)
 
     def signal_worker(self, pid: int, sig: int) -> None:
         """Send a live worker a signal (the watchdog's stack dump and refresh requests)."""
@@ -348,6 +339,7 @@ class Master(Children, SignalHandling):
         if self._watcher is not None and self._watcher.fileno is None and now >= self._next_poll:
             self._next_poll = now + 1.0
             self._check_watch()
+        self._steer(self._wants())  # workers that became ready this turn take connections
         if self.starting:
             self._check_started()
         self._check_reloaded()
@@ -405,45 +397,24 @@ class Master(Children, SignalHandling):
             w.error = w.error or action.reason
             self._signal(w.pid, signal.SIGKILL)
 
-    def _steer(self, wants: Sequence[planner.GroupWant]) -> None:
-        """Point each group's new connections at its accepting slots, and close the per-slot
-        listeners of removed slots."""
-        infos = [w.info() for w in self.workers.values()]
-        for want in wants:
-            sockets = self.groups[want.name].sockets
-            if sockets is None or not sockets.reuse_port:
-                continue
-            slots = planner.accepting_slots(want, infos)
-            before = sockets.steered
-            steered = not self.stopping and sockets.steer(slots)
-            if steered and slots != before:
-                log.info(
-                    "new connections group=%s slots=%s",
-                    want.name,
-                    ",".join(map(str, slots)) or "any (none ready)",
-                )
-            held = {w.slot for w in infos if w.group == want.name} if steered else set()
-            # Steered, a removed slot gets no new connection, and its listener stays open
-            # until its worker is gone: the kernel numbers a group's sockets in the order they
-            # listen and closing one in the middle renumbers the last, so they are closed from
-            # the top only. Not steered (no selector program), it is closed as soon as its
-            # worker is told to stop, not when it exits: the kernel keeps routing new
-            # connections to a listener while any copy of it is open, and nobody would accept
-            # them during the drain.
-            sockets.shrink(self.groups[want.name].count, held)
-
     def _spawn(self, group: Group, slot: int, now: float) -> None:
         try:
             sock = group.sockets.for_slot(slot) if group.sockets is not None else None
             read_fd, write_fd = os.pipe()
+            per_slot = group.sockets is not None and group.sockets.reuse_port
+            ends = handover.channel() if per_slot else None
         except OSError as exc:  # no descriptors left, or a new slot's port taken meanwhile
             self._spawn_failed(group.name, slot, now, str(exc))
             return
+        mine, theirs = ends if ends is not None else (None, None)
         keep = {write_fd, sock.fileno() if sock is not None else -1}
-        close = sorted(self._owned_fds() - keep)
+        if theirs is not None and mine is not None:
+            keep.add(theirs.fileno())
+        close = sorted((self._owned_fds() | ({mine.fileno()} if mine else set())) - keep)
         spec = WorkerSpec(
             self.config, group.settings, slot, sock, write_fd, close, group.app, self.hooks
         )
+        spec.handover = theirs
         self._call_hooks("before_spawn", self, spec)
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
@@ -452,14 +423,18 @@ class Master(Children, SignalHandling):
         except OSError as exc:  # out of processes or memory
             os.close(read_fd)
             os.close(write_fd)
+            for end in ends or ():
+                end.close()
             self._spawn_failed(group.name, slot, now, f"fork failed: {exc.strerror}")
             return
         if pid == 0:  # pragma: no cover - the child; covered by the end-to-end tests
             os.close(read_fd)
             worker.run(spec)
         os.close(write_fd)
+        if theirs is not None:
+            theirs.close()
         os.set_blocking(read_fd, False)
-        w = Worker(pid, group.name, slot, group.generation, now, pipe=read_fd)
+        w = Worker(pid, group.name, slot, group.generation, now, pipe=read_fd, handover=mine)
         w.extra = dict(spec.extra)
         self.workers[pid] = w
         self.add_reader(read_fd, lambda: self._read_notify(w))
@@ -479,6 +454,7 @@ class Master(Children, SignalHandling):
     def _owned_fds(self) -> set[int]:
         fds = {key.fd for key in self.selector.get_map().values()}
         fds |= {self.selector.fileno(), self._wake_w, *self._private_fds}
+        fds |= {w.handover.fileno() for w in self.workers.values() if w.handover is not None}
         for g in self.groups.values():
             if g.sockets is not None:
                 fds |= g.sockets.fds()

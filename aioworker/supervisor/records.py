@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,7 @@ class Worker:
     recycle: str = ""
     cause: str = ""  # the restart counter a kill or recycle by the master goes to
     busy: bool = False  # a hook saw its loop stop turning: no new connections for it
+    handover: socket.socket | None = None  # the master's end of its connection channel
     error: str = ""
     buffer: bytes = b""
     extra: dict[str, Any] = field(default_factory=dict)  # Hook.before_spawn's spec.extra
@@ -64,6 +66,8 @@ class Group:
     reloading: bool = False
     # Times each slot's worker was seen blocked and taken out of the new-connection rotation.
     busy_episodes: collections.Counter[int] = field(default_factory=collections.Counter)
+    # Connections the master took from a slot that could not accept them and handed over.
+    moved: collections.Counter[int] = field(default_factory=collections.Counter)
 
     @property
     def name(self) -> str:
@@ -100,6 +104,7 @@ def status(
                     else None
                 ),
                 "busy_episodes": {str(slot): n for slot, n in sorted(g.busy_episodes.items())},
+                "moved": {str(slot): n for slot, n in sorted(g.moved.items())},
                 "workers": [
                     {
                         "pid": w.pid,

@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 
 from aioworker.config import GroupSettings
 from aioworker.importer import import_from_string
+from aioworker.supervisor import handover
 from aioworker.supervisor.hooks import WorkerContext, WorkerSpec
 from aioworker.supervisor.process import BOOT_ERROR, drop_privileges, resolve_ids, set_title
 
@@ -205,6 +206,15 @@ async def _serve(spec: WorkerSpec, loop: asyncio.AbstractEventLoop, target: Any)
         log.error("worker %s[%d] failed to start: %s", group.name, spec.slot, exc)
         notify(f"error {_summary(exc)}")
         return BOOT_ERROR
+    if spec.handover is not None:
+        channel = spec.handover
+        channel.setblocking(False)
+
+        def adopt() -> None:
+            for connection in handover.receive(channel):
+                server.adopt(connection)
+
+        loop.add_reader(channel.fileno(), adopt)
     ctx = WorkerContext(spec, loop, server, notify)
     _call_hooks(spec, "worker_started", ctx)
     if group.max_requests:

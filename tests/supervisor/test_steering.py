@@ -4,12 +4,15 @@ from until its loop turns again (real master, real workers, real connections).""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 
 import httpx
 import pytest
 
 from aioworker.supervisor.control import request
+from tests.helpers.client import RawConn
 from tests.helpers.master import config_text, get, make_dir, running_master
 from tests.helpers.nginx import free_port
 
@@ -55,6 +58,7 @@ def test_new_connections_avoid_a_blocked_worker_until_it_turns_again() -> None:
         assert f'aioworker_slot_accepting{{group="task",worker="{free_slot}"}} 1' in text
         assert f'aioworker_slot_accepting{{group="task",worker="{1 - free_slot}"}} 0' in text
         assert f'aioworker_slot_busy_total{{group="task",worker="{1 - free_slot}"}} 1' in text
+        assert 'aioworker_slot_moved_connections_total{group="task",worker="0"}' in text
         blocker.join(30)
         master.wait_for(rf"free pid={blocked} group=task", since)
         master.wait_for(r"new connections group=task slots=0,1$", master.mark() - 2)
@@ -62,3 +66,47 @@ def test_new_connections_avoid_a_blocked_worker_until_it_turns_again() -> None:
         assert set(served_by(master.url("task"), 40)) == set(slots.values())
         group = request(directory / "aioworker.sock", "status")["groups"][0]
         assert group["accepting"] == [0, 1]
+
+
+TWO = """
+[groups.task]
+app = "tests.apps.testapp:app"
+listen = "http://127.0.0.1:0"
+count = 2
+"""
+
+
+@pytest.mark.parametrize("fault", ["frozen", "missing"])
+def test_connections_queued_on_a_slot_that_goes_bad_are_moved(fault: str) -> None:
+    """The master is held (SIGSTOP) while the fault happens and 24 connections queue on both
+    slots as the kernel spreads them; once it runs again, those on the bad slot are moved to
+    the good one instead of waiting for the fault to end (or for ever, for a missing worker)."""
+    directory = make_dir()
+    raw = b"GET /info HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    with running_master(config_text(TWO), directory) as master:
+        slots = master.ready_pids("task")
+        bad, good = slots[0], slots[1]
+        since = master.mark()
+        master.signal(signal.SIGSTOP)
+        try:
+            if fault == "frozen":
+                os.kill(bad, signal.SIGSTOP)
+            else:  # the slot's worker died and its replacement cannot start
+                (directory / "FAIL_IMPORT").write_text("")
+                os.kill(bad, signal.SIGKILL)
+            clients = [RawConn.connect(master.url("task"), timeout=10.0) for _ in range(24)]
+            for client in clients:
+                client.send(raw)
+        finally:
+            master.signal(signal.SIGCONT)
+        try:
+            served = [json.loads(c.read_response(timeout=10.0).body)["pid"] for c in clients]
+            assert served == [good] * 24
+            moved = master.wait_for(r"moved (\d+) queued connections group=task slot=0", since)
+            status = request(directory / "aioworker.sock", "status")
+            assert status["groups"][0]["moved"] == {"0": int(moved.group(1))}
+        finally:
+            for client in clients:
+                client.close()
+            if fault == "frozen":
+                os.kill(bad, signal.SIGCONT)
