@@ -41,11 +41,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="use the built-in asyncio load generator even when wrk is installed",
     )
     parser.add_argument("--no-save", action="store_true", help="do not write benchmarks/results/")
+    parser.add_argument(
+        "--note",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="a caveat to print with the results (repeatable), e.g. what else ran on the machine",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    started = report.utc_now()
     chosen = tuple(args.only or SCENARIOS)
     server_cpus, load_cpus = cpu_split()
     ctx = Context(
@@ -82,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
         "load_generator": report.describe_tool(args.builtin_load),
         "pinning": pinning,
         "aioworker_via": ctx.avail.aioworker_how(),
-        "notes": ctx.notes,
+        "started": started,
+        "finished": report.utc_now(),
+        "notes": [*args.note, *ctx.notes],
     }
     if not args.no_save:
         for path in report.save(results):

@@ -62,6 +62,11 @@ def machine() -> dict[str, Any]:
     }
 
 
+def utc_now() -> str:
+    """The time of day in UTC, to the second: when a run started and finished."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
 def revision() -> str:
     """The commit measured, with "+changes" when the working tree differs from it."""
     root = Path(__file__).resolve().parent.parent
