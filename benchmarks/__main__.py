@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
-from benchmarks import isolation, report, restart, servers, throughput
+from benchmarks import isolation, page, report, restart, servers, throughput
 from benchmarks.context import Context
 from benchmarks.procs import cpu_split
 
@@ -48,11 +49,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="TEXT",
         help="a caveat to print with the results (repeatable), e.g. what else ran on the machine",
     )
+    parser.add_argument(
+        "--publish",
+        action="store_true",
+        help="also write docs/benchmarks.json and the page docs/benchmarks.md made from it",
+    )
+    parser.add_argument(
+        "--render",
+        type=Path,
+        metavar="JSON",
+        help="run nothing: write docs/benchmarks.md from this results file (copied to "
+        "docs/benchmarks.json when it is another file)",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.render:
+        for path in page.rerender(args.render):
+            print(f"wrote {path}", file=sys.stderr)
+        return 0
     started = report.utc_now()
     chosen = tuple(args.only or SCENARIOS)
     server_cpus, load_cpus = cpu_split()
@@ -96,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     if not args.no_save:
         for path in report.save(results):
+            ctx.progress(f"wrote {path}")
+    if args.publish:
+        for path in page.publish(results):
             ctx.progress(f"wrote {path}")
     print(report.markdown(results))
     ctx.progress("done")

@@ -212,16 +212,9 @@ def memory_md(memory: dict[str, dict[str, list[float]]]) -> list[str]:
     return lines
 
 
-def markdown(results: dict[str, Any]) -> str:
-    meta = results["meta"]
-    m = meta["machine"]
-    lines = [
-        f"Machine: {m['nproc']} CPUs ({m['cpu_model']}), Python {m['python']}, "
-        f"load generator: {meta['load_generator']}; {meta['pinning']}; "
-        f"revision {m.get('revision') or 'unknown'}.",
-        f"Command: `{meta['command']}`",
-        "",
-    ]
+def tables(results: dict[str, Any]) -> list[str]:
+    """One markdown table per scenario that ran, then the run's notes: stdout and docs share it."""
+    lines: list[str] = []
     for key, render in (
         ("throughput", throughput_md),
         ("isolation", isolation_md),
@@ -231,8 +224,23 @@ def markdown(results: dict[str, Any]) -> str:
             lines += [*render(results[key]), ""]
     if results.get("memory"):
         lines += [*memory_md(results["memory"]), ""]
-    if meta["notes"]:
-        lines += ["Notes:", *[f"- {n}" for n in meta["notes"]], ""]
+    notes = results["meta"]["notes"]
+    if notes:
+        lines += ["Notes:", "", *[f"- {n}" for n in notes], ""]
+    return lines
+
+
+def markdown(results: dict[str, Any]) -> str:
+    meta = results["meta"]
+    m = meta["machine"]
+    lines = [
+        f"Machine: {m['nproc']} CPUs ({m['cpu_model']}), Python {m['python']}, "
+        f"load generator: {meta['load_generator']}; {meta['pinning']}; "
+        f"revision {m.get('revision') or 'unknown'}.",
+        f"Command: `{meta['command']}`",
+        "",
+        *tables(results),
+    ]
     return "\n".join(lines)
 
 
