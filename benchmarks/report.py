@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -314,4 +315,5 @@ def describe_tool(builtin: bool) -> str:
 
 
 def command_line() -> str:
-    return " ".join(["python -m benchmarks", *sys.argv[1:]])
+    """The command as it can be typed again: arguments quoted for the shell (--note has spaces)."""
+    return " ".join(["python -m benchmarks", *map(shlex.quote, sys.argv[1:])])
