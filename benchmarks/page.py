@@ -105,6 +105,29 @@ HOW_TO_READ = """\
 """
 
 
+def _wrk(machine: dict[str, Any]) -> str:
+    """wrk's version line without its copyright notice."""
+    return str(machine.get("wrk", "")).split(" Copyright")[0]
+
+
+def _spread(results: dict[str, Any]) -> list[str]:
+    """How far hello world moved between rounds: the noise to read every other figure against."""
+    servers = results.get("throughput", {}).get("servers", {})
+    spreads = {
+        label: modes["hello"]["spread_pct"]
+        for label, modes in servers.items()
+        if "spread_pct" in modes.get("hello", {})
+    }
+    if not spreads:
+        return []
+    rounds = results["throughput"]["plan"]["hello_rounds"]
+    low, high = min(spreads.values()), max(spreads.values())
+    return [
+        f"- Noise: each server's hello-world req/s moved by {low:g} to {high:g}% between its "
+        f"{rounds} rounds (max - min over the median; `spread_pct` in the JSON)."
+    ]
+
+
 def _run(meta: dict[str, Any]) -> list[str]:
     m = meta["machine"]
     versions = ", ".join(f"{name} {version}" for name, version in m.get("packages", {}).items())
@@ -124,11 +147,10 @@ def _run(meta: dict[str, Any]) -> list[str]:
         f"- Machine: {m['nproc']} CPUs ({m['cpu_model'] or 'model unknown'}), "
         f"{m['cpus_usable']} usable; Linux {m['kernel']}; Python {m['python']}.",
         f"- Load generator: {meta['load_generator']}"
-        + (f" ({m['wrk']})" if m.get("wrk") and meta["load_generator"].startswith("wrk") else "")
+        + (f" ({_wrk(m)})" if _wrk(m) and meta["load_generator"].startswith("wrk") else "")
         + f"; {meta['pinning']}.",
         f"- aioworker started with `{meta['aioworker_via']}`.",
         f"- Versions: {versions}.",
-        "",
     ]
 
 
@@ -178,6 +200,8 @@ def render(results: dict[str, Any]) -> str:
         "them.",
         "",
         *_run(results["meta"]),
+        *_spread(results),
+        "",
         *summary(results),
         "## Results",
         "",
