@@ -273,16 +273,6 @@ def test_single_builds_one_validated_group() -> None:
         Config.single("examples.app:app", "nowhere")
 
 
-@pytest.mark.parametrize("cls", [HttpSettings, GroupSettings, ServerSettings, MetricsSettings])
-def test_readme_reference_lists_every_key_with_its_doc(cls: type) -> None:
-    readme = (ROOT / "README.md").read_text()
-    for f in dataclasses.fields(cls):
-        if f.name in ("name", "http"):
-            continue
-        assert f"| `{f.name}` |" in readme, f"README lacks {cls.__name__}.{f.name}"
-        assert f"| {f.metadata['doc']} |" in readme, f"README doc of {f.name} is stale"
-
-
 def test_readme_embedding_example_config_is_valid() -> None:
     http = HttpSettings(graceful_timeout=10.0)
     config = Config(
