@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
-from benchmarks import isolation, report, restart, servers, throughput
+from benchmarks import isolation, page, report, restart, servers, throughput
 from benchmarks.context import Context
 from benchmarks.procs import cpu_split
 
@@ -41,11 +42,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="use the built-in asyncio load generator even when wrk is installed",
     )
     parser.add_argument("--no-save", action="store_true", help="do not write benchmarks/results/")
+    parser.add_argument(
+        "--note",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="a caveat to print with the results (repeatable), e.g. what else ran on the machine",
+    )
+    parser.add_argument(
+        "--publish",
+        action="store_true",
+        help="also write docs/benchmarks.json and the page docs/benchmarks.md made from it",
+    )
+    parser.add_argument(
+        "--render",
+        type=Path,
+        metavar="JSON",
+        help="run nothing: write docs/benchmarks.md from this results file (copied to "
+        "docs/benchmarks.json when it is another file)",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.render:
+        for path in page.rerender(args.render):
+            print(f"wrote {path}", file=sys.stderr)
+        return 0
+    started = report.utc_now()
     chosen = tuple(args.only or SCENARIOS)
     server_cpus, load_cpus = cpu_split()
     ctx = Context(
@@ -82,10 +107,15 @@ def main(argv: list[str] | None = None) -> int:
         "load_generator": report.describe_tool(args.builtin_load),
         "pinning": pinning,
         "aioworker_via": ctx.avail.aioworker_how(),
-        "notes": ctx.notes,
+        "started": started,
+        "finished": report.utc_now(),
+        "notes": [*args.note, *ctx.notes],
     }
     if not args.no_save:
         for path in report.save(results):
+            ctx.progress(f"wrote {path}")
+    if args.publish:
+        for path in page.publish(results):
             ctx.progress(f"wrote {path}")
     print(report.markdown(results))
     ctx.progress("done")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -60,6 +61,11 @@ def machine() -> dict[str, Any]:
         "packages": versions,
         "wrk": wrk,
     }
+
+
+def utc_now() -> str:
+    """The time of day in UTC, to the second: when a run started and finished."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def revision() -> str:
@@ -207,16 +213,9 @@ def memory_md(memory: dict[str, dict[str, list[float]]]) -> list[str]:
     return lines
 
 
-def markdown(results: dict[str, Any]) -> str:
-    meta = results["meta"]
-    m = meta["machine"]
-    lines = [
-        f"Machine: {m['nproc']} CPUs ({m['cpu_model']}), Python {m['python']}, "
-        f"load generator: {meta['load_generator']}; {meta['pinning']}; "
-        f"revision {m.get('revision') or 'unknown'}.",
-        f"Command: `{meta['command']}`",
-        "",
-    ]
+def tables(results: dict[str, Any]) -> list[str]:
+    """One markdown table per scenario that ran, then the run's notes: stdout and docs share it."""
+    lines: list[str] = []
     for key, render in (
         ("throughput", throughput_md),
         ("isolation", isolation_md),
@@ -226,8 +225,23 @@ def markdown(results: dict[str, Any]) -> str:
             lines += [*render(results[key]), ""]
     if results.get("memory"):
         lines += [*memory_md(results["memory"]), ""]
-    if meta["notes"]:
-        lines += ["Notes:", *[f"- {n}" for n in meta["notes"]], ""]
+    notes = results["meta"]["notes"]
+    if notes:
+        lines += ["Notes:", "", *[f"- {n}" for n in notes], ""]
+    return lines
+
+
+def markdown(results: dict[str, Any]) -> str:
+    meta = results["meta"]
+    m = meta["machine"]
+    lines = [
+        f"Machine: {m['nproc']} CPUs ({m['cpu_model']}), Python {m['python']}, "
+        f"load generator: {meta['load_generator']}; {meta['pinning']}; "
+        f"revision {m.get('revision') or 'unknown'}.",
+        f"Command: `{meta['command']}`",
+        "",
+        *tables(results),
+    ]
     return "\n".join(lines)
 
 
@@ -301,4 +315,5 @@ def describe_tool(builtin: bool) -> str:
 
 
 def command_line() -> str:
-    return " ".join(["python -m benchmarks", *sys.argv[1:]])
+    """The command as it can be typed again: arguments quoted for the shell (--note has spaces)."""
+    return " ".join(["python -m benchmarks", *map(shlex.quote, sys.argv[1:])])
