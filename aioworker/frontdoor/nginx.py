@@ -216,7 +216,7 @@ def _server(
         '    proxy_set_header Forwarded "";',
         "    proxy_connect_timeout 5s;         # a dead machine in hosts fails over quickly",
         "",
-        "    # Routing and the app must see the same path (see aioworker/nginx.py).",
+        "    # Routing and the app must see the same path (see aioworker/frontdoor/nginx.py).",
         f'    if ($request_uri ~* "{_DOT_SEGMENT}") {{',
         "        return 400;",
         "    }",
