@@ -18,9 +18,10 @@ from time import monotonic
 from typing import Any, Final, cast
 from urllib.parse import unquote_to_bytes
 
+from aioworker._types import ASGIApp, HTTPScope
 from aioworker.config import HttpSettings
 from aioworker.http.counters import LATENCY_BUCKETS, ServerState
-from aioworker.http.cycle import ASGI_VERSION, ASGIApp, HTTPScope, RequestCycle
+from aioworker.http.cycle import ASGI_VERSION, RequestCycle
 from aioworker.http.forwarded import ProxyHeaders
 from aioworker.http.parser import Body, ParseError, RequestHead, RequestParser
 from aioworker.http.response import DateCache, error_response

@@ -11,75 +11,16 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from typing import Any, Final, Literal, Protocol, TypedDict, cast
+from collections.abc import Iterable
+from typing import Final, Protocol, cast
 
+from aioworker._types import ASGIApp, ASGIVersions, HTTPScope, Message, Scope
 from aioworker.http.response import status_line, status_phrase
 
-__all__ = [
-    "ASGIApp",
-    "ClientDisconnected",
-    "Connection",
-    "HTTPScope",
-    "Message",
-    "Receive",
-    "RequestCycle",
-    "Scope",
-    "Send",
-]
+__all__ = ["ClientDisconnected", "Connection", "RequestCycle"]
 
 logger = logging.getLogger("aioworker.error")
 
-
-class ASGIVersions(TypedDict):
-    version: str
-    spec_version: str
-
-
-class HTTPScope(TypedDict):
-    type: Literal["http"]
-    asgi: ASGIVersions
-    http_version: str
-    method: str
-    scheme: str
-    path: str
-    raw_path: bytes
-    query_string: bytes
-    root_path: str
-    headers: list[tuple[bytes, bytes]]
-    client: tuple[str, int] | None
-    server: tuple[str, int | None] | None
-    state: dict[str, Any]
-
-
-class HTTPRequestEvent(TypedDict):
-    type: Literal["http.request"]
-    body: bytes
-    more_body: bool
-
-
-class HTTPDisconnectEvent(TypedDict):
-    type: Literal["http.disconnect"]
-
-
-class HTTPResponseStartEvent(TypedDict, total=False):
-    type: Literal["http.response.start"]
-    status: int
-    headers: Iterable[tuple[bytes, bytes]]
-    trailers: bool
-
-
-class HTTPResponseBodyEvent(TypedDict, total=False):
-    type: Literal["http.response.body"]
-    body: bytes
-    more_body: bool
-
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 ASGI_VERSION: Final[ASGIVersions] = {"version": "3.0", "spec_version": "2.4"}
 

@@ -15,10 +15,10 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
+from aioworker._types import ASGIApp
 from aioworker.config import HttpSettings, Listen
 from aioworker.http.connection import HttpProtocol, ServerContext
 from aioworker.http.counters import LATENCY_BUCKETS, ServerState
-from aioworker.http.cycle import ASGIApp
 from aioworker.http.lifespan import Lifespan, LifespanError, LifespanMode
 from aioworker.sockets import bind_listen, describe
 
