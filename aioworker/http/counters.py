@@ -1,12 +1,15 @@
 """Per-worker counters the engine keeps in plain attributes; readers copy them out periodically.
 
-The engine only does integer arithmetic here on the request path. Anything that publishes
+Every request is counted here and only here: `request_started` and `request_ended` for the
+requests the app answers, `count_response` for the ones the server answers by itself. The
+engine only does integer arithmetic here on the request path. Anything that publishes
 these numbers (the shared-memory scoreboard, logs) reads them from a timer, so serving a
 request never costs a syscall or a lock for the sake of observability.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
@@ -61,3 +64,26 @@ class ServerState:
         # requests whose response is not complete; each has .method, .path and .started
         # (time.monotonic() seconds).
         self.active: set[RequestCycle] = set()
+
+    def request_started(self, cycle: RequestCycle) -> None:
+        self.in_progress += 1
+        self.active.add(cycle)
+
+    def request_ended(self, cycle: RequestCycle, status: int | None, elapsed: float) -> bool:
+        """Count a request once it ends, answered (`status`) or not (None); False if counted."""
+        try:
+            self.active.remove(cycle)
+        except KeyError:  # already counted: a cycle ends once but can be told so twice
+            return False
+        self.in_progress -= 1
+        if status is not None:
+            self.count_response(status, elapsed)
+        return True
+
+    def count_response(self, status: int, elapsed: float | None = None) -> None:
+        """Count a response; `elapsed` is None for one the server gave without the app."""
+        self.requests += 1
+        self.status_classes[status // 100 if status < 600 else 0] += 1
+        if elapsed is not None:
+            self.latency_counts[bisect_left(LATENCY_BUCKETS, elapsed)] += 1
+            self.latency_sum += elapsed
