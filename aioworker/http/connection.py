@@ -188,7 +188,7 @@ class HttpProtocol(asyncio.Protocol):
         for event in events:
             kind = event.__class__
             if kind is RequestHead:
-                if self._reading_requests():
+                if not self.no_more:
                     self._on_head(event)  # type: ignore[arg-type]
                 else:  # pipelined after a request that closes the connection: never served
                     self.parsing = None
@@ -204,7 +204,7 @@ class HttpProtocol(asyncio.Protocol):
                     self.parsing = None
                     parsing.end_body()
         if error is not None:
-            if not self._reading_requests() and self.parsing is None:
+            if self.no_more and self.parsing is None:
                 # Bytes after a request that closes the connection (llhttp refuses them): they
                 # are never read as a request, so they get no answer either.
                 return
@@ -221,25 +221,19 @@ class HttpProtocol(asyncio.Protocol):
 
     # -- requests -------------------------------------------------------------------------
 
-    def _reading_requests(self) -> bool:
-        return not self.no_more
-
     def _on_head(self, head: RequestHead) -> None:
         cycle = RequestCycle(head, self)
         if not cycle.keep_alive:
             self.no_more = True  # bytes after a closing request are never read as a request
         self.parsing = cycle
         if self.cycle is None:
-            self._begin(cycle)
+            self.cycle = cycle
+            self.deadline_kind = _NONE
+            cycle.begin()
         else:
             self.pipeline.append(cycle)
             if len(self.pipeline) >= _MAX_PIPELINE and not self.reading_paused:
                 self._pause_reading()
-
-    def _begin(self, cycle: RequestCycle) -> None:
-        self.cycle = cycle
-        self.deadline_kind = _NONE
-        cycle.begin()
 
     # -- called by the cycle --------------------------------------------------------------
 
@@ -299,7 +293,9 @@ class HttpProtocol(asyncio.Protocol):
             self._linger()
             return
         if self.pipeline:
-            self._begin(self.pipeline.popleft())
+            self.cycle = cycle = self.pipeline.popleft()
+            self.deadline_kind = _NONE
+            cycle.begin()
             self.resume_reading()
             return
         if self.pending_error is not None:

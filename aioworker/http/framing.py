@@ -2,8 +2,8 @@
 
 `Response` turns the app's http.response.start and http.response.body messages into bytes on
 the connection: it checks the headers, holds the head back to send it with the first body,
-picks the framing (RFC 9112 section 6.3) and refuses bodies that break it. request cycles
-(cycle.py) are Responses that also receive, run the app and keep deadlines.
+picks the framing (RFC 9112 section 6.3) and refuses bodies that break it. A request cycle
+(cycle.py) is a Response that also receives, runs the app and keeps deadlines.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class Framing(enum.Enum):
     UNTIL_CLOSE = "until close"  # HTTP/1.0 without a length
 
 
-# Module aliases: a global lookup and an `is` test on the hot path, not an enum class lookup.
+# Module aliases on the hot path: `Framing.LENGTH` costs ~200 ns on 3.11, a global ~10 ns.
 _NOT_STARTED: Final = ResponseState.NOT_STARTED
 _HEAD_HELD: Final = ResponseState.HEAD_HELD
 _STREAMING: Final = ResponseState.STREAMING
@@ -85,7 +85,11 @@ class Connection(Protocol):
 
 
 class Response:
-    """Response state and framing; the request cycle that inherits it supplies the rest."""
+    """Response state and framing; the request cycle that inherits it supplies the rest.
+
+    RequestCycle.__init__ sets these slots too (NOT_STARTED, UNDECIDED, no head, status 0):
+    one __init__ call a request fewer.
+    """
 
     __slots__ = (
         "expected_length",
@@ -97,31 +101,24 @@ class Response:
         "status",
     )
 
+    keep_alive: bool
+    state: ResponseState
+    framing: Framing
+    expected_length: int | None
+    sent_length: int
+    status: int
+    head: bytes  # the response head while HEAD_HELD
     # Set by the request cycle (its slots).
     conn: Connection
     scope: HTTPScope
     method: str
     disconnected: bool
 
-    def __init__(self, keep_alive: bool) -> None:
-        self.keep_alive = keep_alive
-        self.state = _NOT_STARTED
-        self.framing = _UNDECIDED
-        self.expected_length: int | None = None
-        self.sent_length = 0
-        self.status = 0
-        self.head = b""  # the response head while HEAD_HELD
-
     def _enter(self, state: ResponseState) -> None:
-        """The one place the response state changes."""
+        """The one place the response state changes; the request cycle extends it for COMPLETE."""
         self.state = state
         if state is _COMPLETE:
             self.head = b""
-            self.completed()
-
-    def completed(self) -> None:
-        """The response is over (written or aborted): the request cycle takes it from here."""
-        raise NotImplementedError
 
     async def send(self, message: Message) -> None:
         conn = self.conn
