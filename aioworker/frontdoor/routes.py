@@ -12,16 +12,11 @@ Prefixes match as they do in the generated nginx config (see aioworker/nginx.py)
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+
+from aioworker._types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["matcher", "strict_routes"]
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _BODY = b"Not Found: this path is not served here\n"
 _START: Message = {

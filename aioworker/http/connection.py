@@ -1,6 +1,7 @@
 """One HTTP/1.1 connection: the transport, keep-alive, pipelining, timeouts and flow control.
 
-Requests are parsed by parser.py and answered by an asgi.RequestCycle each, strictly in order.
+Requests are parsed by parser.py and answered by a cycle.RequestCycle each, strictly in order;
+the cycle builds its scope, runs the app and keeps its own deadlines, the connection asks it.
 Timeouts are not timers per connection: the server's tick calls `check_timeouts(now)` a few
 times per shortest timeout, so a keep-alive request costs one float store instead of creating
 and cancelling a TimerHandle (~1.5 us on uvloop) per request. All times are time.monotonic():
@@ -12,23 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from bisect import bisect_left
 from collections import deque
 from time import monotonic
-from typing import Any, Final, cast
-from urllib.parse import unquote_to_bytes
+from typing import Final, cast
 
-from aioworker.config import HttpSettings
-from aioworker.http.counters import LATENCY_BUCKETS, ServerState
-from aioworker.http.cycle import ASGI_VERSION, ASGIApp, HTTPScope, RequestCycle
-from aioworker.http.forwarded import ProxyHeaders
+from aioworker.http.context import ServerContext
+from aioworker.http.cycle import RequestCycle, ResponseState
 from aioworker.http.parser import Body, ParseError, RequestHead, RequestParser
-from aioworker.http.response import DateCache, error_response
+from aioworker.http.response import error_response
 
-__all__ = ["HttpProtocol", "ServerContext"]
+__all__ = ["HttpProtocol"]
 
 logger = logging.getLogger("aioworker.http")
-access_logger = logging.getLogger("aioworker.access")
 
 # What the connection-level deadline means when it passes.
 _NONE: Final = 0  # a request is being answered: no connection deadline
@@ -42,59 +38,16 @@ _MAX_PIPELINE: Final = 16
 # client is still sending does not turn into a TCP reset that destroys the response (RFC 9112
 # section 9.6, nginx's lingering_close).
 _LINGER_SECONDS: Final = 2.0
-_RETRY_AFTER: Final = b"retry-after: 1\r\n"
 # Seconds an idle connection stays open once a graceful stop begins (see shutdown()).
 _DRAIN_IDLE: Final = 0.5
-
-
-class ServerContext:
-    """What every connection of one server shares; built once by server.Server."""
-
-    __slots__ = (
-        "app",
-        "closing",
-        "connections",
-        "date",
-        "drained",
-        "lifespan_state",
-        "loop",
-        "proxy",
-        "root_path",
-        "server_header",
-        "settings",
-        "state",
-    )
-
-    def __init__(
-        self,
-        app: ASGIApp,
-        settings: HttpSettings,
-        state: ServerState,
-        loop: asyncio.AbstractEventLoop,
-    ) -> None:
-        self.app = app
-        self.settings = settings
-        self.state = state
-        self.loop = loop
-        self.connections: set[HttpProtocol] = set()
-        self.date = DateCache()
-        self.proxy = ProxyHeaders(settings.forwarded_allow_ips)
-        self.root_path = settings.root_path
-        self.server_header = (
-            b"server: " + settings.server_header.encode("latin-1") + b"\r\n"
-            if settings.server_header
-            else b""
-        )
-        self.lifespan_state: dict[str, Any] = {}
-        self.closing = False
-        self.drained = asyncio.Event()  # set when closing and the last connection is gone
+_NOT_STARTED: Final = ResponseState.NOT_STARTED
+_COMPLETE: Final = ResponseState.COMPLETE
 
 
 class HttpProtocol(asyncio.Protocol):
     """asyncio protocol for one client connection."""
 
     __slots__ = (
-        "body_timeout",
         "client",
         "ctx",
         "cycle",
@@ -112,7 +65,6 @@ class HttpProtocol(asyncio.Protocol):
         "registered",
         "scheme",
         "server",
-        "server_header",
         "settings",
         "transport",
         "trusted",
@@ -129,8 +81,6 @@ class HttpProtocol(asyncio.Protocol):
             max_headers=settings.max_headers,
             max_body_bytes=settings.max_body_bytes,
         )
-        self.server_header = ctx.server_header
-        self.body_timeout = settings.body_timeout
         self.transport: asyncio.Transport | None = None
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int | None] | None = None
@@ -160,15 +110,7 @@ class HttpProtocol(asyncio.Protocol):
         # accepted before (uvloop defers connection_made); it gets one answer, with close.
         if len(ctx.connections) >= self.settings.max_connections:
             # Over the limit: answer at once rather than leave the client hanging.
-            transport.write(
-                error_response(
-                    503,
-                    extra=_RETRY_AFTER,
-                    server_header=self.server_header,
-                    date_header=ctx.date.header,
-                )
-            )
-            _count_error(ctx.state, 503)
+            self._refuse(503)
             transport.close()
             return
         ctx.connections.add(self)
@@ -200,8 +142,7 @@ class HttpProtocol(asyncio.Protocol):
         self.deadline_kind = _NONE
         cycle = self.cycle
         if cycle is not None:
-            cycle.disconnect()
-            self._account(cycle)
+            cycle.connection_lost()
         self.pipeline.clear()
         waiter = self.drain_waiter
         if waiter is not None:
@@ -217,10 +158,7 @@ class HttpProtocol(asyncio.Protocol):
         cycle = self.cycle
         if cycle is None or self.parsing is not None:
             return False  # idle, or a body that can never complete: the client is gone
-        if cycle.delivered and cycle.waiter is not None:
-            # The app has the whole body and waits on receive() for news of the client:
-            # an EOF is the only news there will be (ASGI http.disconnect).
-            cycle.disconnect()
+        cycle.eof()
         return True
 
     def pause_writing(self) -> None:
@@ -250,13 +188,13 @@ class HttpProtocol(asyncio.Protocol):
         for event in events:
             kind = event.__class__
             if kind is RequestHead:
-                if self._reading_requests():
+                if not self.no_more:
                     self._on_head(event)  # type: ignore[arg-type]
                 else:  # pipelined after a request that closes the connection: never served
                     self.parsing = None
             elif kind is Body:
                 parsing = self.parsing
-                if parsing is not None and not parsing.response_complete:
+                if parsing is not None and parsing.state is not _COMPLETE:
                     parsing.feed_body(event.data)  # type: ignore[union-attr]
                     if len(parsing.body) > self.settings.high_water and not self.reading_paused:
                         self._pause_reading()
@@ -266,7 +204,7 @@ class HttpProtocol(asyncio.Protocol):
                     self.parsing = None
                     parsing.end_body()
         if error is not None:
-            if not self._reading_requests() and self.parsing is None:
+            if self.no_more and self.parsing is None:
                 # Bytes after a request that closes the connection (llhttp refuses them): they
                 # are never read as a request, so they get no answer either.
                 return
@@ -283,95 +221,19 @@ class HttpProtocol(asyncio.Protocol):
 
     # -- requests -------------------------------------------------------------------------
 
-    def _reading_requests(self) -> bool:
-        return not self.no_more
-
     def _on_head(self, head: RequestHead) -> None:
-        ctx = self.ctx
-        raw_path = head.raw_path
-        if b"%" in raw_path:
-            path = unquote_to_bytes(raw_path).decode("utf-8", "replace")
-        else:
-            path = raw_path.decode("utf-8", "replace")
-        client = self.client
-        scheme = self.scheme
-        if self.trusted:
-            client, scheme = ctx.proxy.resolve(head.headers, client, scheme)
-        root_path = ctx.root_path
-        if root_path:
-            path = root_path + path
-            raw_path = root_path.encode("utf-8") + raw_path
-        scope: HTTPScope = {
-            "type": "http",
-            "asgi": ASGI_VERSION,
-            "http_version": head.http_version,
-            "server": self.server,
-            "client": client,
-            "scheme": scheme,
-            "method": head.method,
-            "root_path": root_path,
-            "path": path,
-            "raw_path": raw_path,
-            "query_string": head.query_string,
-            "headers": head.headers,
-            "state": ctx.lifespan_state.copy(),
-        }
-        keep_alive = head.keep_alive and not ctx.closing
-        cycle = RequestCycle(
-            scope,
-            self,
-            keep_alive=keep_alive,
-            expect_continue=head.expect_continue,
-            started=0.0,
-        )
-        if not keep_alive:
+        cycle = RequestCycle(head, self)
+        if not cycle.keep_alive:
             self.no_more = True  # bytes after a closing request are never read as a request
         self.parsing = cycle
         if self.cycle is None:
-            self._start(cycle)
+            self.cycle = cycle
+            self.deadline_kind = _NONE
+            cycle.begin()
         else:
             self.pipeline.append(cycle)
             if len(self.pipeline) >= _MAX_PIPELINE and not self.reading_paused:
                 self._pause_reading()
-
-    def _start(self, cycle: RequestCycle) -> None:
-        self.cycle = cycle
-        self.deadline_kind = _NONE
-        state = self.ctx.state
-        cycle.started = monotonic()
-        state.in_progress += 1
-        state.active.add(cycle)
-        if state.in_progress > self.settings.max_requests_in_progress:
-            # Shed load at once: a queue here would only turn overload into timeouts.
-            cycle.fail(503, extra_headers=((b"retry-after", b"1"),))
-            return
-        cycle.task = self.loop.create_task(cycle.run(self.ctx.app))
-
-    def _account(self, cycle: RequestCycle) -> None:
-        """Count a finished request exactly once."""
-        state = self.ctx.state
-        try:
-            state.active.remove(cycle)
-        except KeyError:  # already counted
-            return
-        state.in_progress -= 1
-        if cycle.response_complete:
-            state.requests += 1
-            state.status_classes[cycle.status // 100 if cycle.status < 600 else 0] += 1
-            elapsed = monotonic() - cycle.started
-            state.latency_counts[bisect_left(LATENCY_BUCKETS, elapsed)] += 1
-            state.latency_sum += elapsed
-            if self.settings.access_log:
-                client = cycle.scope["client"]
-                access_logger.info(
-                    '%s - "%s %s HTTP/%s" %d %.1fms',
-                    f"{client[0]}:{client[1]}" if client else "-",
-                    cycle.method,
-                    cycle.path,
-                    cycle.scope["http_version"],
-                    cycle.status,
-                    elapsed * 1000,
-                )
 
     # -- called by the cycle --------------------------------------------------------------
 
@@ -394,9 +256,6 @@ class HttpProtocol(asyncio.Protocol):
                 waiter = self.drain_waiter = self.loop.create_future()
             await waiter
 
-    def date_header(self) -> bytes:
-        return self.ctx.date.header
-
     def resume_reading(self) -> None:
         if self.reading_paused:
             parsing = self.parsing
@@ -415,7 +274,6 @@ class HttpProtocol(asyncio.Protocol):
             self.transport.close()
 
     def response_complete(self, cycle: RequestCycle) -> None:
-        self._account(cycle)
         if cycle is not self.cycle:
             return
         self.cycle = None
@@ -435,7 +293,9 @@ class HttpProtocol(asyncio.Protocol):
             self._linger()
             return
         if self.pipeline:
-            self._start(self.pipeline.popleft())
+            self.cycle = cycle = self.pipeline.popleft()
+            self.deadline_kind = _NONE
+            cycle.begin()
             self.resume_reading()
             return
         if self.pending_error is not None:
@@ -473,15 +333,16 @@ class HttpProtocol(asyncio.Protocol):
     def _send_error(self, error: ParseError) -> None:
         self.pending_error = None
         self.no_more = True
-        _count_error(self.ctx.state, error.status)
-        self.write(
-            error_response(
-                error.status,
-                server_header=self.server_header,
-                date_header=self.ctx.date.header,
-            )
-        )
+        self._refuse(error.status)
         self._linger()
+
+    def _refuse(self, status: int) -> None:
+        """Answer `status` without a request cycle (bad input, too many connections)."""
+        ctx = self.ctx
+        ctx.state.count_response(status)
+        self.write(
+            error_response(status, server_header=ctx.server_header, date_header=ctx.date.header)
+        )
 
     def _linger(self) -> None:
         self.parsing = None  # whatever still arrives is discarded, even a body in progress
@@ -527,24 +388,8 @@ class HttpProtocol(asyncio.Protocol):
                 transport.close()
             return
         cycle = self.cycle
-        if cycle is None:
-            return
-        settings = self.settings
-        timeout = settings.request_timeout
-        if timeout and not cycle.response_complete and now - cycle.started > timeout:
-            task = cycle.task
-            if task is not None and not task.done() and not cycle.cancelled:
-                logger.warning(
-                    "%s %s passed its deadline of %gs: cancelled", cycle.method, cycle.path, timeout
-                )
-                cycle.cancelled = True
-                task.cancel()
-            return
-        if cycle.waiting_since and now - cycle.waiting_since > settings.body_timeout:
-            logger.info("request body from %s stalled: closing", self.client)
-            cycle.fail(408)
-            cycle.disconnect()
-            transport.close()
+        if cycle is not None:
+            cycle.check_deadlines(now)
 
     def shutdown(self) -> None:
         """Graceful stop: close now if idle, else after the response in progress."""
@@ -567,22 +412,14 @@ class HttpProtocol(asyncio.Protocol):
             # header_timeout bounds the wait.
             return
         self.no_more = True
-        if not cycle.response_started and not self.pipeline:
+        if cycle.state is _NOT_STARTED and not self.pipeline:
             # Its response says "connection: close": a client that would reuse the connection
             # learns it is closing instead of racing a new request against the close.
             cycle.keep_alive = False
 
     def force_close(self) -> None:
         """The graceful timeout passed: cancel the app and close."""
-        cycle = self.cycle
-        if cycle is not None and cycle.task is not None and not cycle.task.done():
-            cycle.cancelled = True
-            cycle.task.cancel()
+        if self.cycle is not None:
+            self.cycle.cancel()
         if self.transport is not None:
             self.transport.close()
-
-
-def _count_error(state: ServerState, status: int) -> None:
-    """Count a response the server gave without the app (bad request, overload)."""
-    state.requests += 1
-    state.status_classes[status // 100] += 1

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from typing import Any, Literal
 
-from aioworker.http.cycle import ASGIApp, Message
+from aioworker._types import ASGIApp, Message
 
 __all__ = ["Lifespan", "LifespanError", "LifespanMode"]
 

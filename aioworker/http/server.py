@@ -15,10 +15,11 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
+from aioworker._types import ASGIApp
 from aioworker.config import LOG_LEVELS, HttpSettings, Listen, ServerSettings
-from aioworker.http.connection import HttpProtocol, ServerContext
+from aioworker.http.connection import HttpProtocol
+from aioworker.http.context import ServerContext
 from aioworker.http.counters import LATENCY_BUCKETS, ServerState
-from aioworker.http.cycle import ASGIApp
 from aioworker.http.lifespan import Lifespan, LifespanError, LifespanMode
 from aioworker.sockets import bind_listen, describe
 
@@ -165,7 +166,7 @@ class Server:
                     "lifespan shutdown did not finish within %gs; stopping anyway", timeout
                 )
 
-    # The tick replaces per-connection timers: see protocol.py.
+    # The tick replaces per-connection timers: see connection.py.
     def _schedule_tick(self) -> None:
         s = self.settings
         timeouts = [s.header_timeout, s.keepalive_timeout, s.body_timeout]

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 
 import uvloop
 
+from aioworker._types import Receive, Scope, Send
 from aioworker.config import HttpSettings
-from aioworker.http.cycle import Receive, Scope, Send
 from aioworker.http.server import serve
 
 BLOCK = bytes(range(256)) * 4096  # 1 MiB

@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-from aioworker.http.cycle import Receive, Scope, Send
+from aioworker._types import Receive, Scope, Send
 
 KEEP: list[bytearray] = []
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import socket
 
+from aioworker._types import Receive, Scope, Send
 from aioworker.config import HttpSettings
-from aioworker.http.cycle import Receive, Scope, Send
 from aioworker.http.server import run
 
 

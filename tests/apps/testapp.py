@@ -15,7 +15,7 @@ import time
 from typing import Any
 from urllib.parse import parse_qs
 
-from aioworker.http.cycle import Receive, Scope, Send
+from aioworker._types import Receive, Scope, Send
 
 
 def mark(text: str) -> None:

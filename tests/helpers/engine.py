@@ -16,8 +16,8 @@ from typing import Any
 
 import uvloop
 
+from aioworker._types import ASGIApp, Receive, Scope, Send
 from aioworker.config import HttpSettings
-from aioworker.http.cycle import ASGIApp, Receive, Scope, Send
 from tests.helpers.client import RawConn, Response, get, request
 
 LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {

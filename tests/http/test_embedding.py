@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from aioworker.http.cycle import Receive, Scope, Send
+from aioworker._types import Receive, Scope, Send
 from aioworker.http.server import serve, start_server
 from tests.helpers.client import request as raw_request
 from tests.helpers.engine import FAST, read_body, run_in_loop, send_response

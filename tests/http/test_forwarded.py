@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
+from aioworker._types import Receive, Scope, Send
 from aioworker.config import HttpSettings
-from aioworker.http.cycle import Receive, Scope, Send
 from aioworker.http.forwarded import ProxyHeaders, parse_node
 
 PEER = ("127.0.0.1", 50000)
