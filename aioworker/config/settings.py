@@ -98,7 +98,17 @@ class HttpSettings:
         zero="none",
     )
     max_connections: int = _f(
-        1024, "open connections per worker; beyond it new ones are closed at once", minimum=1
+        1024,
+        "open connections per worker; a new one beyond it first evicts the oldest connection "
+        "that is idle or has not sent a whole request head, else gets 503 and close",
+        minimum=1,
+    )
+    max_connections_per_client: int = _f(
+        256,
+        "open connections per worker from one client address (trusted proxies exempt); "
+        "beyond it 503 and close",
+        minimum=0,
+        zero="no limit",
     )
     max_requests_in_progress: int = _f(
         256, "requests running per worker; beyond it an immediate 503 with Retry-After", minimum=1

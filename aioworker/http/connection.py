@@ -30,6 +30,7 @@ logger = logging.getLogger("aioworker.http")
 _NONE: Final = 0  # a request is being answered: no connection deadline
 _IDLE: Final = 1  # between requests (or before the first byte): close quietly
 _HEAD: Final = 2  # a request head is arriving: 408, then close
+_WAITING: Final = (_IDLE, _HEAD)  # no request taken on yet: evictable at max_connections
 _LINGER: Final = 3  # closing after an error: stop discarding input, close
 
 # Pipelined requests queued behind the one being answered before reading pauses.
@@ -106,19 +107,28 @@ class HttpProtocol(asyncio.Protocol):
         transport = cast(asyncio.Transport, transport)
         self.transport = transport
         ctx = self.ctx
-        # Not refused while closing: the listener is closed by then, so this connection was
-        # accepted before (uvloop defers connection_made); it gets one answer, with close.
-        if len(ctx.connections) >= self.settings.max_connections:
-            # Over the limit: answer at once rather than leave the client hanging.
-            self._refuse(503)
-            transport.close()
-            return
-        ctx.connections.add(self)
-        ctx.state.connections += 1
-        self.registered = True
+        settings = self.settings
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and peer:
             self.client = (str(peer[0]), int(peer[1]))
+        address = self.client[0] if self.client else ""
+        self.trusted = ctx.proxy.trusts(address or None)
+        # Not refused while closing: the listener is closed by then, so this connection was
+        # accepted before (uvloop defers connection_made); it gets one answer, with close.
+        # Over a limit it is answered at once rather than left hanging.
+        cap = settings.max_connections_per_client
+        if cap and address and not self.trusted and ctx.clients.get(address, 0) >= cap:
+            self._refuse(503)
+            transport.close()
+            return
+        if len(ctx.connections) >= settings.max_connections and not ctx.make_room():
+            self._refuse(503)
+            transport.close()
+            return
+        ctx.connections[self] = None
+        ctx.clients[address] = ctx.clients.get(address, 0) + 1
+        ctx.state.connections += 1
+        self.registered = True
         sockname = transport.get_extra_info("sockname")
         if isinstance(sockname, tuple) and sockname:
             self.server = (str(sockname[0]), int(sockname[1]))
@@ -126,18 +136,40 @@ class HttpProtocol(asyncio.Protocol):
             self.server = (sockname, None)
         if transport.get_extra_info("sslcontext") is not None:
             self.scheme = "https"
-        self.trusted = ctx.proxy.trusts(self.client[0] if self.client else None)
         self.deadline_kind = _IDLE
         self.deadline = monotonic() + self.settings.header_timeout
 
-    def connection_lost(self, exc: Exception | None) -> None:
+    def _unregister(self) -> None:
         if self.registered:
             self.registered = False
             ctx = self.ctx
-            ctx.connections.discard(self)
+            del ctx.connections[self]
+            address = self.client[0] if self.client else ""
+            left = ctx.clients[address] - 1
+            if left:
+                ctx.clients[address] = left
+            else:
+                del ctx.clients[address]
             ctx.state.connections -= 1
             if ctx.closing and not ctx.connections:
                 ctx.drained.set()
+
+    @property
+    def evictable(self) -> bool:
+        """Idle (before its first byte, between requests) or with a request head still
+        arriving: closing it loses no request the server took on."""
+        return self.cycle is None and not self.pipeline and self.deadline_kind in _WAITING
+
+    def evict(self) -> None:
+        """Close to make room for a new connection (at max_connections)."""
+        self._unregister()
+        self.no_more = True
+        self.deadline_kind = _NONE
+        if self.transport is not None:
+            self.transport.abort()  # nothing to flush: idle, or a head half sent
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._unregister()
         self.no_more = True
         self.deadline_kind = _NONE
         cycle = self.cycle

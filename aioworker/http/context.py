@@ -28,6 +28,12 @@ class ConnectionLike(Protocol):
     @property
     def cycle(self) -> CycleLike | None: ...
 
+    @property
+    def evictable(self) -> bool:
+        """Nothing to lose by closing it: idle, or a request head still incomplete."""
+
+    def evict(self) -> None: ...
+
     def check_timeouts(self, now: float) -> None: ...
 
     def shutdown(self) -> None: ...
@@ -40,6 +46,7 @@ class ServerContext:
 
     __slots__ = (
         "app",
+        "clients",
         "closing",
         "connections",
         "date",
@@ -53,6 +60,15 @@ class ServerContext:
         "state",
     )
 
+    def make_room(self) -> bool:
+        """At max_connections: evict the oldest connection that is idle or still sending its
+        request head (silent clients must not lock new ones out); False if none is."""
+        for conn in self.connections:
+            if conn.evictable:
+                conn.evict()
+                return True
+        return False
+
     def __init__(
         self,
         app: ASGIApp,
@@ -64,7 +80,10 @@ class ServerContext:
         self.settings = settings
         self.state = state
         self.loop = loop
-        self.connections: set[ConnectionLike] = set()
+        # Open connections, oldest first (a dict keeps insertion order): the oldest evictable
+        # one makes room for a new connection at max_connections.
+        self.connections: dict[ConnectionLike, None] = {}
+        self.clients: dict[str, int] = {}  # open connections per client address
         self.date = DateCache()
         self.proxy = ProxyHeaders(settings.forwarded_allow_ips)
         self.root_path = settings.root_path

@@ -144,37 +144,97 @@ def test_keepalive_timer_restarts_per_request(serve: Any) -> None:
 # --------------------------------------------------------------------------- caps
 
 
-def test_max_connections(serve: Any) -> None:
+def test_max_connections_evicts_the_oldest_idle_connection(serve: Any) -> None:
     server = serve(hello_app, dataclasses.replace(FAST, max_connections=2))
     first, second = server.connect(), server.connect()
     try:
         for conn in (first, second):
             conn.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
             assert conn.read_response().status == 200
+        # Both are idle keep-alive connections: a third one is served, the oldest is closed.
+        assert server.get("/", timeout=SLACK).status == 200
+        assert first.read_until_closed(timeout=SLACK) == b""
+        second.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert second.read_response().status == 200
+    finally:
+        first.close()
+        second.close()
+
+
+def test_max_connections_evicts_silent_and_half_sent_heads_first(serve: Any) -> None:
+    """Clients that send nothing (or half a head) cannot lock a worker for header_timeout."""
+    settings = dataclasses.replace(
+        FAST, max_connections=3, header_timeout=60.0, keepalive_timeout=60.0
+    )
+    server = serve(hello_app, settings)
+    gate_keeper = server.connect()
+    silent, partial = server.connect(), server.connect()
+    newcomers: list[RawConn] = []
+    try:
+        gate_keeper.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert gate_keeper.read_response().status == 200
+        partial.send(b"GET / HTTP/1.1\r\nHost:")
+        # Oldest first: each newcomer (kept open) evicts the idle gate_keeper, then the
+        # silent connection, then the half-sent head, and is served.
+        for evicted in (gate_keeper, silent, partial):
+            newcomer = server.connect()
+            newcomers.append(newcomer)
+            newcomer.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            assert newcomer.read_response(timeout=SLACK).status == 200
+            assert evicted.read_until_closed(timeout=SLACK) == b""
+    finally:
+        for conn in (gate_keeper, silent, partial, *newcomers):
+            conn.close()
+
+
+def test_max_connections_refuses_when_every_connection_is_in_use(serve: Any) -> None:
+    gate = Gate()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            await gate.hold()
+            await send_response(send, 200, b"done")
+
+    server = serve(app, dataclasses.replace(FAST, max_connections=1))
+    with server.connect() as busy:
+        busy.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert gate.entered.wait(5)
         with server.connect() as third:
             try:
                 third.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
             except (BrokenPipeError, ConnectionResetError):
                 pass
             data = third.read_until_closed(timeout=SLACK)
-            assert data == b"" or data.startswith(b"HTTP/1.1 503 "), data
-        first.close()
-        # Once the server has seen the close, a new connection is served again.
+            assert data.startswith(b"HTTP/1.1 503 "), data
+            assert b"retry-after: 1\r\n" in data.lower()
+        gate.open()
+        assert busy.read_response().body == b"done"
+
+
+@pytest.mark.parametrize(
+    ("trusted", "third"),
+    [pytest.param((), 503, id="untrusted-capped"), pytest.param(("127.0.0.1",), 200, id="proxy")],
+)
+def test_max_connections_per_client(serve: Any, trusted: tuple[str, ...], third: int) -> None:
+    settings = dataclasses.replace(FAST, max_connections_per_client=2, forwarded_allow_ips=trusted)
+    server = serve(hello_app, settings)
+    held = [server.connect(), server.connect()]
+    try:
+        for conn in held:
+            conn.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            assert conn.read_response().status == 200
+        with server.connect() as conn:
+            conn.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            assert conn.read_response(timeout=SLACK).status == third
+        held.pop().close()
 
         def served() -> bool:
-            with server.connect() as conn:
-                try:
-                    conn.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-                    return bool(conn.read_response().status == 200)
-                except (IncompleteResponse, OSError):
-                    return False
+            return bool(server.get("/", timeout=SLACK).status == 200)
 
-        wait_until(served, SLACK, "the freed connection slot to be reused")
-        second.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-        assert second.read_response().status == 200
+        wait_until(served, SLACK, "the client's freed connection to count again")
     finally:
-        first.close()
-        second.close()
+        for conn in held:
+            conn.close()
 
 
 def test_max_requests_in_progress_503(serve: Any) -> None:
@@ -581,8 +641,9 @@ def test_many_concurrent_connections(serve: Any) -> None:
 
 
 def test_server_answered_errors_are_counted(serve: Any) -> None:
-    """A 400 from the parser and a 503 over max_connections count like app responses."""
-    server = serve(hello_app, dataclasses.replace(FAST, max_connections=1))
+    """A 400 from the parser and a 503 over a connection limit count like app responses."""
+    settings = dataclasses.replace(FAST, max_connections_per_client=1, forwarded_allow_ips=())
+    server = serve(hello_app, settings)
     state = server.server.state
     with server.connect() as conn:
         conn.send(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")

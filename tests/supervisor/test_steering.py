@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import threading
 
 import httpx
@@ -110,3 +111,36 @@ def test_connections_queued_on_a_slot_that_goes_bad_are_moved(fault: str) -> Non
                 client.close()
             if fault == "frozen":
                 os.kill(bad, signal.SIGCONT)
+
+
+@pytest.mark.parametrize(
+    ("silent_from", "trusted"),
+    [
+        pytest.param("127.0.0.1", '["127.0.0.1"]', id="evicted"),  # a trusted peer: no cap
+        pytest.param("127.0.0.2", "[]", id="capped"),  # 256 per worker from one address
+    ],
+)
+def test_silent_connections_do_not_lock_out_other_clients(silent_from: str, trusted: str) -> None:
+    """3,000 connections that send nothing, against a 2-worker group of 1,024 connections
+    each: a normal client's requests during them are served, each within a second."""
+    group = TWO + "header_timeout = 60.0\n"  # silent clients are not timed out meanwhile
+    config = config_text(group, server=f"forwarded_allow_ips = {trusted}\n")
+    with running_master(config) as master:
+        silent: list[socket.socket] = []
+        try:
+            for _ in range(3000):
+                sock = socket.socket()
+                sock.bind((silent_from, 0))
+                sock.connect(master.url("task"))
+                silent.append(sock)
+            served = 0
+            for _ in range(100):
+                try:
+                    status, _body = get(master.url("task"), "/info", timeout=1.0)
+                except (OSError, TimeoutError):
+                    continue
+                served += status == 200
+            assert served >= 99
+        finally:
+            for sock in silent:
+                sock.close()
