@@ -17,7 +17,7 @@ import socket
 import time
 from collections.abc import Callable
 
-__all__ = ["OneShotServer"]
+__all__ = ["OneShotServer", "OneShotService"]
 
 log = logging.getLogger("aioworker.master")
 
@@ -165,3 +165,23 @@ class OneShotServer:
             except (KeyError, ValueError):
                 pass
         conn.sock.close()
+
+
+class OneShotService:
+    """A service the master answers with a `OneShotServer` (its control socket, its metrics):
+    registered with the master's selector, ticked for timeouts, closed."""
+
+    server: OneShotServer
+
+    def fileno(self) -> int:
+        return self.server.fileno()
+
+    def attach(self, selector: selectors.BaseSelector) -> None:
+        """Register with the master's selector (callbacks are called as ``key.data()``)."""
+        self.server.attach(selector)
+
+    def tick(self, now: float | None = None) -> None:
+        self.server.tick(now)
+
+    def close(self) -> None:
+        self.server.close()

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import selectors
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from aioworker.config import parse_listen
-from aioworker.http.oneshot import OneShotServer
+from aioworker.http.oneshot import OneShotServer, OneShotService
 from aioworker.observe.scoreboard import WorkerSample
 from aioworker.observe.watchdog import BLOCKED_AFTER
 from aioworker.sockets import bind_listen
@@ -204,7 +203,7 @@ def _response(status: int, body: bytes, content_type: str, head: bool, extra: st
     return header.encode("latin-1") + (b"" if head else body)
 
 
-class MetricsServer:
+class MetricsServer(OneShotService):
     """GET /metrics, /healthz and /readyz on the master's selector loop."""
 
     def __init__(
@@ -241,17 +240,8 @@ class MetricsServer:
             return str(self.address)
         return str(dataclasses.replace(self.address, port=self.port))
 
-    def fileno(self) -> int:
-        return self.server.fileno()
-
-    def attach(self, selector: selectors.BaseSelector) -> None:
-        self.server.attach(selector)
-
-    def tick(self, now: float | None = None) -> None:
-        self.server.tick(now)
-
     def close(self) -> None:
-        self.server.close()
+        super().close()
         if self.address.is_unix:
             try:
                 os.unlink(self.address.path)

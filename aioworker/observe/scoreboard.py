@@ -28,7 +28,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from aioworker.http.counters import LATENCY_BUCKETS
+from aioworker.http.counters import LATENCY_BUCKETS, ActiveRequest
 
 __all__ = [
     "BUSY_AFTER",
@@ -84,17 +84,6 @@ class ScoreboardFull(RuntimeError):
     """Every slot is in use: the process runs unobserved (raise the capacity)."""
 
 
-class RequestLike(Protocol):
-    """What the scoreboard reads from a request cycle in ``ServerState.active``."""
-
-    @property
-    def method(self) -> str: ...
-    @property
-    def path(self) -> str: ...
-    @property
-    def started(self) -> float: ...
-
-
 class StateLike(Protocol):
     """The engine's ``ServerState`` as the scoreboard sees it: plain counters."""
 
@@ -115,7 +104,7 @@ class StateLike(Protocol):
     @property
     def latency_sum(self) -> float: ...
     @property
-    def active(self) -> Collection[RequestLike]: ...
+    def active(self) -> Collection[ActiveRequest]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,7 +355,7 @@ class SlotWriter:
         _SEQ.pack_into(self._buf, self._offset, self._seq)
 
 
-def _started(request: RequestLike) -> float:
+def _started(request: ActiveRequest) -> float:
     return request.started
 
 

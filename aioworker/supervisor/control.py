@@ -16,7 +16,6 @@ import contextlib
 import json
 import logging
 import os
-import selectors
 import socket
 import stat
 from collections.abc import Callable, Mapping
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from aioworker.config import Config
-from aioworker.http.oneshot import OneShotServer
+from aioworker.http.oneshot import OneShotServer, OneShotService
 
 __all__ = [
     "CommandError",
@@ -70,7 +69,7 @@ def _check_path(path: Path) -> None:
         )
 
 
-class ControlServer:
+class ControlServer(OneShotService):
     """The master's side: bind the socket (0600) and answer commands from its selector loop."""
 
     def __init__(
@@ -121,19 +120,9 @@ class ControlServer:
             probe.close()
         raise ControlError(f"another master answers on {self.path}")
 
-    def fileno(self) -> int:
-        return self.server.fileno()
-
-    def attach(self, selector: selectors.BaseSelector) -> None:
-        """Register with the master's selector (callbacks are called as ``key.data()``)."""
-        self.server.attach(selector)
-
-    def tick(self, now: float | None = None) -> None:
-        self.server.tick(now)
-
     def close(self) -> None:
         """Stop answering and remove the socket file (only if it is still ours)."""
-        self.server.close()
+        super().close()
         with contextlib.suppress(OSError):
             if os.stat(self.path).st_ino == self._inode:
                 self.path.unlink()

@@ -43,6 +43,19 @@ def make_dir(world_readable: bool = False) -> Path:
     return path
 
 
+def group_table(name: str, count: int, **keys: str) -> str:
+    """A [groups.NAME] table serving the test app on a kernel-chosen port; `keys` are added as
+    written (TOML values)."""
+    lines = [
+        f"[groups.{name}]",
+        'app = "tests.apps.testapp:app"',
+        'listen = "http://127.0.0.1:0"',
+        f"count = {count}",
+        *(f"{key} = {value}" for key, value in keys.items()),
+    ]
+    return "\n" + "\n".join(lines) + "\n"
+
+
 def config_text(groups: str, *, graceful: float = 5.0, server: str = "") -> str:
     return "[server]\n" + FAST.format(graceful=graceful) + server + "\n" + textwrap.dedent(groups)
 

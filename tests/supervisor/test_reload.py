@@ -10,17 +10,19 @@ import httpx
 import pytest
 
 from aioworker.supervisor.control import request
-from tests.helpers.master import config_text, get, make_dir, running_master, spawn_python
+from tests.helpers.master import (
+    config_text,
+    get,
+    group_table,
+    make_dir,
+    running_master,
+    spawn_python,
+)
 from tests.helpers.nginx import free_port
 
 pytestmark = pytest.mark.slow
 
-WEB = """
-[groups.web]
-app = "tests.apps.testapp:app"
-listen = "http://127.0.0.1:0"
-count = 1
-"""
+WEB = group_table("web", 1)
 
 
 def refused(port: int) -> bool:
@@ -97,8 +99,8 @@ sys.exit(run("config.toml"))
 def test_control_socket_serves_a_master_without_any_hook() -> None:
     """status, reload -g, stop -g and start -g are the master's own, not a hook's."""
     directory = make_dir()
-    two = WEB + '\n[groups.task]\napp = "tests.apps.testapp:app"\nlisten = "http://127.0.0.1:0"\n'
-    (directory / "config.toml").write_text(config_text(two + 'count = 1\nroutes = ["/task"]\n'))
+    two = WEB + group_table("task", 1, routes='["/task"]')
+    (directory / "config.toml").write_text(config_text(two))
     (directory / "nohooks.py").write_text(textwrap.dedent(NO_HOOKS))
     master = spawn_python(["nohooks.py"], directory)
     sock = directory / "aioworker.sock"

@@ -14,20 +14,13 @@ import pytest
 
 from aioworker.supervisor.control import request
 from tests.helpers.client import RawConn
-from tests.helpers.master import config_text, get, make_dir, running_master
+from tests.helpers.master import config_text, get, group_table, make_dir, running_master
 from tests.helpers.nginx import free_port
 
 pytestmark = pytest.mark.slow
 
-TASK = """
-[groups.task]
-app = "tests.apps.testapp:app"
-listen = "http://127.0.0.1:0"
-count = 2
-
-[metrics]
-listen = "http://127.0.0.1:{metrics}"
-"""
+TWO = group_table("task", 2)
+TASK = TWO + '\n[metrics]\nlisten = "http://127.0.0.1:{metrics}"\n'
 
 
 def served_by(address: tuple[str, int], connections: int) -> list[int]:
@@ -67,14 +60,6 @@ def test_new_connections_avoid_a_blocked_worker_until_it_turns_again() -> None:
         assert set(served_by(master.url("task"), 40)) == set(slots.values())
         group = request(directory / "aioworker.sock", "status")["groups"][0]
         assert group["accepting"] == [0, 1]
-
-
-TWO = """
-[groups.task]
-app = "tests.apps.testapp:app"
-listen = "http://127.0.0.1:0"
-count = 2
-"""
 
 
 @pytest.mark.parametrize("fault", ["frozen", "missing"])
@@ -123,7 +108,7 @@ def test_connections_queued_on_a_slot_that_goes_bad_are_moved(fault: str) -> Non
 def test_silent_connections_do_not_lock_out_other_clients(silent_from: str, trusted: str) -> None:
     """3,000 connections that send nothing, against a 2-worker group of 1,024 connections
     each: a normal client's requests during them are served, each within a second."""
-    group = TWO + "header_timeout = 60.0\n"  # silent clients are not timed out meanwhile
+    group = group_table("task", 2, header_timeout="60.0")  # silent clients are not timed out
     config = config_text(group, server=f"forwarded_allow_ips = {trusted}\n")
     with running_master(config) as master:
         silent: list[socket.socket] = []
