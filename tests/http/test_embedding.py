@@ -7,16 +7,15 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from aioworker._types import Receive, Scope, Send
 from aioworker.http.server import serve, start_server
+from tests.helpers.child import start_ready
 from tests.helpers.client import request as raw_request
 from tests.helpers.engine import FAST, read_body, run_in_loop, send_response, shutdown_recorder
 
@@ -225,18 +224,9 @@ def test_shutdown_after_draining(loop_factory: LoopFactory) -> None:
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_run_stops_on_signal(signum: int) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.apps.run_until_signal"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=Path(__file__).resolve().parents[2],
-    )
+    proc, port = start_ready("tests.apps.run_until_signal", stderr=subprocess.PIPE)
     try:
         assert proc.stdout is not None
-        ready = proc.stdout.readline().split()
-        assert ready[:1] == ["READY"], ready
-        port = int(ready[1])
         assert proc.stdout.readline().strip() == "STARTUP"
         response = raw_request(
             ("127.0.0.1", port), b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
