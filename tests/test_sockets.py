@@ -11,6 +11,7 @@ import pytest
 from aioworker import sockets
 from aioworker.config import GroupSettings, parse_listen
 from aioworker.sockets import BindError, bind_group, bind_listen, describe, foreign_listeners
+from tests.helpers.ports import other_listener
 
 
 def group(listen: str, count: int, reuse_port: bool = True) -> GroupSettings:
@@ -66,17 +67,10 @@ def test_queued_connection_survives_on_the_listener_the_master_keeps() -> None:
 
 @pytest.mark.parametrize("reuse_port", [True, False], ids=["reuse-port", "shared"])
 def test_refuses_a_port_another_process_holds(reuse_port: bool) -> None:
-    # The other holder uses SO_REUSEPORT too, as a second copy of the server would.
-    other = socket.socket()
-    other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    other.bind(("127.0.0.1", 0))
-    other.listen()
-    port = other.getsockname()[1]
-    try:
+    with other_listener() as other:
+        port = other.getsockname()[1]
         with pytest.raises(BindError, match=f"http://127.0.0.1:{port}: address already in use"):
             bind_group(group(f"http://127.0.0.1:{port}", 2, reuse_port=reuse_port))
-    finally:
-        other.close()
 
 
 def test_unix_socket_replaces_a_stale_file_and_refuses_a_live_one(tmp_path: Path) -> None:
@@ -131,14 +125,10 @@ def test_ipv6_and_host_names(listen: str, family: socket.AddressFamily) -> None:
 def test_a_second_copy_that_binds_between_probe_and_bind_is_still_refused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    other = socket.socket()
-    other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    other.bind(("127.0.0.1", 0))
-    other.listen()
-    port = other.getsockname()[1]
     # The race made certain: the probe ran before the other copy bound, so it saw nothing.
     monkeypatch.setattr(sockets, "probe_free", lambda host, port: None)
-    try:
+    with other_listener() as other:
+        port = other.getsockname()[1]
         with pytest.raises(BindError, match=f"http://127.0.0.1:{port}: address already in use"):
             bind_group(group(f"http://127.0.0.1:{port}", 2))
         # Our own listeners alone are not foreign.
@@ -156,8 +146,6 @@ def test_a_second_copy_that_binds_between_probe_and_bind_is_still_refused(
                 elsewhere.close()
         finally:
             bound.close()
-    finally:
-        other.close()
 
 
 def landed(bound: sockets.GroupSockets, connections: int = 60) -> dict[int, int]:

@@ -7,7 +7,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +25,7 @@ from tests.helpers.master import (
     spawn,
     spawn_python,
 )
+from tests.helpers.ports import other_listener
 
 ONE = """
 [groups.web]
@@ -69,11 +69,29 @@ def test_help_lists_every_command_and_serve_lists_every_engine_limit() -> None:
         assert flag in serve.stdout
 
 
-def test_check_prints_a_summary_of_the_shipped_config() -> None:
-    result = aioworker("check", cwd=ROOT)
+@pytest.mark.parametrize(
+    ("argv", "printed"),
+    [
+        pytest.param(
+            ["check"],
+            [
+                "web    http://127.0.0.1:8000  2        examples.app:app  /",
+                "task   http://127.0.0.1:8001  2        examples.app:app  /task",
+            ],
+            id="check-summarises-the-shipped-config",
+        ),
+        pytest.param(
+            ["nginx", "--listen", "8080", "--server-name", "example.test"],
+            ["upstream", "example.test"],
+            id="nginx-front-proxy-config",
+        ),
+    ],
+)
+def test_command_prints(argv: list[str], printed: list[str]) -> None:
+    result = aioworker(*argv, cwd=ROOT)
     assert result.returncode == 0, result.stderr
-    assert "web    http://127.0.0.1:8000  2        examples.app:app  /" in result.stdout
-    assert "task   http://127.0.0.1:8001  2        examples.app:app  /task" in result.stdout
+    for text in printed:
+        assert text in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -142,12 +160,8 @@ def test_commands_without_a_master_exit_3() -> None:
 
 @pytest.mark.parametrize("daemon", [[], ["-d"]], ids=["foreground", "daemon"])
 def test_start_refuses_a_port_another_process_holds(daemon: list[str]) -> None:
-    holder = socket.socket()
-    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    holder.bind(("127.0.0.1", 0))
-    holder.listen()
-    port = holder.getsockname()[1]
-    try:
+    with other_listener() as holder:
+        port = holder.getsockname()[1]
         directory = make_dir()
         (directory / "config.toml").write_text(config_text(ONE.replace(":0", f":{port}")))
         # In the background, the foreground process reports the daemon's reason.
@@ -158,8 +172,6 @@ def test_start_refuses_a_port_another_process_holds(daemon: list[str]) -> None:
             f"http://127.0.0.1:{port}: address already in use by another process"
         ) in (result.stderr)
         assert not (directory / "aioworker.pid").exists()
-    finally:
-        holder.close()
 
 
 @pytest.mark.parametrize("holder", ["dead", "foreign"])
@@ -391,13 +403,6 @@ def test_run_starts_the_same_master_from_python(config: str) -> None:
         assert not (directory / "aioworker.pid").exists()
     finally:
         master.stop()
-
-
-def test_nginx_prints_the_front_proxy_config() -> None:
-    result = aioworker("nginx", "--listen", "8080", "--server-name", "example.test", cwd=ROOT)
-    assert result.returncode == 0, result.stderr
-    assert "upstream" in result.stdout
-    assert "example.test" in result.stdout
 
 
 @pytest.mark.parametrize(

@@ -42,20 +42,22 @@ def two_groups(web_port: int = 8000, task_port: int = 8001, **task: Any) -> Conf
     )
 
 
-def check_with_nginx(text: str, full: bool, prefix: Path) -> None:
-    """`nginx -t` on a full config, or on conf.d blocks included as nginx.conf would."""
-    conf = prefix / "nginx.conf"
-    if full:
-        conf.write_text(text)
-    else:
-        (prefix / "aioworker.conf").write_text(text)
-        conf.write_text(
-            "pid nginx.pid;\nerror_log error.log;\nevents {}\n"
-            "http {\n  client_body_temp_path body;\n  proxy_temp_path proxy;\n"
-            "  fastcgi_temp_path fastcgi;\n  uwsgi_temp_path uwsgi;\n  scgi_temp_path scgi;\n"
-            f"  include {prefix / 'aioworker.conf'};\n}}\n"
-        )
-    result = nginx_test(conf)
+def check_with_nginx(text: str, full: bool) -> None:
+    """`nginx -t` on a full config, or on conf.d blocks included as nginx.conf would, in a
+    fresh prefix."""
+    with nginx_prefix() as prefix:
+        conf = prefix / "nginx.conf"
+        if full:
+            conf.write_text(text)
+        else:
+            (prefix / "aioworker.conf").write_text(text)
+            conf.write_text(
+                "pid nginx.pid;\nerror_log error.log;\nevents {}\n"
+                "http {\n  client_body_temp_path body;\n  proxy_temp_path proxy;\n"
+                "  fastcgi_temp_path fastcgi;\n  uwsgi_temp_path uwsgi;\n  scgi_temp_path scgi;\n"
+                f"  include {prefix / 'aioworker.conf'};\n}}\n"
+            )
+        result = nginx_test(conf)
     assert result.returncode == 0, result.stderr + "\n" + text
 
 
@@ -98,8 +100,7 @@ def test_shipped_config() -> None:
 @pytest.mark.parametrize("full", [False, True], ids=["conf.d", "full"])
 def test_shipped_config_passes_nginx_t(full: bool) -> None:
     text = render(load(ROOT / "config.toml"), listen=f"127.0.0.1:{free_port()}", full=full)
-    with nginx_prefix() as prefix:
-        check_with_nginx(text, full, prefix)
+    check_with_nginx(text, full)
 
 
 @pytest.mark.parametrize(
@@ -191,8 +192,7 @@ def test_hosts_and_unix_sockets() -> None:
         "= /any": "aioworker_any",
         "/": "aioworker_web",
     }
-    with nginx_prefix() as prefix:
-        check_with_nginx(text, False, prefix)
+    check_with_nginx(text, False)
 
 
 def test_nested_routes_and_odd_group_names() -> None:
@@ -213,8 +213,7 @@ def test_nested_routes_and_odd_group_names() -> None:
         '= "/my dir"': "aioworker_api_slow",
         "/": "aioworker_site",
     }
-    with nginx_prefix() as prefix:
-        check_with_nginx(text, True, prefix)
+    check_with_nginx(text, True)
 
 
 def test_static_root(tmp_path: Path) -> None:
@@ -222,8 +221,7 @@ def test_static_root(tmp_path: Path) -> None:
     assert f"root {tmp_path};" in text
     assert "try_files $uri @aioworker_web;" in text
     assert "location @aioworker_web {\n        proxy_pass http://aioworker_web;" in text
-    with nginx_prefix() as prefix:
-        check_with_nginx(text, False, prefix)
+    check_with_nginx(text, False)
 
 
 @pytest.mark.parametrize(

@@ -308,3 +308,24 @@ def gated(gate: Gate, app: ASGIApp, path: str = "/slow") -> ASGIApp:
         await app(scope, receive, send)
 
     return gated_app
+
+
+def shutdown_recorder(
+    order: list[str], hold: Callable[[], Awaitable[object]], body: bytes
+) -> ASGIApp:
+    """An app whose requests await `hold()`, answer 200 `body` and append "responded" to `order`;
+    at lifespan shutdown it appends "shutdown", so a test sees which came first."""
+
+    async def recorder(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await receive()
+            await send({"type": "lifespan.startup.complete"})
+            await receive()
+            order.append("shutdown")
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        await hold()
+        await send_response(send, 200, body)
+        order.append("responded")
+
+    return recorder

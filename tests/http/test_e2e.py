@@ -209,20 +209,19 @@ def _curl(*args: str) -> tuple[int, bytes]:
     return int(code), body
 
 
+def _curl_json(url: str, data: str, *args: str) -> tuple[int, Any]:
+    """POST `data` (text, or @FILE as curl reads it) as JSON; returns (status, parsed body)."""
+    code, body = _curl(*args, "-H", "content-type: application/json", "--data-binary", data, url)
+    return code, json.loads(body)
+
+
 @pytest.mark.slow
 def test_curl(server: ServerThread, data_file: Path, tmp_path: Path) -> None:
     url = server.url
     assert _curl(f"{url}/") == (200, b"home")
     code, body = _curl(f"{url}/items/7?q=curl")
     assert (code, json.loads(body)) == (200, {"id": 7, "q": "curl"})
-    code, body = _curl(
-        "-H",
-        "content-type: application/json",
-        "--data-binary",
-        json.dumps(JSON_BODY),
-        f"{url}/json",
-    )
-    assert (code, json.loads(body)) == (200, {"got": JSON_BODY})
+    assert _curl_json(f"{url}/json", json.dumps(JSON_BODY)) == (200, {"got": JSON_BODY})
     assert _curl(f"{url}/stream") == (200, "".join(f"chunk{i}\n" for i in range(5)).encode())
     code, body = _curl(f"{url}/file")
     assert code == 200
@@ -240,19 +239,9 @@ def test_curl(server: ServerThread, data_file: Path, tmp_path: Path) -> None:
     # curl sends Expect: 100-continue for large bodies: the server must answer it.
     big = tmp_path / "big.json"
     big.write_text(json.dumps({"name": "x" * 2_000_000, "price": 1.0}))
-    code, body = _curl(
-        "-H", "content-type: application/json", "--data-binary", f"@{big}", f"{url}/json"
-    )
+    code, parsed = _curl_json(f"{url}/json", f"@{big}")
     assert code == 200
-    assert len(json.loads(body)["got"]["name"]) == 2_000_000
+    assert len(parsed["got"]["name"]) == 2_000_000
     assert _curl(f"{url}/state") == (200, b"hello from lifespan")
     # curl --http2 on http:// asks to upgrade to h2c, with the body: served as HTTP/1.1.
-    code, body = _curl(
-        "--http2",
-        "-H",
-        "content-type: application/json",
-        "--data-binary",
-        json.dumps(JSON_BODY),
-        f"{url}/json",
-    )
-    assert (code, json.loads(body)) == (200, {"got": JSON_BODY})
+    assert _curl_json(f"{url}/json", json.dumps(JSON_BODY), "--http2") == (200, {"got": JSON_BODY})

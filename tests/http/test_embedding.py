@@ -7,18 +7,17 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from aioworker._types import Receive, Scope, Send
 from aioworker.http.server import serve, start_server
+from tests.helpers.child import start_ready
 from tests.helpers.client import request as raw_request
-from tests.helpers.engine import FAST, read_body, run_in_loop, send_response
+from tests.helpers.engine import FAST, read_body, run_in_loop, send_response, shutdown_recorder
 
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 
@@ -89,47 +88,53 @@ def test_serve_host_port(loop_factory: LoopFactory) -> None:
     run_in_loop(loop_factory, main())
 
 
-def test_serve_unix_socket(loop_factory: LoopFactory) -> None:
-    # A short directory: unix socket paths are limited to 107 bytes.
+@pytest.fixture
+def uds_path() -> Iterator[str]:
+    """A unix socket path in a fresh short-named directory (such paths are limited to 107 bytes)."""
     with tempfile.TemporaryDirectory(prefix="aw") as tmp:
-        path = os.path.join(tmp, "s.sock")
-
-        async def main() -> None:
-            stop = asyncio.Event()
-            ready = asyncio.Event()
-            task = asyncio.create_task(
-                serve(
-                    app, FAST, uds=path, shutdown_trigger=stop.wait(), ready=lambda s: ready.set()
-                )
-            )
-            await asyncio.wait_for(ready.wait(), 5)
-            assert await fetch(path, "/u") == (200, b"hi /u ")
-            stop.set()
-            await asyncio.wait_for(task, 5)
-
-        run_in_loop(loop_factory, main())
+        yield os.path.join(tmp, "s.sock")
 
 
-def test_serve_on_passed_socket(loop_factory: LoopFactory) -> None:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    address = sock.getsockname()
+async def serve_unix_once(path: str, label: str) -> None:
+    """serve() on the unix socket `path` while one request for /LABEL is answered, then stop."""
+    stop = asyncio.Event()
+    ready = asyncio.Event()
+    task = asyncio.create_task(
+        serve(app, FAST, uds=path, shutdown_trigger=stop.wait(), ready=lambda s: ready.set())
+    )
+    await asyncio.wait_for(ready.wait(), 5)
+    assert await fetch(path, f"/{label}") == (200, f"hi /{label} ".encode())
+    stop.set()
+    await asyncio.wait_for(task, 5)
+
+
+def test_serve_unix_socket(loop_factory: LoopFactory, uds_path: str) -> None:
+    run_in_loop(loop_factory, serve_unix_once(uds_path, "u"))
+
+
+@pytest.fixture
+def bound() -> Iterator[socket.socket]:
+    """A TCP socket bound to a free port of 127.0.0.1 (not listening), closed after the test."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock
+
+
+def test_serve_on_passed_socket(loop_factory: LoopFactory, bound: socket.socket) -> None:
+    address = bound.getsockname()
 
     async def main() -> None:
         stop = asyncio.Event()
         ready = asyncio.Event()
         task = asyncio.create_task(
-            serve(app, FAST, sock=sock, shutdown_trigger=stop.wait(), ready=lambda s: ready.set())
+            serve(app, FAST, sock=bound, shutdown_trigger=stop.wait(), ready=lambda s: ready.set())
         )
         await asyncio.wait_for(ready.wait(), 5)
         assert await fetch(address, "/s") == (200, b"hi /s ")
         stop.set()
         await asyncio.wait_for(task, 5)
 
-    try:
-        run_in_loop(loop_factory, main())
-    finally:
-        sock.close()
+    run_in_loop(loop_factory, main())
 
 
 def test_start_server_handle(loop_factory: LoopFactory) -> None:
@@ -145,12 +150,10 @@ def test_start_server_handle(loop_factory: LoopFactory) -> None:
     run_in_loop(loop_factory, main())
 
 
-def test_startup_runs_before_accepting(loop_factory: LoopFactory) -> None:
+def test_startup_runs_before_accepting(loop_factory: LoopFactory, bound: socket.socket) -> None:
     """A request that arrives during lifespan startup is only answered once startup is done."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    address = sock.getsockname()
+    bound.listen(16)
+    address = bound.getsockname()
 
     async def main() -> None:
         in_startup = asyncio.Event()
@@ -171,7 +174,9 @@ def test_startup_runs_before_accepting(loop_factory: LoopFactory) -> None:
             await send_response(send, 200, b"ok")
 
         stop = asyncio.Event()
-        task = asyncio.create_task(serve(slow_start, FAST, sock=sock, shutdown_trigger=stop.wait()))
+        task = asyncio.create_task(
+            serve(slow_start, FAST, sock=bound, shutdown_trigger=stop.wait())
+        )
         await asyncio.wait_for(in_startup.wait(), 5)
         request = asyncio.create_task(fetch(address))
         done, _ = await asyncio.wait({request}, timeout=0.2)
@@ -182,10 +187,7 @@ def test_startup_runs_before_accepting(loop_factory: LoopFactory) -> None:
         stop.set()
         await asyncio.wait_for(task, 5)
 
-    try:
-        run_in_loop(loop_factory, main())
-    finally:
-        sock.close()
+    run_in_loop(loop_factory, main())
 
 
 def test_shutdown_after_draining(loop_factory: LoopFactory) -> None:
@@ -194,18 +196,11 @@ def test_shutdown_after_draining(loop_factory: LoopFactory) -> None:
         entered = asyncio.Event()
         release = asyncio.Event()
 
-        async def draining(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] == "lifespan":
-                await receive()
-                await send({"type": "lifespan.startup.complete"})
-                await receive()
-                order.append("shutdown")
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        async def hold() -> None:
             entered.set()
             await release.wait()
-            await send_response(send, 200, b"drained")
-            order.append("responded")
+
+        draining = shutdown_recorder(order, hold, b"drained")
 
         stop = asyncio.Event()
         ready: asyncio.Future[list[socket.socket]] = asyncio.get_running_loop().create_future()
@@ -229,18 +224,9 @@ def test_shutdown_after_draining(loop_factory: LoopFactory) -> None:
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_run_stops_on_signal(signum: int) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.apps.run_until_signal"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=Path(__file__).resolve().parents[2],
-    )
+    proc, port = start_ready("tests.apps.run_until_signal", stderr=subprocess.PIPE)
     try:
         assert proc.stdout is not None
-        ready = proc.stdout.readline().split()
-        assert ready[:1] == ["READY"], ready
-        port = int(ready[1])
         assert proc.stdout.readline().strip() == "STARTUP"
         response = raw_request(
             ("127.0.0.1", port), b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
@@ -258,32 +244,19 @@ def test_run_stops_on_signal(signum: int) -> None:
             proc.communicate()
 
 
-def test_serve_unix_socket_twice(loop_factory: LoopFactory) -> None:
+def test_serve_unix_socket_twice(loop_factory: LoopFactory, uds_path: str) -> None:
     """A restart on the same unix socket path works (a stale socket file is no obstacle)."""
-    with tempfile.TemporaryDirectory(prefix="aw") as tmp:
-        path = os.path.join(tmp, "s.sock")
 
-        async def once(label: str) -> None:
-            stop = asyncio.Event()
-            ready = asyncio.Event()
-            task = asyncio.create_task(
-                serve(
-                    app, FAST, uds=path, shutdown_trigger=stop.wait(), ready=lambda s: ready.set()
-                )
-            )
-            await asyncio.wait_for(ready.wait(), 5)
-            assert await fetch(path, f"/{label}") == (200, f"hi /{label} ".encode())
-            stop.set()
-            await asyncio.wait_for(task, 5)
+    async def main() -> None:
+        await serve_unix_once(uds_path, "first")
+        await serve_unix_once(uds_path, "second")
 
-        async def main() -> None:
-            await once("first")
-            await once("second")
-
-        run_in_loop(loop_factory, main())
+    run_in_loop(loop_factory, main())
 
 
-def test_start_server_bind_failure_runs_lifespan_shutdown(loop_factory: LoopFactory) -> None:
+def test_start_server_bind_failure_runs_lifespan_shutdown(
+    loop_factory: LoopFactory, bound: socket.socket
+) -> None:
     """When the address is taken, the app's startup is undone (shutdown) and the error raised."""
     events: list[str] = []
 
@@ -296,17 +269,12 @@ def test_start_server_bind_failure_runs_lifespan_shutdown(loop_factory: LoopFact
         events.append("shutdown")
         await send({"type": "lifespan.shutdown.complete"})
 
-    taken = socket.socket()
-    taken.bind(("127.0.0.1", 0))
-    taken.listen(1)
-    try:
+    bound.listen(1)  # the port is taken
 
-        async def main() -> None:
-            with pytest.raises(OSError, match="in use"):
-                await start_server(tracked, FAST, host="127.0.0.1", port=taken.getsockname()[1])
+    async def main() -> None:
+        with pytest.raises(OSError, match="in use"):
+            await start_server(tracked, FAST, host="127.0.0.1", port=bound.getsockname()[1])
 
-        run_in_loop(loop_factory, main())
-    finally:
-        taken.close()
+    run_in_loop(loop_factory, main())
     # Startup never run (bound first), or undone: never left started with nothing served.
     assert events in ([], ["startup", "shutdown"])

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import sys
 import threading
 import time
 import zlib
@@ -14,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.helpers.child import start_ready
 
 GIB = 1 << 30
 BLOCK = bytes(range(256)) * 4096  # 1 MiB
@@ -31,17 +32,9 @@ def _status_kb(pid: int, key: str) -> int:
 
 @pytest.fixture
 def server_process(loop_name: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.apps.flow_server", loop_name, str(PAUSE)],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=Path(__file__).resolve().parents[2],
-    )
+    proc, port = start_ready("tests.apps.flow_server", loop_name, str(PAUSE))
     try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline().split()
-        assert line[:1] == ["READY"], line
-        yield proc, int(line[1])
+        yield proc, port
     finally:
         proc.terminate()
         proc.communicate(timeout=10)

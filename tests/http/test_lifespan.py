@@ -9,7 +9,7 @@ import pytest
 
 from aioworker.config import HttpSettings
 from aioworker.http.lifespan import LifespanError
-from tests.helpers.engine import Gate, ServerThread, send_response
+from tests.helpers.engine import Gate, ServerThread, send_response, shutdown_recorder
 
 
 class LifespanApp:
@@ -127,20 +127,7 @@ def test_lifespan_on_requires_support(serve: Any) -> None:
 def test_shutdown_waits_for_requests_in_progress(serve: Any) -> None:
     gate = Gate()
     order: list[str] = []
-
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            await receive()
-            await send({"type": "lifespan.startup.complete"})
-            await receive()
-            order.append("shutdown")
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-        await gate.hold()
-        await send_response(send, 200, b"late")
-        order.append("responded")
-
-    server = serve(app)
+    server = serve(shutdown_recorder(order, gate.hold, b"late"))
     with server.connect() as conn:
         conn.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
         assert gate.entered.wait(5)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import selectors
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -18,6 +16,7 @@ from aioworker.observe.scoreboard import WorkerSample
 from tests.helpers import observe as observe_helpers
 from tests.helpers.client import exchange
 from tests.helpers.observe import NOW
+from tests.helpers.selectloop import SelectLoop
 from tests.helpers.wait import wait_until
 
 BUCKETS = (0.01, 0.1, 1.0)
@@ -156,29 +155,6 @@ def test_readiness(doc: dict[str, Any], ok: bool, reason: str) -> None:
 # ------------------------------------------------------------------ the HTTP responder
 
 
-class Loop:
-    """The master's loop shape, in a thread: select, key.data(), tick."""
-
-    def __init__(self, server: MetricsServer) -> None:
-        self.selector = selectors.DefaultSelector()
-        server.attach(self.selector)
-        self.server = server
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for k, _ in self.selector.select(0.02):
-                k.data()
-            self.server.tick()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self.selector.close()
-
-
 @pytest.fixture
 def state() -> dict[str, Any]:
     return {"records": records(), "samples": SAMPLES}
@@ -195,7 +171,10 @@ def served(
         timeout=getattr(request, "param", 0.5),
         max_connections=4,
     )
-    loop = Loop(server)
+    loop = SelectLoop()
+    server.attach(loop.selector)
+    loop.ticks.append(server.tick)
+    loop.start()
     yield f"http://127.0.0.1:{server.port}", server
     loop.stop()
     server.close()

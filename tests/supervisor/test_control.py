@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import selectors
 import signal
 import socket
 import stat
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,31 +25,7 @@ from aioworker.supervisor.control import (
     request,
 )
 from tests.helpers.client import exchange
-
-
-class Loop:
-    """The master's loop shape: select, call key.data(), tick; in a thread for the test."""
-
-    def __init__(self) -> None:
-        self.selector = selectors.DefaultSelector()
-        self.ticks: list[Callable[[], None]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for key, _ in self.selector.select(0.02):
-                key.data()
-            for tick in self.ticks:
-                tick()
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self.selector.close()
+from tests.helpers.selectloop import SelectLoop
 
 
 @pytest.fixture
@@ -62,7 +36,7 @@ def calls() -> list[tuple[str, dict[str, Any]]]:
 @pytest.fixture
 def control(
     tmp_path: Path, calls: list[tuple[str, dict[str, Any]]], request: pytest.FixtureRequest
-) -> Iterator[tuple[ControlServer, Loop]]:
+) -> Iterator[tuple[ControlServer, SelectLoop]]:
     def status(args: dict[str, Any]) -> dict[str, Any]:
         calls.append(("status", args))
         if args.get("big"):
@@ -88,7 +62,7 @@ def control(
         {"status": status, "reload": reload, "stop": stop, "broken": broken},
         timeout=getattr(request, "param", 0.5),  # seconds a client may take
     )
-    loop = Loop()
+    loop = SelectLoop()
     server.attach(loop.selector)
     loop.ticks.append(server.tick)
     loop.start()
@@ -97,7 +71,7 @@ def control(
     server.close()
 
 
-def test_socket_is_private(control: tuple[ControlServer, Loop]) -> None:
+def test_socket_is_private(control: tuple[ControlServer, SelectLoop]) -> None:
     server, _ = control
     mode = os.stat(server.path).st_mode
     assert stat.S_ISSOCK(mode)
@@ -105,7 +79,7 @@ def test_socket_is_private(control: tuple[ControlServer, Loop]) -> None:
 
 
 def test_commands_round_trip(
-    control: tuple[ControlServer, Loop], calls: list[tuple[str, dict[str, Any]]]
+    control: tuple[ControlServer, SelectLoop], calls: list[tuple[str, dict[str, Any]]]
 ) -> None:
     server, _ = control
     assert request(server.path, "status") == {"ok": True, "pid": 123, "groups": []}
@@ -125,7 +99,7 @@ def test_commands_round_trip(
     ],
 )
 def test_refused_commands(
-    control: tuple[ControlServer, Loop], command: str, args: dict[str, Any], message: str
+    control: tuple[ControlServer, SelectLoop], command: str, args: dict[str, Any], message: str
 ) -> None:
     server, _ = control
     with pytest.raises(ControlError, match=re.escape(message)) as info:
@@ -145,7 +119,9 @@ def test_refused_commands(
         pytest.param(b"{" + b" " * 70_000, "expected one JSON object", id="too-long"),
     ],
 )
-def test_bad_requests(control: tuple[ControlServer, Loop], payload: bytes, error: str) -> None:
+def test_bad_requests(
+    control: tuple[ControlServer, SelectLoop], payload: bytes, error: str
+) -> None:
     server, _ = control
     reply = json.loads(exchange(str(server.path), payload))
     assert reply["ok"] is False
@@ -164,7 +140,7 @@ def test_no_master(tmp_path: Path) -> None:
         request(stale, "status")
     # A new master takes the stale path over.
     server = ControlServer(stale, {"status": lambda args: {"fresh": True}})
-    loop = Loop()
+    loop = SelectLoop()
     server.attach(loop.selector)
     loop.start()
     try:
@@ -175,7 +151,7 @@ def test_no_master(tmp_path: Path) -> None:
     assert not stale.exists()
 
 
-def test_second_master_refused(control: tuple[ControlServer, Loop]) -> None:
+def test_second_master_refused(control: tuple[ControlServer, SelectLoop]) -> None:
     server, _ = control
     with pytest.raises(ControlError, match="another master answers on"):
         ControlServer(server.path, {})
@@ -198,7 +174,7 @@ def test_path_too_long(tmp_path: Path) -> None:
         request(path, "status")
 
 
-def test_permission_denied(control: tuple[ControlServer, Loop]) -> None:
+def test_permission_denied(control: tuple[ControlServer, SelectLoop]) -> None:
     server, _ = control
     if os.getuid() != 0:
         os.chmod(server.path, 0)  # the owner itself is refused
@@ -229,7 +205,9 @@ def test_permission_denied(control: tuple[ControlServer, Loop]) -> None:
 
 
 @pytest.mark.parametrize("control", [1.5], indirect=True)
-def test_silent_client_neither_blocks_nor_lingers(control: tuple[ControlServer, Loop]) -> None:
+def test_silent_client_neither_blocks_nor_lingers(
+    control: tuple[ControlServer, SelectLoop],
+) -> None:
     server, _ = control
     silent = socket.socket(socket.AF_UNIX)
     silent.connect(str(server.path))
@@ -248,7 +226,7 @@ def test_silent_client_neither_blocks_nor_lingers(control: tuple[ControlServer, 
     assert server.server.connections == {}
 
 
-def test_slow_reader_gets_a_large_reply(control: tuple[ControlServer, Loop]) -> None:
+def test_slow_reader_gets_a_large_reply(control: tuple[ControlServer, SelectLoop]) -> None:
     server, _ = control
     with socket.socket(socket.AF_UNIX) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -286,7 +264,7 @@ def test_timeout_when_master_hangs(tmp_path: Path) -> None:
         sock.close()
 
 
-def test_sigpipe_safe_when_client_leaves(control: tuple[ControlServer, Loop]) -> None:
+def test_sigpipe_safe_when_client_leaves(control: tuple[ControlServer, SelectLoop]) -> None:
     """A client that disconnects before the big reply is written does not hurt the master."""
     server, _ = control
     assert signal.getsignal(signal.SIGPIPE) == signal.SIG_IGN  # Python's default
@@ -296,7 +274,7 @@ def test_sigpipe_safe_when_client_leaves(control: tuple[ControlServer, Loop]) ->
     assert request(server.path, "status")["ok"] is True
 
 
-def test_query_for_the_cli(control: tuple[ControlServer, Loop], tmp_path: Path) -> None:
+def test_query_for_the_cli(control: tuple[ControlServer, SelectLoop], tmp_path: Path) -> None:
     server, _ = control
     config = Config(
         server=ServerSettings(control_socket="aioworker.sock"), path=tmp_path / "c.toml"

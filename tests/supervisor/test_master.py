@@ -20,27 +20,17 @@ from tests.helpers.client import request
 from tests.helpers.master import (
     PYTHON,
     Load,
+    MasterProcess,
     config_text,
     get,
+    group_table,
     listening_inodes,
     make_dir,
     running_master,
     spawn_python,
 )
 
-TWO_GROUPS = """
-[groups.web]
-app = "tests.apps.testapp:app"
-listen = "http://127.0.0.1:0"
-count = 2
-
-[groups.task]
-app = "tests.apps.testapp:app"
-listen = "http://127.0.0.1:0"
-count = 2
-routes = ["/task"]
-reuse_port = false
-"""
+TWO_GROUPS = group_table("web", 2) + group_table("task", 2, routes='["/task"]', reuse_port="false")
 
 
 @pytest.mark.slow
@@ -81,12 +71,7 @@ def test_isolation_web_answers_while_every_task_worker_is_blocked() -> None:
 
 @pytest.mark.slow
 def test_crash_worker_is_replaced_on_the_same_socket_without_failing_other_requests() -> None:
-    config = config_text("""
-        [groups.web]
-        app = "tests.apps.testapp:app"
-        listen = "http://127.0.0.1:0"
-        count = 2
-    """)
+    config = config_text(group_table("web", 2))
     with running_master(config) as master, Load(master.url("web"), "/info") as load:
         load.wait_ok(50)
         victim = master.ready_pids("web")[0]
@@ -111,13 +96,7 @@ def test_crash_worker_is_replaced_on_the_same_socket_without_failing_other_reque
 @pytest.mark.parametrize("reuse_port", ["true", "false"], ids=["reuse-port", "shared-socket"])
 def test_reload_under_load_loses_nothing_and_replaces_every_pid(reuse_port: str) -> None:
     config = config_text(
-        f"""
-        [groups.web]
-        app = "tests.apps.testapp:app"
-        listen = "http://127.0.0.1:0"
-        count = 2
-        reuse_port = {reuse_port}
-    """,
+        group_table("web", 2, reuse_port=reuse_port),
         graceful=3.0,
     )
     with running_master(config) as master:
@@ -141,12 +120,7 @@ def test_reload_under_load_loses_nothing_and_replaces_every_pid(reuse_port: str)
 
 @pytest.mark.slow
 def test_graceful_stop_finishes_requests_refuses_new_ones_and_removes_the_pid_file() -> None:
-    config = config_text("""
-        [groups.web]
-        app = "tests.apps.testapp:app"
-        listen = "http://127.0.0.1:0"
-        count = 1
-    """)
+    config = config_text(group_table("web", 1))
     with running_master(config) as master:
         pid_file = master.directory / "aioworker.pid"
         assert int(pid_file.read_text()) == master.proc.pid
@@ -223,20 +197,11 @@ def test_start_fails_with_the_apps_own_error(setup: dict[str, str], expected: st
 
 
 def test_env_table_group_variables_and_ttin_ttou() -> None:
-    config = config_text("""
-        [groups.web]
-        app = "tests.apps.testapp:app"
-        listen = "http://127.0.0.1:0"
-        count = 1
-        [groups.web.env]
-        GREETING = "hello"
-        [groups.side]
-        app = "tests.apps.testapp:app"
-        listen = "http://127.0.0.1:0"
-        count = 1
-        routes = ["/side"]
-        strict_routes = true
-    """)
+    config = config_text(
+        group_table("web", 1)
+        + '[groups.web.env]\nGREETING = "hello"\n'
+        + group_table("side", 1, routes='["/side"]', strict_routes="true")
+    )
     with running_master(config) as master:
         info = json.loads(get(master.url("web"), "/info")[1])
         assert info == {**info, "group": "web", "worker": "0", "env": "hello"}
@@ -330,15 +295,10 @@ def test_unix_socket_group_serves_and_removes_its_socket_file() -> None:
 
 
 def test_main_group_runs_a_supervised_coroutine_restarted_after_a_crash() -> None:
-    config = config_text("""
-        [groups.web]
-        app = "tests.apps.testapp:app"
-        listen = "http://127.0.0.1:0"
-        count = 1
-        [groups.consumer]
-        main = "tests.apps.testapp:consume"
-        count = 2
-    """)
+    config = config_text(
+        group_table("web", 1)
+        + '[groups.consumer]\nmain = "tests.apps.testapp:consume"\ncount = 2\n'
+    )
     with running_master(config) as master:
         first = master.wait_for(r"CONSUMING pid=(\d+) worker=0")
         master.wait_for(r"CONSUMING pid=(\d+) worker=1")
@@ -354,13 +314,7 @@ def test_main_group_runs_a_supervised_coroutine_restarted_after_a_crash() -> Non
 
 
 def test_preload_imports_the_app_once_in_the_master() -> None:
-    config = config_text("""
-        [groups.web]
-        app = "tests.apps.testapp:app"
-        listen = "http://127.0.0.1:0"
-        count = 2
-        preload = true
-    """)
+    config = config_text(group_table("web", 2, preload="true"))
     with running_master(config) as master:
         imported = {int(m.group(1)) for m in master.all_matches(r"IMPORTED testapp pid=(\d+)")}
         # (`start` also imports it once in a throwaway child to check it before binding.)
@@ -393,13 +347,7 @@ def test_preload_imports_in_the_master_and_calls_the_factory_in_each_worker() ->
 
 
 def test_max_requests_recycles_a_worker_after_its_replacement_is_ready() -> None:
-    config = config_text("""
-        [groups.web]
-        app = "tests.apps.testapp:app"
-        listen = "http://127.0.0.1:0"
-        count = 1
-        max_requests = 20
-    """)
+    config = config_text(group_table("web", 1, max_requests="20"))
     with running_master(config) as master:
         first = master.ready_pids("web")[0]
         since = master.mark()
@@ -471,13 +419,7 @@ def test_reload_skips_groups_that_are_not_reloadable() -> None:
 
 
 def test_worker_that_never_becomes_ready_is_killed_after_start_timeout() -> None:
-    config = config_text("""
-        [groups.web]
-        app = "tests.apps.testapp:app"
-        listen = "http://127.0.0.1:0"
-        count = 1
-        start_timeout = 0.5
-    """)
+    config = config_text(group_table("web", 1, start_timeout="0.5"))
     with running_master(config, env={"HANG_STARTUP": "1"}, wait_started=False) as master:
         master.wait_for(r"killing pid=\d+ group=web slot=0: not ready after 0.5s")
         master.wait_for(r"group web cannot start: .*not ready after 0.5s")
@@ -493,15 +435,7 @@ def test_worker_that_never_becomes_ready_is_killed_after_start_timeout() -> None
     ],
 )
 def test_fast_stop_does_not_wait_for_requests_in_progress(signals: list[int]) -> None:
-    config = config_text(
-        """
-        [groups.web]
-        app = "tests.apps.testapp:app"
-        listen = "http://127.0.0.1:0"
-        count = 1
-    """,
-        graceful=30.0,
-    )
+    config = config_text(group_table("web", 1), graceful=30.0)
     with running_master(config) as master:
         outcome: list[object] = []
 
@@ -620,15 +554,7 @@ def test_hook_points_for_status_metrics_and_watchdog() -> None:
 
 @pytest.mark.slow
 def test_worker_whose_loop_is_blocked_is_killed_after_the_stop_timeout() -> None:
-    config = config_text(
-        """
-        [groups.web]
-        app = "tests.apps.testapp:app"
-        listen = "http://127.0.0.1:0"
-        count = 1
-        """,
-        graceful=0.5,
-    )
+    config = config_text(group_table("web", 1), graceful=0.5)
     with running_master(config) as master:
         pid = master.ready_pids("web")[0]
         blocked = threading.Thread(
@@ -673,6 +599,21 @@ def test_workers_stop_when_the_master_is_killed() -> None:
                 os.close(fd)
 
 
+def _spawn_with_hook(script: str, hook: str, config: str) -> tuple[MasterProcess, Path]:
+    """A master run by `script`, a program that defines the Hook class named `hook`: it loads
+    `config` (written as config.toml in a fresh directory) and runs it with that hook.
+
+    Returns the master and its directory."""
+    directory = make_dir()
+    (directory / "config.toml").write_text(config)
+    run = (
+        'config = aioworker.load_config("config.toml")\n'
+        f"raise SystemExit(aioworker.run(config, hooks=[{hook}()]))\n"
+    )
+    (directory / "hooked.py").write_text(script + run)
+    return spawn_python(["hooked.py"], directory), directory
+
+
 SET_COUNT = """
 import aioworker
 from aioworker.supervisor.hooks import Hook
@@ -683,17 +624,11 @@ class StopTaskOnce(Hook):
         if not self.done and not master.starting:
             self.done = True
             master.set_count("task", 0)
-
-config = aioworker.load_config("config.toml")
-raise SystemExit(aioworker.run(config, hooks=[StopTaskOnce()]))
 """
 
 
 def test_set_count_zero_stops_one_group_and_the_rest_goes_on() -> None:
-    directory = make_dir()
-    (directory / "config.toml").write_text(config_text(TWO_GROUPS))
-    (directory / "set_count.py").write_text(SET_COUNT)
-    master = spawn_python(["set_count.py"], directory)
+    master, _ = _spawn_with_hook(SET_COUNT, "StopTaskOnce", config_text(TWO_GROUPS))
     try:
         master.wait_for(r"count group=task 2 -> 0")
         task = master.ready_pids("task")
@@ -724,17 +659,11 @@ class ShowFailing(Hook):
         reloading = [g["name"] for g in status["groups"] if g["reloading"]]
         if reloading:
             os.write(2, ("RELOADING " + " ".join(reloading) + "\\n").encode())
-
-config = aioworker.load_config("config.toml")
-raise SystemExit(aioworker.run(config, hooks=[ShowFailing()]))
 """
 
 
 def test_status_shows_a_failing_group_with_its_last_exits() -> None:
-    directory = make_dir()
-    (directory / "config.toml").write_text(config_text(TWO_GROUPS))
-    (directory / "probe.py").write_text(STATUS_PROBE)
-    master = spawn_python(["probe.py"], directory)
+    master, directory = _spawn_with_hook(STATUS_PROBE, "ShowFailing", config_text(TWO_GROUPS))
     try:
         master.wait_for(r"started pid=")
         (directory / "FAIL_IMPORT").write_text("")
@@ -761,15 +690,7 @@ def test_removed_slot_stops_receiving_connections_while_its_worker_drains() -> N
     # TTOU removes slot 1. Its worker drains a slow request; meanwhile the kernel must stop
     # routing new connections to the slot's SO_REUSEPORT listener, else they wait unaccepted
     # for the whole drain and are then reset.
-    config = config_text(
-        """
-        [groups.web]
-        app = "tests.apps.testapp:app"
-        listen = "http://127.0.0.1:0"
-        count = 2
-        """,
-        graceful=30.0,
-    )
+    config = config_text(group_table("web", 2), graceful=30.0)
     slow: list[threading.Thread] = []
     with running_master(config) as master:
         doomed = master.ready_pids("web")[1]
@@ -816,23 +737,11 @@ class FdLimit(Hook):
             resource.setrlimit(resource.RLIMIT_NOFILE, self.saved)
             self.saved = None
             os.write(2, b"UNLIMITED\\n")
-
-config = aioworker.load_config("config.toml")
-raise SystemExit(aioworker.run(config, hooks=[FdLimit()]))
 """
 
 
 def test_master_survives_when_a_new_worker_cannot_be_started() -> None:
-    directory = make_dir()
-    config = config_text("""
-        [groups.web]
-        app = "tests.apps.testapp:app"
-        listen = "http://127.0.0.1:0"
-        count = 1
-    """)
-    (directory / "config.toml").write_text(config)
-    (directory / "fd_limit.py").write_text(FD_LIMIT)
-    master = spawn_python(["fd_limit.py"], directory)
+    master, directory = _spawn_with_hook(FD_LIMIT, "FdLimit", config_text(group_table("web", 1)))
     try:
         port = int(master.wait_for(r"listening group=web url=http://127.0.0.1:(\d+)").group(1))
         master.wait_for(r"started pid=")
