@@ -24,11 +24,11 @@ import statistics
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from benchmarks import arrivals, servers
+from benchmarks import arrivals
 from benchmarks.context import Context
 from benchmarks.loadgen import percentile
 from benchmarks.procs import Server
-from benchmarks.turns import Starter, take_turns
+from benchmarks.turns import Starter, aioworker_group, competitor, take_turns
 
 WORKERS = 2
 STRANDED_MS = 250.0
@@ -58,26 +58,20 @@ def _plan(ctx: Context) -> Plan:
     return Plan(rounds=3, hold_s=6.0, connections=60, gap_s=0.02)
 
 
-def _aioworker(ctx: Context, options: tuple[str, ...]) -> Starter:
-    # Level info: the master logs each move ("moved N queued connections"), counted per round.
-    return lambda tmp: servers.start_group(
-        tmp, WORKERS, ctx.server_cpus, options=options, log_level="info"
-    )
-
-
-def _other(ctx: Context, name: str) -> Starter:
-    return lambda tmp: servers.start(name, servers.EXAMPLE_APP, WORKERS, ctx.server_cpus, ctx.avail)
-
-
 def _setups(ctx: Context) -> list[tuple[str, Starter]]:
     out: list[tuple[str, Starter]] = []
     if ctx.wanted("aioworker"):
         if ctx.avail.aioworker_start:
-            out.append(("aioworker-steered", _aioworker(ctx, ("reuse_port = true",))))
-            out.append(("aioworker-shared-socket", _aioworker(ctx, ("reuse_port = false",))))
+            steered, shared = ("reuse_port = true",), ("reuse_port = false",)
+            out.append(("aioworker-steered", aioworker_group(ctx, WORKERS, steered)))
+            out.append(("aioworker-shared-socket", aioworker_group(ctx, WORKERS, shared)))
         else:
             ctx.note("blocked: aioworker needs `aioworker start -c`, not there yet")
-    out += [(name, _other(ctx, name)) for name in ("uvicorn", "gunicorn") if ctx.wanted(name)]
+    out += [
+        (name, competitor(ctx, name, WORKERS))
+        for name in ("uvicorn", "gunicorn")
+        if ctx.wanted(name)
+    ]
     return out
 
 

@@ -118,11 +118,12 @@ MORE_SCENARIOS = {
    servers take turns, 3 rounds.
 """,
     "mixed": """\
-**mixed**: the example app with 4 workers (aioworker `start -c`, default listener; uvicorn
-   `--workers 4`). Requests arrive at 25 per second for 20 s, each on a new connection, on a
-   Poisson schedule drawn from a seed (the same for both servers in a round): 90% block their
-   worker 20 ms, 10% block it 1 s (`/task/sleep`). The figures are the short requests'
-   latencies. The servers take turns, 3 rounds.
+**mixed**: the example app with 4 workers: aioworker `start -c` with the default listener
+   (`reuse_port = true`) and with `reuse_port = false`, uvicorn `--workers 4`. Requests arrive
+   at 25 per second for 20 s, each on a new connection, on a Poisson schedule drawn from a seed
+   (the same for every server in a round): 90% block their worker 20 ms, 10% block it 1 s
+   (`/task/sleep`). The figures are the short requests' latencies. The servers take turns, 3
+   rounds.
 """,
 }
 
@@ -138,7 +139,8 @@ MORE_READING = {
 - **mixed**: a short request is fast only when it reaches a worker that is not in a long
   sleep. The offered work is 25 x (0.9 x 0.02 + 0.1 x 1) = 2.95 worker-seconds per second, about
   74% of 4 workers, so every server queues some short requests behind long ones; the p99 of the
-  short requests shows how many.
+  short requests shows how long. The two aioworker rows differ only in the listener: per-worker
+  sockets with steering and moving, or one shared socket.
 """,
 }
 
@@ -234,8 +236,8 @@ def summary(results: dict[str, Any]) -> list[str]:
         stranded = ", ".join(f"{label} {r['stranded']}" for label, r in blocked["setups"].items())
         lines.append(
             f"- One of 2 workers blocked, {blocked['connections']} fresh connections: waited "
-            f"more than {blocked['stranded_ms']:g} ms (median of {blocked['rounds']} rounds): "
-            f"{stranded}."
+            f"more than {blocked['stranded_ms']:g} ms (median of "
+            f"{report.count_rounds(blocked['rounds'])}): {stranded}."
         )
     mixed = results.get("mixed", {})
     if "p99_ratio" in mixed:
@@ -245,7 +247,7 @@ def summary(results: dict[str, Any]) -> list[str]:
             f"- Mixed slow work, 4 workers: short requests p50 / p99 aioworker "
             f"{ours['short_p50_ms']['median']:,.1f} / {ours['short_p99_ms']['median']:,.0f} ms, "
             f"uvicorn {theirs['short_p50_ms']['median']:,.1f} / "
-            f"{theirs['short_p99_ms']['median']:,.0f} ms ({mixed['p99_ratio']:.2f}x at p99)."
+            f"{theirs['short_p99_ms']['median']:,.0f} ms ({mixed['p99_ratio']:.3f}x at p99)."
         )
     return ["## Summary", "", *lines, ""] if lines else []
 

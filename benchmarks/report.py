@@ -199,6 +199,10 @@ def restart_md(data: dict[str, Any]) -> list[str]:
     return lines
 
 
+def count_rounds(count: int) -> str:
+    return f"{count} round" + ("" if count == 1 else "s")
+
+
 def _per_round(rounds: list[dict[str, Any]], key: str, digits: int = 0) -> str:
     values = [r[key] for r in rounds]
     if any(v is None for v in values):
@@ -218,7 +222,7 @@ def blocked_md(data: dict[str, Any]) -> list[str]:
     lines = [
         f"### One worker blocked: {n} fresh connections, one every {data['gap_s'] * 1000:g} ms, "
         f"while one of {data['workers']} workers sleeps in `/task/sleep?seconds="
-        f"{data['hold_s']:g}` ({data['rounds']} rounds)",
+        f"{data['hold_s']:g}` ({count_rounds(data['rounds'])})",
         "",
         f"| setup | stranded of {n} (median) | stranded per round | p50 ms | max ms "
         "| served by the blocked worker, per round | moved by the master, per round | failed |",
@@ -246,7 +250,7 @@ def mixed_md(data: dict[str, Any]) -> list[str]:
     lines = [
         f"### Mixed slow work: {data['workers']} workers, {data['rate']:g} new connections/s "
         f"for {data['seconds']:g} s, {1 - data['long_share']:.0%} `{data['short_path']}`, "
-        f"{data['long_share']:.0%} `{data['long_path']}` ({data['rounds']} rounds: median "
+        f"{data['long_share']:.0%} `{data['long_path']}` ({count_rounds(data['rounds'])}: median "
         "(min to max))",
         "",
         "| setup | short p50 ms | short p99 ms | short p99 per round | long p50 ms per round "
@@ -264,10 +268,10 @@ def mixed_md(data: dict[str, Any]) -> list[str]:
     lines += _setup_notes(data)
     if "p99_ratio" in data:
         verdict = "meets" if data["meets"] else "misses"
-        rounds = ", ".join(f"{x:.2f}" for x in data["p99_ratio_rounds"])
+        rounds = ", ".join(f"{x:.3f}" for x in data["p99_ratio_rounds"])
         lines += [
             "",
-            f"aioworker short p99 / uvicorn short p99: **{data['p99_ratio']:.2f}x** (round by "
+            f"aioworker short p99 / uvicorn short p99: **{data['p99_ratio']:.3f}x** (round by "
             f"round: {rounds}). Goal: short p50 <= {data['goal_p50_ms']:g} ms and p99 <= "
             f"{data['goal_p99_ratio']:g}x uvicorn's: aioworker **{verdict}** it.",
         ]

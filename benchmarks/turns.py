@@ -24,6 +24,19 @@ Measure = Callable[[int, str, Server], dict[str, Any]]
 Describe = Callable[[dict[str, Any]], str]
 
 
+def aioworker_group(ctx: Context, workers: int, options: tuple[str, ...] = ()) -> Starter:
+    """`start -c`, one group of `workers` serving the example app; `options`: more TOML lines."""
+    # Level info: the master logs each move ("moved N queued connections"), counted per round.
+    return lambda tmp: servers.start_group(
+        tmp, workers, ctx.server_cpus, options=options, log_level="info"
+    )
+
+
+def competitor(ctx: Context, name: str, workers: int) -> Starter:
+    """Another server (uvicorn, gunicorn, ...) with `workers` serving the example app."""
+    return lambda tmp: servers.start(name, servers.EXAMPLE_APP, workers, ctx.server_cpus, ctx.avail)
+
+
 def take_turns(
     ctx: Context,
     scenario: str,

@@ -298,7 +298,7 @@ def test_page_renders_the_blocked_and_mixed_tables() -> None:
         "| 1,002, 1,002, 1,002 | 5, 5, 5 | 0 |"
     ) in lines
     assert any(
-        line.startswith("aioworker short p99 / uvicorn short p99: **1.10x**") for line in lines
+        line.startswith("aioworker short p99 / uvicorn short p99: **1.100x**") for line in lines
     )
     for described in ("5. **blocked**", "6. **mixed**", "- **blocked**", "- **mixed**"):
         assert any(line.startswith(described) for line in lines), described
@@ -315,6 +315,8 @@ def test_page_without_the_new_scenarios_does_not_describe_them() -> None:
     ("ours", "theirs", "ratio", "verdict"),
     [
         pytest.param((30.0, 220.0), (20.0, 200.0), 1.1, "meets", id="within-both-goals"),
+        pytest.param((30.0, 240.0), (20.0, 200.0), 1.2, "meets", id="p99-at-the-goal"),
+        pytest.param((30.0, 241.0), (20.0, 200.0), 1.205, "misses", id="p99-just-above"),
         pytest.param((30.0, 260.0), (20.0, 200.0), 1.3, "misses", id="p99-too-high"),
         pytest.param((60.0, 200.0), (20.0, 200.0), 1.0, "misses", id="p50-too-high"),
     ],
