@@ -30,7 +30,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "canned-response ceiling. Tables go to stdout, progress to stderr, JSON and the "
         "isolation chart to benchmarks/results/.",
     )
-    parser.add_argument("--quick", action="store_true", help="short runs: under a minute in total")
+    parser.add_argument(
+        "--quick", action="store_true", help="short runs: about a minute and a half in total"
+    )
     parser.add_argument(
         "--only",
         action="append",
