@@ -7,11 +7,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from benchmarks import isolation, page, report, restart, servers, throughput
+from benchmarks import (
+    blocked,
+    isolation,
+    mixed,
+    page,
+    report,
+    restart,
+    servers,
+    throughput,
+)
 from benchmarks.context import Context
 from benchmarks.procs import cpu_split
 
-SCENARIOS = ("throughput", "isolation", "restart", "memory")
+SCENARIOS = ("throughput", "isolation", "restart", "blocked", "mixed", "memory")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -21,7 +30,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "canned-response ceiling. Tables go to stdout, progress to stderr, JSON and the "
         "isolation chart to benchmarks/results/.",
     )
-    parser.add_argument("--quick", action="store_true", help="short runs: under a minute in total")
+    parser.add_argument(
+        "--quick", action="store_true", help="short runs: about a minute and a half in total"
+    )
     parser.add_argument(
         "--only",
         action="append",
@@ -97,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         results["isolation"] = isolation.run(ctx)
     if "restart" in chosen:
         results["restart"] = restart.run(ctx)
+    if "blocked" in chosen:
+        results["blocked"] = blocked.run(ctx)
+    if "mixed" in chosen:
+        results["mixed"] = mixed.run(ctx)
     # RSS is sampled in every scenario that runs: idle after start, then after its load.
     results["memory"] = ctx.memory
     results["meta"] = {

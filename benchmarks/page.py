@@ -104,6 +104,54 @@ HOW_TO_READ = """\
   HTTP in pure Python (h11), hence its figures.
 """
 
+# Scenarios that older results files do not hold: described only when the JSON has them, so a
+# page rendered from such a file stays as it was.
+MORE_SCENARIOS = {
+    "blocked": """\
+**blocked**: the example app with 2 workers. One client holds a worker in
+   `/task/sleep?seconds=6` (`time.sleep`: its event loop stops); once the worker holding that
+   connection sleeps in the kernel (`/proc/PID/wchan`), 60 fresh connections arrive one every
+   20 ms (`Connection: close`), each a `GET /info`, and each one's latency is recorded by an
+   open-loop client (`benchmarks/arrivals.py`). aioworker twice, `start -c` with one group of 2
+   workers: `reuse_port = true` (the default: a socket per worker, steered) and `reuse_port =
+   false` (one shared socket); uvicorn `--workers 2`; gunicorn with uvicorn workers, `-w 2`. The
+   servers take turns, 3 rounds.
+""",
+    "mixed": """\
+**mixed**: the example app with 4 workers: aioworker `start -c` with the default listener
+   (`reuse_port = true`) and with `reuse_port = false`, uvicorn `--workers 4`. Requests arrive
+   at 25 per second for 20 s, each on a new connection, on a Poisson schedule drawn from a seed
+   (the same for every server in a round): 90% block their worker 20 ms, 10% block it 1 s
+   (`/task/sleep`). The figures are the short requests' latencies. The servers take turns, 3
+   rounds.
+""",
+}
+
+MORE_READING = {
+    "blocked": """\
+- **blocked**: "stranded" connections waited more than 250 ms: they went to the blocked worker
+  and waited for its sleep, or (aioworker with `reuse_port = true`) for the master to see the
+  worker blocked (its heartbeat 150 ms late) and move them to the other worker. A shared socket
+  has nothing to steer: only the free worker accepts. "served by the blocked worker" counts
+  answers whose `/info` names the worker that slept.
+""",
+    "mixed": """\
+- **mixed**: a short request is fast only when it reaches a worker that is not in a long
+  sleep. The offered work is 25 x (0.9 x 0.02 + 0.1 x 1) = 2.95 worker-seconds per second, about
+  74% of 4 workers, so every server queues some short requests behind long ones; the p99 of the
+  short requests shows how long. The two aioworker rows differ only in the listener: per-worker
+  sockets with steering and moving, or one shared socket.
+""",
+}
+
+
+def _more(texts: dict[str, str], results: dict[str, Any], first: int | None = None) -> str:
+    """The texts of the scenarios `results` holds; numbered from `first` when given."""
+    present = [texts[key] for key in texts if key in results]
+    if first is None:
+        return "".join(present)
+    return "".join(f"{first + i}. {text}" for i, text in enumerate(present))
+
 
 def _wrk(machine: dict[str, Any]) -> str:
     """wrk's version line without its copyright notice."""
@@ -183,6 +231,24 @@ def summary(results: dict[str, Any]) -> list[str]:
             f"- {restart['reloads']} rolling reloads under load, {name}: {rel['failed']:,} "
             f"failed of {rel['requests']:,} requests."
         )
+    blocked = results.get("blocked", {})
+    if blocked.get("setups"):
+        stranded = ", ".join(f"{label} {r['stranded']}" for label, r in blocked["setups"].items())
+        lines.append(
+            f"- One of 2 workers blocked, {blocked['connections']} fresh connections: waited "
+            f"more than {blocked['stranded_ms']:g} ms (median of "
+            f"{report.count_rounds(blocked['rounds'])}): {stranded}."
+        )
+    mixed = results.get("mixed", {})
+    if "p99_ratio" in mixed:
+        ours = mixed["setups"]["aioworker"]
+        theirs = mixed["setups"]["uvicorn"]
+        lines.append(
+            f"- Mixed slow work, 4 workers: short requests p50 / p99 aioworker "
+            f"{ours['short_p50_ms']['median']:,.1f} / {ours['short_p99_ms']['median']:,.0f} ms, "
+            f"uvicorn {theirs['short_p50_ms']['median']:,.1f} / "
+            f"{theirs['short_p99_ms']['median']:,.0f} ms ({mixed['p99_ratio']:.3f}x at p99)."
+        )
     return ["## Summary", "", *lines, ""] if lines else []
 
 
@@ -206,8 +272,8 @@ def render(results: dict[str, Any]) -> str:
         "## Results",
         "",
         *report.tables(results),
-        HOW_IT_MEASURES,
-        HOW_TO_READ,
+        HOW_IT_MEASURES + _more(MORE_SCENARIOS, results, first=5),
+        HOW_TO_READ + _more(MORE_READING, results),
     ]
     return "\n".join(lines).rstrip("\n") + "\n"
 

@@ -50,9 +50,10 @@ def http_get(port: int, path: str = "/", timeout: float = 2.0) -> int:
     return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
 
 
-def _established_inodes(port: int) -> list[str]:
-    """Socket inodes of ESTABLISHED TCP connections whose local port is `port` (server side)."""
-    inodes: list[str] = []
+def _tcp_rows(port: int) -> list[list[str]]:
+    """Rows of /proc/net/tcp{,6} whose local port is `port` (the server's side), split in fields:
+    [3] state (01 = ESTABLISHED), [4] tx_queue:rx_queue in hex, [9] socket inode."""
+    rows: list[list[str]] = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             lines = Path(table).read_text().splitlines()[1:]
@@ -60,30 +61,55 @@ def _established_inodes(port: int) -> list[str]:
             continue
         for line in lines:
             fields = line.split()
-            if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                inodes.append(fields[9])
-    return inodes
+            if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                rows.append(fields)
+    return rows
+
+
+def _established_inodes(port: int) -> list[str]:
+    """Socket inodes of ESTABLISHED TCP connections whose local port is `port` (server side)."""
+    return [fields[9] for fields in _tcp_rows(port) if fields[3] == "01"]
 
 
 def established(port: int) -> int:
     return len(_established_inodes(port))
 
 
-def connections_held(pid: int, port: int) -> int:
-    """How many of the established connections on `port` process `pid` has open."""
-    wanted = {f"socket:[{inode}]" for inode in _established_inodes(port)}
-    held = 0
+def server_end(port: int, client_port: int) -> tuple[int, int] | None:
+    """(socket inode, unread bytes) of the server's end of the connection from `client_port`,
+    None when there is none. The inode is 0 while the connection waits in the accept queue; once
+    a process accepted it, unread bytes 0 means the server has read what the client sent."""
+    for fields in _tcp_rows(port):
+        if fields[3] == "01" and int(fields[2].rsplit(":", 1)[1], 16) == client_port:
+            return int(fields[9]), int(fields[4].split(":")[1], 16)
+    return None
+
+
+def _fd_links(pid: int) -> list[str]:
+    """What each open file descriptor of `pid` points to ("socket:[INODE]" for a socket)."""
     try:
         fds = os.listdir(f"/proc/{pid}/fd")
     except OSError:
-        return 0
+        return []
+    links: list[str] = []
     for fd in fds:
         try:
-            if os.readlink(f"/proc/{pid}/fd/{fd}") in wanted:
-                held += 1
+            links.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
         except OSError:
             continue
-    return held
+    return links
+
+
+def holder(inode: int, pids: Sequence[int]) -> int:
+    """Which of `pids` has socket `inode` open; 0 when none does."""
+    wanted = f"socket:[{inode}]"
+    return next((pid for pid in pids if wanted in _fd_links(pid)), 0)
+
+
+def connections_held(pid: int, port: int) -> int:
+    """How many of the established connections on `port` process `pid` has open."""
+    wanted = {f"socket:[{inode}]" for inode in _established_inodes(port)}
+    return sum(link in wanted for link in _fd_links(pid))
 
 
 def _ppid_map() -> dict[int, int]:
@@ -118,6 +144,15 @@ def descendants(pid: int) -> list[int]:
         found += children
         frontier += children
     return found
+
+
+def wchan(pid: int) -> str:
+    """The kernel function `pid` waits in ("hrtimer_nanosleep", "do_epoll_wait"); "0" when it
+    runs, "" when it is gone."""
+    try:
+        return Path(f"/proc/{pid}/wchan").read_text().strip()
+    except OSError:
+        return ""
 
 
 def rss_mib(pid: int) -> float:
@@ -165,8 +200,11 @@ class Server:
     def pid(self) -> int:
         return self.proc.pid
 
+    def log_text(self) -> str:
+        return Path(self.log_path).read_text(errors="replace")
+
     def log_tail(self, chars: int = 3000) -> str:
-        return Path(self.log_path).read_text(errors="replace")[-chars:]
+        return self.log_text()[-chars:]
 
     def wait_ready(self, workers: int = 0, timeout: float = READY_TIMEOUT) -> None:
         """Until every port answers 200 (and `workers` worker processes exist, when given)."""

@@ -142,6 +142,11 @@ def throughput_md(data: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _setup_notes(data: dict[str, Any]) -> list[str]:
+    """Under a table: what each setup ran."""
+    return ["", *[f"- {label}: {r['setup']}" for label, r in data["setups"].items()]]
+
+
 def isolation_md(data: dict[str, Any]) -> list[str]:
     lines = [
         f"### Isolation: fast route `/` ({data['fast_connections']} connections) while "
@@ -160,8 +165,7 @@ def isolation_md(data: dict[str, Any]) -> list[str]:
             f"| {_f(loaded['latency_ms']['p99'])} | {_x(r['ratios']['p99'])} "
             f"| {_x(r['ratios']['rps'])} | {r['slow']['rps']:,.1f} |"
         )
-    lines.append("")
-    lines += [f"- {label}: {r['setup']}" for label, r in data["setups"].items()]
+    lines += _setup_notes(data)
     return lines
 
 
@@ -195,6 +199,85 @@ def restart_md(data: dict[str, Any]) -> list[str]:
     return lines
 
 
+def count_rounds(count: int) -> str:
+    return f"{count} round" + ("" if count == 1 else "s")
+
+
+def _per_round(rounds: list[dict[str, Any]], key: str, digits: int = 0) -> str:
+    values = [r[key] for r in rounds]
+    if any(v is None for v in values):
+        return "-"
+    return ", ".join(f"{v:,.{digits}f}" for v in values)
+
+
+def _median_range(spread: dict[str, float], digits: int = 1) -> str:
+    return (
+        f"{spread['median']:,.{digits}f} ({spread['min']:,.{digits}f} to "
+        f"{spread['max']:,.{digits}f})"
+    )
+
+
+def blocked_md(data: dict[str, Any]) -> list[str]:
+    n = data["connections"]
+    lines = [
+        f"### One worker blocked: {n} fresh connections, one every {data['gap_s'] * 1000:g} ms, "
+        f"while one of {data['workers']} workers sleeps in `/task/sleep?seconds="
+        f"{data['hold_s']:g}` ({count_rounds(data['rounds'])})",
+        "",
+        f"| setup | stranded of {n} (median) | stranded per round | p50 ms | max ms "
+        "| served by the blocked worker, per round | moved by the master, per round | failed |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for label, r in data["setups"].items():
+        rounds = r["rounds"]
+        lines.append(
+            f"| {label} | {r['stranded']} | {_per_round(rounds, 'stranded')} "
+            f"| {_f(r['p50_ms'])} | {_f(r['max_ms'], 0)} "
+            f"| {_per_round(rounds, 'served_by_blocked')} | {_per_round(rounds, 'moved')} "
+            f"| {sum(x['failed'] for x in rounds)} |"
+        )
+    lines += _setup_notes(data)
+    lines.append(
+        f"- stranded: a `GET {data['path']}` that waited more than {data['stranded_ms']:g} ms "
+        "(a free worker answers it in about a millisecond). p50: the median of the rounds' "
+        "medians; max: the slowest connection of any round. Moved: connections the aioworker "
+        "master accepted from the blocked worker's queue and handed to the other worker."
+    )
+    return lines
+
+
+def mixed_md(data: dict[str, Any]) -> list[str]:
+    lines = [
+        f"### Mixed slow work: {data['workers']} workers, {data['rate']:g} new connections/s "
+        f"for {data['seconds']:g} s, {1 - data['long_share']:.0%} `{data['short_path']}`, "
+        f"{data['long_share']:.0%} `{data['long_path']}` ({count_rounds(data['rounds'])}: median "
+        "(min to max))",
+        "",
+        "| setup | short p50 ms | short p99 ms | short p99 per round | long p50 ms per round "
+        "| moved per round | failed |",
+        "|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    for label, r in data["setups"].items():
+        rounds = r["rounds"]
+        lines.append(
+            f"| {label} | {_median_range(r['short_p50_ms'])} "
+            f"| {_median_range(r['short_p99_ms'], 0)} | {_per_round(rounds, 'short_p99_ms')} "
+            f"| {_per_round(rounds, 'long_p50_ms')} | {_per_round(rounds, 'moved')} "
+            f"| {r['failed']} |"
+        )
+    lines += _setup_notes(data)
+    if "p99_ratio" in data:
+        verdict = "meets" if data["meets"] else "misses"
+        rounds = ", ".join(f"{x:.3f}" for x in data["p99_ratio_rounds"])
+        lines += [
+            "",
+            f"aioworker short p99 / uvicorn short p99: **{data['p99_ratio']:.3f}x** (round by "
+            f"round: {rounds}). Goal: short p50 <= {data['goal_p50_ms']:g} ms and p99 <= "
+            f"{data['goal_p99_ratio']:g}x uvicorn's: aioworker **{verdict}** it.",
+        ]
+    return lines
+
+
 def memory_md(memory: dict[str, dict[str, list[float]]]) -> list[str]:
     phases: list[str] = []
     for by_phase in memory.values():
@@ -220,6 +303,8 @@ def tables(results: dict[str, Any]) -> list[str]:
         ("throughput", throughput_md),
         ("isolation", isolation_md),
         ("restart", restart_md),
+        ("blocked", blocked_md),
+        ("mixed", mixed_md),
     ):
         if key in results:
             lines += [*render(results[key]), ""]

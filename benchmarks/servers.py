@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.procs import Server
+from benchmarks.procs import Server, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -194,8 +195,6 @@ def start(
     extra_env: dict[str, str] | None = None,
 ) -> Server:
     """Start one server on a free port and return once it answers (and its workers exist)."""
-    from benchmarks.procs import free_port
-
     port = free_port()
     values = env()
     values.update(extra_env or {})
@@ -212,14 +211,20 @@ def start(
 
 
 def aioworker_config(
-    directory: Path, groups: dict[str, tuple[int, int, list[str]]], app: str = EXAMPLE_APP
+    directory: Path,
+    groups: dict[str, tuple[int, int, list[str]]],
+    app: str = EXAMPLE_APP,
+    *,
+    options: tuple[str, ...] = (),
+    log_level: str = "warning",
 ) -> Path:
-    """Write a config.toml for `start -c`: groups maps name -> (port, count, routes)."""
+    """Write a config.toml for `start -c`: groups maps name -> (port, count, routes); `options`
+    are more TOML lines for every group (e.g. "reuse_port = false")."""
     lines = [
         "[server]",
         f'pid_file = "{directory / "aioworker.pid"}"',
         f'control_socket = "{directory / "aioworker.sock"}"',
-        'log_level = "warning"',
+        f'log_level = "{log_level}"',
         "",
     ]
     for name, (port, count, routes) in groups.items():
@@ -229,6 +234,7 @@ def aioworker_config(
             f'listen = "http://127.0.0.1:{port}"',
             f"count = {count}",
             "routes = [" + ", ".join(f'"{r}"' for r in routes) + "]",
+            *options,
             "",
         ]
     path = directory / "config.toml"
@@ -256,3 +262,26 @@ def start_master(
     )
     server.wait_ready(workers=workers)
     return server
+
+
+def start_group(
+    directory: Path,
+    workers: int,
+    cpus: set[int] | None,
+    *,
+    options: tuple[str, ...] = (),
+    log_level: str = "warning",
+) -> Server:
+    """`start -c` with one group of `workers` serving the example app on a free port; `options`
+    are more TOML lines for the group. Its config and pid file live in `directory`."""
+    port = free_port()
+    config = aioworker_config(
+        directory, {"web": (port, workers, ["/"])}, options=options, log_level=log_level
+    )
+    return start_master(config, [port], workers, cpus)
+
+
+def moved_connections(log: str) -> int:
+    """Connections an aioworker master moved from a blocked slot to a turning worker, as its log
+    (level info) says: "moved N queued connections group=G slot=S"."""
+    return sum(int(n) for n in re.findall(r"moved (\d+) queued connections", log))
