@@ -8,9 +8,9 @@ each a `GET /info`, which any free worker answers in about a millisecond. A conn
 waited more than STRANDED_MS was "stranded": it went to the blocked worker and waited for the
 sleep (or, in aioworker, for the master to move it). Setups:
 
-    aioworker-steered        reuse_port = true (default): a socket per slot, the master steers
+    aioworker-steered        reuse_port = true: a socket per slot, the master steers
                              new connections to turning workers and moves queued ones
-    aioworker-shared-socket  reuse_port = false: both workers accept from one socket
+    aioworker-shared-socket  reuse_port = false (default): both workers accept from one socket
     uvicorn                  uvicorn --workers 2 (one shared socket)
     gunicorn                 gunicorn -k uvicorn_worker.UvicornWorker -w 2 (one shared socket)
 
@@ -35,9 +35,10 @@ STRANDED_MS = 250.0
 PATH = "/info"
 
 SETUPS = {
-    "aioworker-steered": "aioworker start -c, one group of 2 workers, reuse_port = true "
-    "(default): a socket per worker, new connections steered to workers whose loop turns",
-    "aioworker-shared-socket": "aioworker start -c, one group of 2 workers, reuse_port = false: "
+    "aioworker-steered": "aioworker start -c, one group of 2 workers, reuse_port = true: "
+    "a socket per worker, new connections steered to workers whose loop turns",
+    "aioworker-shared-socket": "aioworker start -c, one group of 2 workers, reuse_port = false "
+    "(default): "
     "one listening socket both workers accept from",
     "uvicorn": "uvicorn --workers 2 (one shared socket)",
     "gunicorn": "gunicorn -k uvicorn_worker.UvicornWorker -w 2 (one shared socket)",

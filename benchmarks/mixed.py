@@ -9,10 +9,10 @@ event loop. Offered work: 25 x (0.9 x 0.02 + 0.1 x 1) = 2.95 worker-seconds per 
 The figures are the short requests' latencies. Setups:
 
     aioworker                start -c, one group of 4 workers, default listener (reuse_port =
-                             true: a socket per worker, new connections steered to workers
-                             whose loop turns, queued ones moved from blocked workers)
-    aioworker-shared-socket  the same with reuse_port = false: one socket all workers accept
-                             from; it tells the listener's part from the engine's
+                             false: one socket all workers accept from)
+    aioworker-steered        the same with reuse_port = true: a socket per worker, new
+                             connections steered to workers whose loop turns, queued ones
+                             moved from blocked workers; it tells the listener's part
     uvicorn                  uvicorn --workers 4 (one shared socket)
 
 They run side by side and take turns, one round each, ROUNDS times. The issue's goal compares
@@ -43,9 +43,9 @@ GOAL_P99_RATIO = 1.2
 
 SETUPS = {
     "aioworker": "aioworker start -c, one group of 4 workers, default listener (reuse_port = "
-    "true: new connections steered to workers whose loop turns)",
-    "aioworker-shared-socket": "aioworker start -c, one group of 4 workers, reuse_port = false: "
-    "one listening socket all workers accept from",
+    "false: one listening socket all workers accept from)",
+    "aioworker-steered": "aioworker start -c, one group of 4 workers, reuse_port = true: a "
+    "socket per worker, new connections steered to workers whose loop turns",
     "uvicorn": "uvicorn --workers 4 (one shared socket)",
 }
 
@@ -76,8 +76,8 @@ def _setups(ctx: Context) -> list[tuple[str, Starter]]:
     if ctx.wanted("aioworker"):
         if ctx.avail.aioworker_start:
             out.append(("aioworker", aioworker_group(ctx, WORKERS)))
-            shared = ("reuse_port = false",)
-            out.append(("aioworker-shared-socket", aioworker_group(ctx, WORKERS, shared)))
+            steered = ("reuse_port = true",)
+            out.append(("aioworker-steered", aioworker_group(ctx, WORKERS, steered)))
         else:
             ctx.note("mixed: aioworker needs `aioworker start -c`, not there yet")
     if ctx.wanted("uvicorn"):

@@ -113,17 +113,17 @@ MORE_SCENARIOS = {
    connection sleeps in the kernel (`/proc/PID/wchan`), 60 fresh connections arrive one every
    20 ms (`Connection: close`), each a `GET /info`, and each one's latency is recorded by an
    open-loop client (`benchmarks/arrivals.py`). aioworker twice, `start -c` with one group of 2
-   workers: `reuse_port = true` (the default: a socket per worker, steered) and `reuse_port =
-   false` (one shared socket); uvicorn `--workers 2`; gunicorn with uvicorn workers, `-w 2`. The
+   workers: `reuse_port = true` (a socket per worker, steered) and `reuse_port = false` (the
+   default: one shared socket); uvicorn `--workers 2`; gunicorn with uvicorn workers, `-w 2`. The
    servers take turns, 3 rounds.
 """,
     "mixed": """\
 **mixed**: the example app with 4 workers: aioworker `start -c` with the default listener
-   (`reuse_port = true`) and with `reuse_port = false`, uvicorn `--workers 4`. Requests arrive
-   at 25 per second for 20 s, each on a new connection, on a Poisson schedule drawn from a seed
-   (the same for every server in a round): 90% block their worker 20 ms, 10% block it 1 s
-   (`/task/sleep`). The figures are the short requests' latencies. The servers take turns, 3
-   rounds.
+   (`reuse_port = false`) and with `reuse_port = true` (steered), uvicorn `--workers 4`.
+   Requests arrive at 25 per second for 20 s, each on a new connection, on a Poisson schedule
+   drawn from a seed (the same for every server in a round): 90% block their worker 20 ms, 10%
+   block it 1 s (`/task/sleep`). The figures are the short requests' latencies. The servers
+   take turns, 3 rounds.
 """,
 }
 

@@ -211,8 +211,12 @@ class GroupSettings:
     # The master binds every listener once, before forking.
     listen: str = _f("", "http://HOST:PORT or unix:PATH", restart=True)
     count: int = _f(0, "workers in the group", minimum=0, zero="one per CPU")
+    # false, measured (docs/groups.md): a blocked worker simply takes no new connection from
+    # the shared queue; with true, the master steers new connections away from blocked workers.
     reuse_port: bool = _f(
-        True, "one SO_REUSEPORT socket per worker instead of one shared", restart=True
+        False,
+        "one SO_REUSEPORT socket per worker (steered by the master) instead of one shared socket",
+        restart=True,
     )
     # Dropping privileges needs a master still running as root.
     user: str = _f("", "user to run as (default: [server] user)", restart=True)

@@ -2,7 +2,8 @@
 
 A plain process with no event loop: signal handlers only queue the signal (the wakeup fd
 wakes the selector) and the loop dispatches `handle_<name>()`. Decisions come from the pure
-`plan`; this module and its mixins (`signals`, `children`) are the only code that forks,
+`plan`; this module and its mixins (`signals`, `children`, `steering`, `reloading`) are the
+only code that forks,
 signals and reaps workers.
 """
 
@@ -19,9 +20,9 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from aioworker.config import Config, ConfigError, GroupSettings, load
+from aioworker.config import Config, GroupSettings
 from aioworker.sockets import BindError, GroupSockets, bind_group
-from aioworker.supervisor import handover, records, reloading, worker
+from aioworker.supervisor import handover, records, worker
 from aioworker.supervisor import plan as planner
 from aioworker.supervisor.check import check_ids
 from aioworker.supervisor.children import Children
@@ -29,9 +30,10 @@ from aioworker.supervisor.commands import commands
 from aioworker.supervisor.control import ControlError, ControlServer
 from aioworker.supervisor.hooks import Hook, WorkerSpec
 from aioworker.supervisor.records import Group, Worker
+from aioworker.supervisor.reloading import Reloading
 from aioworker.supervisor.signals import SignalHandling
 from aioworker.supervisor.steering import Steering
-from aioworker.supervisor.watch import PollingWatcher, ThreadWatcher, make_watcher
+from aioworker.supervisor.watch import PollingWatcher, ThreadWatcher
 
 __all__ = ["Group", "Master", "Worker"]
 
@@ -45,7 +47,7 @@ class StartError(Exception):
     """The master cannot start; the message says why."""
 
 
-class Master(Children, SignalHandling, Steering):
+class Master(Children, Reloading, SignalHandling, Steering):
     """Runs `config`'s groups until stopped; `run()` returns the process exit code."""
 
     # Seconds between loop turns when nothing happens: hooks see a blocked worker within one
@@ -119,63 +121,6 @@ class Master(Children, SignalHandling, Steering):
         """Send a live worker a signal (the watchdog's stack dump and refresh requests)."""
         if pid in self.workers:
             self._signal(pid, sig)
-
-    def reload(self, names: Sequence[str] | None = None) -> list[str]:
-        """Rolling reload of the named (default: every reloadable) groups; returns their names.
-
-        config.toml is read again first: what a reload can apply is applied to every group
-        (counts, limits, log level, [metrics], watch), the rest is logged key by key."""
-        if self.stopping:
-            return []
-        if self.config.path is not None:
-            try:
-                new = load(self.config.path)
-            except ConfigError as exc:
-                log.error("reload aborted, the running configuration is kept: %s", exc)
-                return []
-            self._apply(reloading.reconcile(self.config, new))
-        bumped = reloading.bump(self.groups, names)
-        for name in bumped.unknown:
-            log.error("reload: no group named %r", name)
-        for name in bumped.skipped:
-            log.info("reload: group=%s is not reloadable; skipped", name)
-        for name in bumped.reloaded:
-            group = self.groups[name]
-            if group.settings.preload:
-                log.warning(
-                    "reload: group=%s uses preload: new workers run the app imported at start; "
-                    "restart the master to load new code",
-                    name,
-                )
-            log.info("reloading group=%s generation=%d", name, group.generation)
-            for key, state in self.slots.items():
-                if key[0] == name:  # new code may fix what kept failing: no backoff wait
-                    self.slots[key] = planner.retry_now(state)
-        return list(bumped.reloaded)
-
-    def _apply(self, reconciled: reloading.Reconciled) -> None:
-        for key in reconciled.needs_restart:
-            log.warning("reload: %s changed: restart the master to apply it", key)
-        for name in reconciled.added:
-            log.warning("reload: groups.%s is new: restart the master to start it", name)
-        for name in reconciled.removed:
-            log.warning("reload: groups.%s was removed: restart the master to stop it", name)
-        old, new = self.config, reconciled.config
-        if new.server.log_level != old.server.log_level:
-            logging.getLogger().setLevel(new.server.log_level.upper())
-            logging.getLogger("aioworker").setLevel(new.server.log_level.upper())
-        for settings in new.groups:
-            group = self.groups[settings.name]
-            if settings.workers != group.settings.workers:
-                log.info(
-                    "reload: group=%s count %d -> %d", settings.name, group.count, settings.workers
-                )
-                group.count = settings.workers
-            group.settings = settings
-        self.config = new
-        if new.server.watch != old.server.watch and not self._watch_paths:
-            self._start_watching()
-        self._call_hooks("config_reloaded", self, old)
 
     def set_count(self, name: str, count: int) -> None:
         """Run `count` workers in group `name` from now on; 0 stops the group (it drains),
@@ -287,19 +232,6 @@ class Master(Children, SignalHandling, Steering):
         self._start_watching()
         self._call_hooks("master_started", self)
 
-    def _start_watching(self) -> None:
-        """Watch `start --watch` paths, else `[server] watch` (again after a reload)."""
-        if self._watcher is not None:
-            if self._watcher.fileno is not None:
-                self.remove_reader(self._watcher.fileno)
-            self._watcher.close()
-            self._watcher = None
-        paths = self._watch_paths or list(self.config.server.watch)
-        if paths:
-            self._watcher = make_watcher([self.config.resolve(p) for p in paths])
-            if self._watcher.fileno is not None:
-                self.add_reader(self._watcher.fileno, self._check_watch)
-
     def _bind(self, settings: GroupSettings) -> GroupSockets:
         try:
             return bind_group(settings)
@@ -347,22 +279,6 @@ class Master(Children, SignalHandling, Steering):
             self.control.tick(now)
         self._call_hooks("tick", self, now)
         self._steer(self._wants())  # at once: a hook may have just seen a worker block
-
-    def _check_reloaded(self) -> None:
-        # Wants of now, not of the turn's start: a HUP in this turn bumped the generation.
-        infos = [w.info() for w in self.workers.values()]
-        for want in self._wants():
-            group = self.groups[want.name]
-            if group.reloading and not self.stopping and planner.reload_complete(want, infos):
-                group.reloading = False
-                pids = ",".join(
-                    str(w.pid)
-                    for w in sorted(self.workers.values(), key=lambda w: w.slot)
-                    if w.group == group.name and not w.stopping_since
-                )
-                log.info(
-                    "reloaded group=%s generation=%d pids=%s", group.name, group.generation, pids
-                )
 
     def _wants(self) -> list[planner.GroupWant]:
         wants = []
@@ -461,14 +377,6 @@ class Master(Children, SignalHandling, Steering):
         if self._notify_fd is not None:
             fds.add(self._notify_fd)
         return fds
-
-    def _check_watch(self) -> None:
-        if self._watcher is None or self.stopping:
-            return
-        changed = self._watcher.changed()
-        if changed:
-            log.info("changed: %s; reloading", ", ".join(changed[:5]))
-            self.reload()
 
     def _call_hooks(self, name: str, *args: Any) -> None:
         # A failing hook (status, metrics, watchdog) must not take the master and its groups

@@ -38,7 +38,7 @@ def web(base: GroupSettings = WEB, **changes: Any) -> Config:
         pytest.param(server(log_level="debug"), [], id="log-level-reloads"),
         pytest.param(server(http=HttpSettings(max_headers=10)), [], id="server-limits-reload"),
         pytest.param(web(listen="http://127.0.0.1:9000"), ["groups.web.listen"], id="listen"),
-        pytest.param(web(reuse_port=False), ["groups.web.reuse_port"], id="reuse-port"),
+        pytest.param(web(reuse_port=True), ["groups.web.reuse_port"], id="reuse-port"),
         pytest.param(web(preload=True), ["groups.web.preload"], id="preload"),
         pytest.param(web(count=8, timeout=5.0, env=(("A", "1"),)), [], id="worker-settings"),
         pytest.param(web(http=HttpSettings(max_body_bytes=1)), [], id="group-limits"),

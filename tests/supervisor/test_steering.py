@@ -19,7 +19,7 @@ from tests.helpers.nginx import free_port
 
 pytestmark = pytest.mark.slow
 
-TWO = group_table("task", 2)
+TWO = group_table("task", 2, reuse_port="true")  # per-slot sockets: what is steered
 TASK = TWO + '\n[metrics]\nlisten = "http://127.0.0.1:{metrics}"\n'
 
 
@@ -110,7 +110,8 @@ def test_connections_queued_on_a_slot_that_goes_bad_are_moved(fault: str) -> Non
 def test_silent_connections_do_not_lock_out_other_clients(silent_from: str, trusted: str) -> None:
     """3,000 connections that send nothing, against a 2-worker group of 1,024 connections
     each: a normal client's requests during them are served, each within a second."""
-    group = group_table("task", 2, header_timeout="60.0")  # silent clients are not timed out
+    # Silent clients are not timed out meanwhile.
+    group = group_table("task", 2, reuse_port="true", header_timeout="60.0")
     config = config_text(group, server=f"forwarded_allow_ips = {trusted}\n")
     with running_master(config) as master:
         silent: list[socket.socket] = []
