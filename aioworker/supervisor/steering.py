@@ -49,7 +49,11 @@ class Steering:
             w.busy = busy
             if busy:
                 self.groups[w.group].busy_episodes[w.slot] += 1
-            log.info("%s pid=%d group=%s slot=%d", "busy" if busy else "free", pid, w.group, w.slot)
+            # Debug: a task group's workers go busy on every slow request; what matters for
+            # a steered group is logged as "new connections group=G slots=...".
+            log.debug(
+                "%s pid=%d group=%s slot=%d", "busy" if busy else "free", pid, w.group, w.slot
+            )
 
     def _steer(self, wants: Sequence[planner.GroupWant]) -> None:
         """Point each group's new connections at its accepting slots, move what waits on the
