@@ -130,3 +130,36 @@ def test_silent_connections_do_not_lock_out_other_clients(silent_from: str, trus
         finally:
             for sock in silent:
                 sock.close()
+
+
+@pytest.mark.parametrize("fault", ["blocked", "frozen", "missing"])
+def test_default_shared_listener_serves_around_a_bad_worker(fault: str) -> None:
+    """The default listener (one socket the group's workers share): a worker that is blocked,
+    frozen (SIGSTOP) or gone takes nothing from the queue; 24 fresh connections are all
+    answered by the other worker."""
+    directory = make_dir()
+    with running_master(config_text(group_table("task", 2)), directory) as master:
+        assert master.all_matches(r"listening group=task .* sockets=1")
+        slots = master.ready_pids("task")
+        bad, good = slots[0], slots[1]
+        since = master.mark()
+        if fault == "blocked":
+            blocker = threading.Thread(
+                target=get, args=(master.url("task"), "/task/block?seconds=3", 30.0), daemon=True
+            )
+            blocker.start()
+            bad = int(master.wait_for(r"BLOCKING pid=(\d+)", since).group(1))
+            good = next(pid for pid in slots.values() if pid != bad)
+        elif fault == "frozen":
+            os.kill(bad, signal.SIGSTOP)
+        else:
+            (directory / "FAIL_IMPORT").write_text("")
+            os.kill(bad, signal.SIGKILL)
+            master.wait_for(rf"worker died pid={bad} ", since)
+        try:
+            assert served_by(master.url("task"), 24) == [good] * 24
+        finally:
+            if fault == "frozen":
+                os.kill(bad, signal.SIGCONT)
+            if fault == "blocked":
+                blocker.join(30)
