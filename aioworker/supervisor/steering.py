@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aioworker.supervisor import handover
 from aioworker.supervisor import plan as planner
@@ -38,8 +38,6 @@ class Steering:
         groups: dict[str, Group]
         workers: dict[int, Worker]
         stopping: bool
-
-        def _call_hooks(self, name: str, *args: Any) -> None: ...
 
     def set_busy(self, pid: int, busy: bool) -> None:
         """Mark a worker whose loop stopped turning (or turns again): new connections go to
