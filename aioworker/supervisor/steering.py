@@ -56,6 +56,8 @@ class Steering:
     def _steer(self, wants: Sequence[planner.GroupWant]) -> None:
         """Point each group's new connections at its accepting slots, move what waits on the
         others, and close the per-slot listeners of removed slots."""
+        if not any(g.sockets is not None and g.sockets.reuse_port for g in self.groups.values()):
+            return  # shared sockets only (the default): nothing to steer, three times a turn
         infos = [w.info() for w in self.workers.values()]
         for want in wants:
             group = self.groups[want.name]

@@ -141,7 +141,7 @@ def build_app(group: GroupSettings, target: Any) -> Any:
     if not callable(app):
         raise TypeError(f"{group.app}() did not return an ASGI app (not callable)")
     if group.strict_routes and group.routes:
-        # Front door: answer 404 outside the group's routes (aioworker/routes.py).
+        # Front door: answer 404 outside the group's routes (frontdoor/routes.py).
         from aioworker.frontdoor.routes import strict_routes
 
         app = strict_routes(app, group.routes)
