@@ -252,18 +252,21 @@ class RequestParser:
         http_version = parser.get_http_version()
         content_length: int | None = None
         expect_continue = False
-        chunked = False
+        # Every Transfer-Encoding line, judged as one list (RFC 9110 section 5.3): "gzip" then
+        # "chunked" on two lines is "gzip, chunked", a 501, not a 400 for a non-final chunked.
+        codings: bytes | None = None
         hosts = 0
         for name, value in self._headers:
             if name == b"content-length":
                 # llhttp already refuses duplicates, lists and non-digits (RFC 9112 6.3).
                 content_length = int(value)
             elif name == b"transfer-encoding":
-                chunked = self._check_transfer_coding(value)
+                codings = value if codings is None else codings + b"," + value
             elif name == b"host":
                 hosts += 1
             elif name == b"expect" and value.lower() == b"100-continue":
                 expect_continue = http_version == "1.1"
+        chunked = codings is not None and self._check_transfer_coding(codings)
         # llhttp also accepts 0.9 and 2.0 request lines; ASGI has no HTTP/1-framed "2.0" and
         # 0.9 has no headers to answer with (RFC 9110 section 15.6.6).
         if http_version not in ("1.1", "1.0"):

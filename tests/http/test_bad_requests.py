@@ -104,7 +104,7 @@ BAD_REQUESTS = [
     pytest.param(
         b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n"
         b"\r\n5\r\nhello\r\n0\r\n\r\n",
-        400,
+        501,
         id="te-split-gzip-first",
     ),
     pytest.param(
@@ -112,6 +112,23 @@ BAD_REQUESTS = [
         b"\r\n5\r\nhello\r\n0\r\n\r\n",
         400,
         id="te-split-chunked-first",
+    ),
+    pytest.param(
+        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n"
+        b"Transfer-Encoding: gzip\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        400,
+        id="te-split-three-gzip-last",
+    ),
+    pytest.param(
+        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: x-custom\r\nTransfer-Encoding: gzip, "
+        b"chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        501,
+        id="te-split-list-and-line",
+    ),
+    pytest.param(
+        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: gzip\r\n\r\n",
+        400,
+        id="te-gzip-only-no-body",
     ),
     pytest.param(
         b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunkedx\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
