@@ -183,15 +183,17 @@ class HttpProtocol(asyncio.Protocol):
                 waiter.set_result(None)
 
     def eof_received(self) -> bool:
-        # A client that half-closes after its request still gets the response (keep the
-        # transport open for writing), but no further request is read.
+        # End of input is the client leaving, even between a request and its response, as
+        # uvicorn, nginx and gunicorn take it: the app learns it now (http.disconnect, send()
+        # fails), not after writes into nothing. A client that half-closes after a pipelined
+        # request (`printf ... | nc -q0`) therefore gets no answer (docs/http.md). The transport
+        # closes once what was already written is flushed.
         self.no_more = True
         self.eof = True
         cycle = self.cycle
-        if cycle is None or self.parsing is not None:
-            return False  # idle, or a body that can never complete: the client is gone
-        cycle.eof()
-        return True
+        if cycle is not None:
+            cycle.disconnect()
+        return False
 
     def pause_writing(self) -> None:
         self.write_paused = True

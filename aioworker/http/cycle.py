@@ -80,6 +80,22 @@ def _scope(head: RequestHead, conn: Connection) -> HTTPScope:
     }
 
 
+def _from_disconnect(exc: BaseException) -> bool:
+    """Whether `exc` comes from the client leaving: an OSError (ClientDisconnected, a reset),
+    or an exception raised while handling one, or a group of only such exceptions."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError):
+            return True
+        # Task groups (anyio, asyncio.TaskGroup) wrap what their tasks raised.
+        group = getattr(exc, "exceptions", None)
+        if isinstance(group, tuple) and group and isinstance(exc, BaseException):
+            return all(isinstance(e, BaseException) and _from_disconnect(e) for e in group)
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return False
+
+
 class RequestCycle(Response):
     """One request from its head to the end of its response."""
 
@@ -213,13 +229,6 @@ class RequestCycle(Response):
         self.disconnected = True
         self.wake()
 
-    def eof(self) -> None:
-        """The client half-closed after its request."""
-        if self.delivered and self.waiter is not None:
-            # The app has the whole body and waits on receive() for news of the client:
-            # an EOF is the only news there will be (ASGI http.disconnect).
-            self.disconnect()
-
     def wake(self) -> None:
         waiter = self.waiter
         if waiter is not None:
@@ -270,7 +279,9 @@ class RequestCycle(Response):
             self.fail(504 if self.cancelled else 503)
             raise
         except BaseException as exc:
-            if self.disconnected and isinstance(exc, OSError):
+            if self.disconnected and _from_disconnect(exc):
+                # The client left and the app let send()'s error out (Starlette turns it into
+                # its own ClientDisconnect): the client's doing, not the app's bug.
                 logger.debug("client went away during %s %s", self.method, self.path)
             else:
                 logger.exception("exception in ASGI app for %s %s", self.method, self.path)
