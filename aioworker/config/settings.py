@@ -91,9 +91,25 @@ class HttpSettings:
     keepalive_timeout: float = _f(
         5.0, "seconds an idle keep-alive connection is kept open", above=0
     )
+    # A deadline to the head only: a response that has started is bounded by the two below, so
+    # server-sent events and long downloads live as long as they make progress.
     request_timeout: float = _f(
         60.0,
-        "deadline for one request in seconds: the app is cancelled, 504",
+        "seconds the app may take to start its response (send its head); then it is cancelled, 504",
+        minimum=0,
+        zero="none",
+    )
+    send_timeout: float = _f(
+        60.0,
+        "seconds a response may stay blocked on a client that does not read (writing paused); "
+        "then the connection is closed",
+        minimum=0,
+        zero="none",
+    )
+    stream_idle_timeout: float = _f(
+        60.0,
+        "seconds a started response may go without the app sending any body bytes; then the "
+        "app is cancelled and the connection closed",
         minimum=0,
         zero="none",
     )

@@ -19,8 +19,10 @@ __all__ = ["location_match", "render", "upstream_servers"]
 
 # Seconds nginx waits for a response beyond the group's own deadline, so that the app's 504
 # (written by the engine when request_timeout expires) reaches the client instead of nginx's.
+# proxy_read_timeout is the longest gap between two reads from the group: before the head that
+# is request_timeout, within a stream stream_idle_timeout; the larger of the two is covered.
 _DEADLINE_MARGIN = 5
-# "request_timeout = 0" means no deadline; nginx has no "never", so one day stands in for it.
+# A timeout of 0 means none; nginx has no "never", so one day stands in for it.
 _NO_DEADLINE = 86400
 # Idle connections each nginx worker keeps per upstream. Each one holds a connection slot in an
 # aioworker worker (max_connections defaults to 1024), so a few dozen is plenty for reuse.
@@ -285,12 +287,13 @@ def _location(match: str, group: GroupSettings, upstream: str) -> list[str]:
 
 
 def _proxy(group: GroupSettings, upstream: str) -> list[str]:
-    deadline = group.http.request_timeout
+    head, idle = group.http.request_timeout, group.http.stream_idle_timeout
+    deadline = max(head, idle) if head > 0 and idle > 0 else 0
     read = math.ceil(deadline) + _DEADLINE_MARGIN if deadline > 0 else _NO_DEADLINE
     body = group.http.max_body_bytes  # nginx's default (1m) would refuse bodies the group takes
     return [
         f"        proxy_pass http://{upstream};",
-        f"        proxy_read_timeout {read}s;   # >= request_timeout {_seconds(deadline)}s",
+        f"        proxy_read_timeout {read}s;   # >= request_timeout, stream_idle_timeout",
         f"        proxy_send_timeout {read}s;",
         f"        client_max_body_size {body};",
     ]

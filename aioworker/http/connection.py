@@ -60,6 +60,7 @@ class HttpProtocol(asyncio.Protocol):
         "no_more",
         "parser",
         "parsing",
+        "paused_at",
         "pending_error",
         "pipeline",
         "reading_paused",
@@ -95,6 +96,7 @@ class HttpProtocol(asyncio.Protocol):
         self.eof = False  # the client has finished sending (FIN received)
         self.reading_paused = False
         self.write_paused = False
+        self.paused_at = 0.0  # monotonic time writing last paused, for send_timeout
         self.drain_waiter: asyncio.Future[None] | None = None
         self.deadline = 0.0
         self.deadline_kind = _NONE
@@ -197,6 +199,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.write_paused = True
+        self.paused_at = monotonic()
 
     def resume_writing(self) -> None:
         self.write_paused = False
@@ -410,7 +413,15 @@ class HttpProtocol(asyncio.Protocol):
     def check_timeouts(self, now: float) -> None:
         """Called by the server's tick: act on whatever deadline has passed."""
         transport = self.transport
-        if transport is None or transport.is_closing():
+        if transport is None:
+            return
+        send_timeout = self.settings.send_timeout
+        if self.write_paused and send_timeout and now - self.paused_at > send_timeout:
+            # Before the closing check: close() would wait for a buffer this client never reads.
+            logger.info("%s read nothing for send_timeout %gs: closed", self.client, send_timeout)
+            transport.abort()
+            return
+        if transport.is_closing():
             return
         kind = self.deadline_kind
         if kind != _NONE and now >= self.deadline:

@@ -29,7 +29,8 @@ class ActiveRequest(Protocol):
 
 # Upper bounds in seconds of the latency histogram buckets; a last bucket counts the rest (+Inf).
 # The one definition: the scoreboard and /metrics publish these. It ends at 60 s, the default
-# request_timeout, so requests cut by that deadline are told apart from slower ones.
+# request_timeout (to the response head), so requests cut by that deadline are told apart from
+# slower ones; streams that outlive it land in +Inf.
 LATENCY_BUCKETS: Final[tuple[float, ...]] = (
     0.001,
     0.0025,

@@ -106,6 +106,8 @@ class RequestCycle(Response):
         "conn",
         "delivered",
         "disconnected",
+        "idle_mark",
+        "idle_since",
         "method",
         "path",
         "scope",
@@ -141,6 +143,9 @@ class RequestCycle(Response):
         self.waiter: asyncio.Future[None] | None = None
         # monotonic time since when the app waits for body bytes (for body_timeout), 0 if not.
         self.waiting_since = 0.0
+        # Body bytes sent when the tick last saw them change, and since when (stream idleness).
+        self.idle_mark = 0
+        self.idle_since = 0.0
         self.task: asyncio.Task[None] | None = None
         self.cancelled = False  # the server cancelled the app (deadline or shutdown)
 
@@ -192,16 +197,43 @@ class RequestCycle(Response):
         self._account()
 
     def check_deadlines(self, now: float) -> None:
-        """Asked by the connection's tick: cancel the app past its deadline, 408 a stalled body."""
+        """Asked by the connection's tick: cancel an app past its deadline, 408 a stalled body.
+
+        request_timeout bounds the time to the response head only; once the response has
+        started, an app that sends nothing for stream_idle_timeout is cancelled, so a stream
+        lives as long as it makes progress (a client that does not read is the connection's
+        send_timeout). Idle time is seen by the tick, to within one tick, so that send()
+        stores no clock reading.
+        """
         settings = self.conn.ctx.settings
-        timeout = settings.request_timeout
-        if timeout and self.state is not _COMPLETE and now - self.started > timeout:
-            if not self.cancelled and self.task is not None and not self.task.done():
+        state = self.state
+        if state is _NOT_STARTED:
+            timeout = settings.request_timeout
+            if timeout and now - self.started > timeout:
+                if not self.cancelled and self.task is not None and not self.task.done():
+                    http_logger.warning(
+                        "%s %s sent no response head within request_timeout %gs: cancelled",
+                        self.method,
+                        self.path,
+                        timeout,
+                    )
+                    self.cancel()
+                return
+        elif state is not _COMPLETE:
+            idle = settings.stream_idle_timeout
+            sent = self.sent_length
+            if sent != self.idle_mark or not self.idle_since or self.conn.write_paused:
+                self.idle_mark = sent
+                self.idle_since = now
+            elif idle and now - self.idle_since > idle and not self.cancelled:
                 http_logger.warning(
-                    "%s %s passed its deadline of %gs: cancelled", self.method, self.path, timeout
+                    "%s %s sent nothing for stream_idle_timeout %gs: cancelled, connection closed",
+                    self.method,
+                    self.path,
+                    idle,
                 )
                 self.cancel()
-            return
+                return
         if self.waiting_since and now - self.waiting_since > settings.body_timeout:
             http_logger.info("request body from %s stalled: closing", self.conn.client)
             self.fail(408)

@@ -221,6 +221,7 @@ class Response:
             data = b""
         elif framing is _CHUNKED:
             data = b"%x\r\n%s\r\n" % (len(body), body) if body else b""
+            self.sent_length += len(body)  # progress for stream_idle_timeout, size for the log
             if not more_body:
                 data += _CHUNK_END
         else:

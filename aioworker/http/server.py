@@ -170,8 +170,7 @@ class Server:
     def _schedule_tick(self) -> None:
         s = self.settings
         timeouts = [s.header_timeout, s.keepalive_timeout, s.body_timeout]
-        if s.request_timeout:
-            timeouts.append(s.request_timeout)
+        timeouts += (s.request_timeout, s.send_timeout, s.stream_idle_timeout)
         interval = min(max(min(t for t in timeouts if t > 0) / 4, 0.005), 1.0)
         loop = asyncio.get_running_loop()
 

@@ -139,15 +139,18 @@ def test_upstream_keepalive_shorter_than_the_groups(
 
 
 @pytest.mark.parametrize(
-    ("request_timeout", "read"),
+    ("timeouts", "read"),
     [
-        pytest.param(60.0, "65s", id="default"),
-        pytest.param(2.5, "8s", id="fraction-rounded-up"),
-        pytest.param(0.0, "86400s", id="no-deadline"),
+        pytest.param({}, "65s", id="default"),
+        pytest.param({"request_timeout": 2.5, "stream_idle_timeout": 1.0}, "8s", id="rounded-up"),
+        pytest.param({"request_timeout": 0.0}, "86400s", id="no-head-deadline"),
+        pytest.param({"stream_idle_timeout": 300.0}, "305s", id="longer-stream-gaps"),
+        pytest.param({"stream_idle_timeout": 0.0}, "86400s", id="no-idle-bound"),
     ],
 )
-def test_read_timeout_covers_the_deadline(request_timeout: float, read: str) -> None:
-    text = render(two_groups(request_timeout=request_timeout))
+def test_read_timeout_covers_the_engines_deadlines(timeouts: dict[str, Any], read: str) -> None:
+    """nginx waits as long as the group would between two reads: for the head, in a stream."""
+    text = render(two_groups(**timeouts))
     block = text[text.index("location /task/") :]
     assert f"proxy_read_timeout {read};" in block[: block.index("}")]
 
