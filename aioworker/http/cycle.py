@@ -31,6 +31,7 @@ ASGI_VERSION: Final[ASGIVersions] = {"version": "3.0", "spec_version": "2.4"}
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 # Enum members through module names: `Framing.UNDECIDED` costs ~200 ns on 3.11, a global ~10.
 _NOT_STARTED: Final = ResponseState.NOT_STARTED
+_HEAD_HELD: Final = ResponseState.HEAD_HELD
 _COMPLETE: Final = ResponseState.COMPLETE
 _UNDECIDED: Final = Framing.UNDECIDED
 
@@ -346,9 +347,10 @@ class RequestCycle(Response):
             # close it, or it would stay registered with no request and no timeout.
             self.conn.abort()
             return
-        if state is not _NOT_STARTED:
+        if state is not _NOT_STARTED and state is not _HEAD_HELD:
             self.abort()
             return
+        self.head = b""  # a head held back never left: the error response takes its place
         # Unread body bytes would have to be read and thrown away to find the next request.
         self.keep_alive = self.keep_alive and self.body_complete
         self.error(status)

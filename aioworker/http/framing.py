@@ -9,7 +9,7 @@ picks the framing (RFC 9112 section 6.3) and refuses bodies that break it. A req
 from __future__ import annotations
 
 import enum
-from typing import Final, Protocol
+from typing import Final, NoReturn, Protocol
 
 from aioworker._types import HTTPScope, Message
 from aioworker.http.context import ServerContext
@@ -37,7 +37,8 @@ class ResponseState(enum.Enum):
 
     NOT_STARTED -> HEAD_HELD (http.response.start) -> STREAMING (the head is written) -> COMPLETE;
     any state -> COMPLETE when the last body is written, an error response replaces the app's
-    (from NOT_STARTED) or the connection is aborted under a response it cannot finish.
+    (from NOT_STARTED, or HEAD_HELD: that head never left) or the connection is aborted under a
+    response it cannot finish.
     """
 
     NOT_STARTED = "not started"
@@ -65,6 +66,18 @@ _UNDECIDED: Final = Framing.UNDECIDED
 _NO_BODY: Final = Framing.NO_BODY
 _LENGTH: Final = Framing.LENGTH
 _CHUNKED: Final = Framing.CHUNKED
+
+
+def _checked_status(status: object) -> int:
+    """The status of an http.response.start that is not a plain int in 200-599, if it can be sent.
+
+    1xx are the server's to send (100 Continue) or need a protocol of their own (101), and a
+    status outside 100-599 is no HTTP status (RFC 9110 section 15): sending either would leave
+    the client unable to frame what follows. An int subclass (HTTPStatus.OK) is its value.
+    """
+    if isinstance(status, int) and not isinstance(status, bool) and 200 <= status <= 599:
+        return int(status)
+    raise RuntimeError(f"invalid response status {status!r}: an int from 200 to 599 is needed")
 
 
 class ClientDisconnected(OSError):
@@ -140,7 +153,9 @@ class Response:
     # -- framing ------------------------------------------------------------------------
 
     def _start(self, message: Message) -> None:
-        status = int(message["status"])
+        status = message["status"]
+        if status.__class__ is not int or not 200 <= status <= 599:
+            status = _checked_status(status)
         self.status = status
         ctx = self.conn.ctx
         parts = [status_line(status)]
@@ -160,6 +175,12 @@ class Response:
                     # Two lengths let a proxy and a client frame the body differently.
                     raise RuntimeError("several content-length headers in one response")
                 self.expected_length = length
+                if status == 204:
+                    # RFC 9110 section 8.6: never sent on a 204. A 0 is what Django's
+                    # CommonMiddleware adds to every response: dropped; any other is a mistake.
+                    if length:
+                        raise RuntimeError(f"a 204 response has no body: content-length {length}")
+                    continue
                 parts.append(line)
             elif kind == CLOSES:
                 self.keep_alive = False
@@ -215,6 +236,8 @@ class Response:
             self.conn.write(self._finish_head(None))
 
     def _body(self, body: bytes, more_body: bool) -> None:
+        if body and self.framing is _NO_BODY and self.method != "HEAD":
+            self._refuse_body(len(body))
         head = self._finish_head(None if more_body else body) if self.state is _HEAD_HELD else b""
         framing = self.framing
         if framing is _NO_BODY:
@@ -251,6 +274,14 @@ class Response:
             self.conn.write(data)
         if not more_body:
             self._enter(_COMPLETE)
+
+    def _refuse_body(self, length: int) -> NoReturn:
+        """Body bytes for a 204 or 304: never written, where the client would read them as the
+        start of the next response. A head still held is replaced by a 500 (the request cycle's
+        fail()); one already sent can only be followed by closing the connection."""
+        if self.state is not _HEAD_HELD:
+            self.abort()
+        raise RuntimeError(f"a {self.status} response has no body; the app sent {length} bytes")
 
     def abort(self) -> None:
         """End a response that cannot be finished correctly: close after what was written."""
