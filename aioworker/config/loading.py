@@ -23,6 +23,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
+from aioworker.config.accesslog import parse_format
 from aioworker.config.settings import (
     GroupSettings,
     HttpSettings,
@@ -192,11 +193,13 @@ def validate(config: Config, where: str = "<config>") -> None:
         raise fail("groups", "no groups defined; add at least one [groups.NAME] table")
     _check_meta(config.server, "server", fail)
     _check_forwarded(config.server.http, "server", fail)
+    _check_access_format(config.server.http, "server", fail)
     ports: dict[tuple[str, int | str], str] = {}
     for group in config.groups:
         prefix = f"groups.{group.name}"
         _check_meta(group, prefix, fail)
         _check_forwarded(group.http, prefix, fail)
+        _check_access_format(group.http, prefix, fail)
         if group.listen and group.main:
             raise fail(f"{prefix}.main", "a group has either listen (with app) or main, not both")
         if not group.listen and not group.main:
@@ -280,6 +283,13 @@ def _check_forwarded(http: HttpSettings, prefix: str, fail: Any) -> None:
             raise fail(
                 f"{prefix}.forwarded_allow_ips", f"{entry!r} is not an address or CIDR"
             ) from None
+
+
+def _check_access_format(http: HttpSettings, prefix: str, fail: Any) -> None:
+    try:
+        parse_format(http.access_log_format)
+    except ValueError as exc:
+        raise fail(f"{prefix}.access_log_format", str(exc)) from None
 
 
 def _check_import_string(value: str, key: str, fail: Any) -> None:

@@ -137,6 +137,11 @@ class HttpSettings:
     )
     server_header: str = _f("aioworker", "Server header value ('' sends none)")
     access_log: bool = _f(False, "log one line per request (costs throughput)")
+    access_log_format: str = _f(
+        "default",
+        "the access log line: default, common, combined, or a template of named fields "
+        "(docs/observability.md)",
+    )
     forwarded_allow_ips: tuple[str, ...] = _f(
         ("127.0.0.1",), "peers (addresses or CIDRs) whose X-Forwarded-*/Forwarded are trusted"
     )

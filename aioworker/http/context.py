@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 from aioworker._types import ASGIApp
 from aioworker.config import HttpSettings
+from aioworker.http.access import AccessLog
 from aioworker.http.counters import ServerState
 from aioworker.http.forwarded import ProxyHeaders
 from aioworker.http.response import DateCache
@@ -45,6 +46,7 @@ class ServerContext:
     """Built once by server.Server; each connection and request cycle reads it."""
 
     __slots__ = (
+        "access",
         "app",
         "clients",
         "closing",
@@ -92,6 +94,8 @@ class ServerContext:
             if settings.server_header
             else b""
         )
+        # None when access_log is off: a request then costs one attribute test for it.
+        self.access = AccessLog(settings.access_log_format) if settings.access_log else None
         self.lifespan_state: dict[str, Any] = {}
         self.closing = False
         self.drained = asyncio.Event()  # set when closing and the last connection is gone

@@ -24,7 +24,6 @@ __all__ = ["ClientDisconnected", "Connection", "RequestCycle", "ResponseState"]
 
 logger = logging.getLogger("aioworker.error")
 http_logger = logging.getLogger("aioworker.http")
-access_logger = logging.getLogger("aioworker.access")
 
 ASGI_VERSION: Final[ASGIVersions] = {"version": "3.0", "spec_version": "2.4"}
 
@@ -181,17 +180,8 @@ class RequestCycle(Response):
         answered = self.state is _COMPLETE
         elapsed = time.monotonic() - self.started
         counted = ctx.state.request_ended(self, self.status if answered else None, elapsed)
-        if counted and answered and ctx.settings.access_log:
-            client = self.scope["client"]
-            access_logger.info(
-                '%s - "%s %s HTTP/%s" %d %.1fms',
-                f"{client[0]}:{client[1]}" if client else "-",
-                self.method,
-                self.path,
-                self.scope["http_version"],
-                self.status,
-                elapsed * 1000,
-            )
+        if counted and answered and ctx.access is not None:
+            ctx.access.log(self, elapsed)
 
     def connection_lost(self) -> None:
         self.disconnect()

@@ -22,6 +22,7 @@ from aioworker.http.response import (
     LENGTH,
     PLAIN,
     SERVER,
+    error_body,
     error_response,
     header_line,
     status_line,
@@ -292,6 +293,8 @@ class Response:
     def error(self, status: int) -> None:
         """Answer a plain-text `status` in place of the app's response (none was started)."""
         self.status = status
+        head_only = self.method == "HEAD"
+        self.sent_length = 0 if head_only else len(error_body(status))
         if not self.keep_alive:
             connection = CLOSE
         elif self.scope["http_version"] == "1.0":
@@ -305,7 +308,7 @@ class Response:
                 server_header=ctx.server_header,
                 date_header=ctx.date.header,
                 connection=connection,
-                head_only=self.method == "HEAD",
+                head_only=head_only,
             )
         )
         self._enter(_COMPLETE)

@@ -106,6 +106,11 @@ KEEP_ALIVE: Final = b"connection: keep-alive\r\n"  # only HTTP/1.0 needs it said
 _RETRY_AFTER: Final = b"retry-after: 1\r\n"
 
 
+def error_body(status: int) -> bytes:
+    """The body of the server's own response for `status`: its reason phrase."""
+    return f"{status_phrase(status) or 'Error'}\n".encode("ascii")
+
+
 def error_response(
     status: int,
     *,
@@ -119,7 +124,7 @@ def error_response(
     `connection` is CLOSE, KEEP_ALIVE or b""; `head_only` leaves the body out (a HEAD request),
     its content-length still says how long it would be (RFC 9110 section 8.6).
     """
-    body = f"{status_phrase(status) or 'Error'}\n".encode("ascii")
+    body = error_body(status)
     return b"".join(
         (
             status_line(status),

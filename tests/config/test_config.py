@@ -189,6 +189,31 @@ def write(tmp_path: Path, text: str) -> Path:
             id="bad-trusted-proxy",
         ),
         pytest.param(
+            WEB + "access_log_format = '%(client)s %(agent)s'\n",
+            "groups.web.access_log_format: unknown field 'agent'; fields: client,",
+            id="access-format-unknown-field",
+        ),
+        pytest.param(
+            "[server]\naccess_log_format = '{status} {bytes}'\n" + WEB,
+            "server.access_log_format: unknown field 'bytes'",
+            id="access-format-unknown-brace-field",
+        ),
+        pytest.param(
+            WEB + "access_log_format = 'fancy'\n",
+            "groups.web.access_log_format: 'fancy' is neither default, common, combined nor",
+            id="access-format-unknown-name",
+        ),
+        pytest.param(
+            WEB + "access_log_format = '%(status)d'\n",
+            "groups.web.access_log_format: '%(status)d' does not format",
+            id="access-format-number-spec",
+        ),
+        pytest.param(
+            WEB + "access_log_format = '{} {status}'\n",
+            "groups.web.access_log_format: '{} {status}': every {} needs a field name",
+            id="access-format-positional",
+        ),
+        pytest.param(
             "[metrics]\nlisten = 'localhost:9100'\n" + WEB,
             "metrics.listen: 'localhost:9100' is neither",
             id="bad-metrics-listen",
