@@ -5,6 +5,7 @@ the head is out), and the next response on the connection is never corrupted."""
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
 from typing import Any
 
 import pytest
@@ -135,3 +136,18 @@ def test_head_request_body_is_still_dropped_quietly(
         assert (head.status, head.body, head.header("content-length")) == (200, b"", "6")
         assert conn.read_response().body == b"intact"
     assert _mistakes(caplog) == []
+
+
+@pytest.mark.parametrize(
+    ("status", "line"),
+    [
+        pytest.param(HTTPStatus.CREATED, "201 Created", id="http-status-enum"),
+        pytest.param(599, "599 ", id="unregistered-in-range"),
+        pytest.param(200, "200 OK", id="lowest"),
+    ],
+)
+def test_statuses_in_range_are_sent(serve: Serve, status: int, line: str) -> None:
+    server = serve(_replayer([{"type": START, "status": status}, {"type": BODY, "body": b"x"}]))
+    response = server.get("/")
+    assert response.raw.startswith(f"HTTP/1.1 {line}\r\n".encode())
+    assert response.body == b"x"
