@@ -8,6 +8,7 @@ is the blocking convenience with its own uvloop loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import socket
@@ -127,6 +128,15 @@ class Server:
             ctx.closing = True
             for conn in list(ctx.connections):
                 conn.shutdown()
+
+    def abort(self) -> None:
+        """Stop at once: stop accepting, cancel every request in progress and close every
+        connection (a second Ctrl-C)."""
+        self.close()
+        ctx = self._ctx
+        if ctx is not None:
+            for conn in list(ctx.connections):
+                conn.force_close()
 
     async def wait_closed(self) -> None:
         """Let requests in progress finish (up to graceful_timeout), then run lifespan shutdown."""
@@ -278,7 +288,9 @@ def run(
     lifespan: LifespanMode = "auto",
     log_level: str = ServerSettings().log_level,
 ) -> None:
-    """Serve `app` in a new uvloop loop until SIGINT or SIGTERM; then stop gracefully."""
+    """Serve `app` in a new uvloop loop until SIGINT or SIGTERM, then stop gracefully: requests
+    in progress finish (up to graceful_timeout) and lifespan shutdown runs. A second signal
+    stops at once: requests in progress are cancelled, lifespan shutdown is skipped."""
     if log_level.lower() not in LOG_LEVELS:
         raise ValueError(f"log_level {log_level!r} is not one of {', '.join(LOG_LEVELS)}")
     if not logging.getLogger().handlers:
@@ -289,18 +301,33 @@ def run(
     async def main() -> None:
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
+        again = asyncio.Event()
+
+        def on_signal(signum: int) -> None:
+            name = signal.Signals(signum).name
+            if not stop.is_set():
+                logger.info("%s: stopping gracefully (send it again to stop at once)", name)
+                stop.set()
+            else:
+                logger.warning("%s again: stopping at once", name)
+                again.set()
+
         for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-        await serve(
-            app,
-            settings,
-            host=host,
-            port=port,
-            uds=uds,
-            sock=sock,
-            shutdown_trigger=stop.wait(),
-            lifespan=lifespan,
+            loop.add_signal_handler(signum, on_signal, signum)
+        server = await start_server(
+            app, settings, host=host, port=port, uds=uds, sock=sock, lifespan=lifespan
         )
+        await stop.wait()
+        closing = loop.create_task(server.wait_closed())
+        cut = loop.create_task(again.wait())
+        await asyncio.wait({closing, cut}, return_when=asyncio.FIRST_COMPLETED)
+        cut.cancel()
+        if not closing.done():
+            server.abort()
+            closing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await closing
+        logger.info("stopped")
 
     if sys.version_info >= (3, 11):
         with asyncio.Runner(loop_factory=new_event_loop) as runner:

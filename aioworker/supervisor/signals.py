@@ -66,7 +66,10 @@ class SignalHandling:
         self.stop(fast=self.stopping)  # a second TERM turns a graceful stop into a fast one
 
     def handle_int(self) -> None:
-        self.stop(fast=True)
+        # Ctrl-C does what TERM does, as in uvicorn and gunicorn: requests in progress
+        # finish and lifespan shutdown runs; a second Ctrl-C stops at once. QUIT is the
+        # immediate stop.
+        self.handle_term()
 
     def handle_quit(self) -> None:
         self.stop(fast=True)

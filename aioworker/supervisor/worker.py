@@ -116,10 +116,12 @@ def _summary(exc: BaseException) -> str:
 
 def _reset_signals() -> None:
     signal.set_wakeup_fd(-1)
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD):
+    for sig in (signal.SIGTERM, signal.SIGQUIT, signal.SIGCHLD):
         signal.signal(sig, signal.SIG_DFL)
     # HUP and TTIN/TTOU are the master's; their default actions would stop or kill a worker.
-    for sig in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR1):
+    # So is INT: Ctrl-C in a terminal reaches the whole foreground process group, master and
+    # workers at once, and only the master decides (TERM for the first, QUIT for the second).
+    for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR1):
         signal.signal(sig, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
 
@@ -171,7 +173,6 @@ async def _serve(spec: WorkerSpec, loop: asyncio.AbstractEventLoop, target: Any)
 
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGQUIT, fast_exit)
-    loop.add_signal_handler(signal.SIGINT, fast_exit)
 
     def reopen() -> None:
         from aioworker import logs

@@ -6,11 +6,10 @@ request, and on SIGTERM or SIGINT prints `SHUTDOWN` (lifespan) and `EXITED` (run
 
 from __future__ import annotations
 
-import socket
-
 from aioworker._types import Receive, Scope, Send
 from aioworker.config import HttpSettings
 from aioworker.http.server import run
+from tests.helpers.child import ready_socket
 
 
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -29,9 +28,6 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 if __name__ == "__main__":
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    print("READY", sock.getsockname()[1], flush=True)
+    sock = ready_socket()
     run(app, HttpSettings(graceful_timeout=2.0), sock=sock)
     print("EXITED", flush=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -31,3 +32,12 @@ def start_ready(
         proc.communicate()
         raise AssertionError(f"{module} did not start: {ready}")
     return proc, int(ready[1])
+
+
+def ready_socket() -> socket.socket:
+    """In the child: a listening socket on a free port, announced as `READY PORT` on stdout."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    print("READY", sock.getsockname()[1], flush=True)
+    return sock

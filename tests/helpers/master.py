@@ -152,18 +152,29 @@ class MasterProcess:
             self.proc.stdout.close()
 
 
-def spawn(args: Sequence[str], directory: Path, env: dict[str, str] | None = None) -> MasterProcess:
+def spawn(
+    args: Sequence[str],
+    directory: Path,
+    env: dict[str, str] | None = None,
+    *,
+    new_session: bool = False,
+) -> MasterProcess:
     """`python -m aioworker ARGS` in `directory`, its output collected."""
-    return spawn_python(["-m", "aioworker", *args], directory, env)
+    return spawn_python(["-m", "aioworker", *args], directory, env, new_session=new_session)
 
 
 def spawn_python(
-    argv: Sequence[str], directory: Path, env: dict[str, str] | None = None
+    argv: Sequence[str],
+    directory: Path,
+    env: dict[str, str] | None = None,
+    *,
+    new_session: bool = False,
 ) -> MasterProcess:
     """`python ARGV` in `directory`: a script that starts a master itself.
 
     `directory` and ROOT are on PYTHONPATH: the first for code a test writes there, the second
-    for the apps in tests/apps.
+    for the apps in tests/apps. `new_session`: the process leads a process group of its own
+    (and its workers join it), so a test can signal the group as a terminal's Ctrl-C does.
     """
     full_env = {
         **os.environ,
@@ -179,6 +190,7 @@ def spawn_python(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
+        start_new_session=new_session,
     )
     return MasterProcess(proc, directory)
 

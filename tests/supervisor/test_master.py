@@ -429,7 +429,7 @@ def test_worker_that_never_becomes_ready_is_killed_after_start_timeout() -> None
 @pytest.mark.parametrize(
     "signals",
     [
-        pytest.param([signal.SIGINT], id="INT"),
+        pytest.param([signal.SIGINT, signal.SIGINT], id="second-INT"),
         pytest.param([signal.SIGQUIT], id="QUIT"),
         pytest.param([signal.SIGTERM, signal.SIGTERM], id="second-TERM"),
     ],
