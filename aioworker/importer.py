@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import importlib
+import os
+import traceback
 from typing import Any
+
+__all__ = ["ImportFromStringError", "describe_error", "import_from_string"]
+
+# Frames shown after an app's own error: enough to see which line of which module raised it
+# and who imported that module, short enough for one line of `check`.
+ERROR_FRAMES = 3
 
 
 class ImportFromStringError(ImportError):
@@ -32,3 +40,36 @@ def import_from_string(target: str) -> Any:
                 f"module {module_name!r} has no attribute {attrs!r}"
             ) from None
     return obj
+
+
+def describe_error(exc: BaseException, frames: int = ERROR_FRAMES) -> str:
+    """One line naming the exception, its message and where it was raised:
+    ``KeyError: 'DATABASE_URL' (at deep/app.py:1 <module> -> deep/settings.py:3 <module>)``.
+
+    Our own resolution errors (a missing module or attribute) say everything already and come
+    without frames; for the app's own errors, the last `frames` frames outside importlib's
+    machinery and aioworker, innermost last, paths relative to the current directory."""
+    if isinstance(exc, ImportFromStringError):
+        return str(exc)
+    text = traceback.format_exception_only(type(exc), exc)[-1].strip()
+    if isinstance(exc, SyntaxError) and exc.filename:  # raised by the compiler: no frame
+        text += f" ({_short(exc.filename)}:{exc.lineno})"
+    shown = [
+        f"{_short(f.filename)}:{f.lineno} {f.name}"
+        for f in traceback.extract_tb(exc.__traceback__)
+        if not f.filename.startswith(_MACHINERY)
+    ][-frames:]
+    return f"{text} (at {' -> '.join(shown)})" if shown else text
+
+
+# Frames of the import machinery and of aioworker itself say nothing about the app's error.
+_MACHINERY = (
+    "<frozen ",
+    os.path.dirname(os.path.abspath(__file__)) + os.sep,
+    os.path.dirname(os.path.abspath(importlib.__file__ or "")) + os.sep,
+)
+
+
+def _short(path: str) -> str:
+    relative = os.path.relpath(path) if os.path.isabs(path) else path
+    return path if relative.startswith("..") else relative

@@ -7,7 +7,7 @@ import os
 import sys
 
 from aioworker.config import Config
-from aioworker.importer import import_from_string
+from aioworker.importer import describe_error, import_from_string
 from aioworker.supervisor.process import resolve_ids
 
 __all__ = ["check_apps", "check_apps_isolated", "check_ids", "summary"]
@@ -26,7 +26,10 @@ def check_apps(config: Config) -> list[str]:
         try:
             obj = import_from_string(target)
         except Exception as exc:
-            problems.append(f"{where}: groups.{group.name}.{key}: cannot import {target}: {exc}")
+            problems.append(
+                f"{where}: groups.{group.name}.{key}: cannot import {target}: "
+                + describe_error(exc)
+            )
             continue
         if not callable(obj):
             problems.append(f"{where}: groups.{group.name}.{key}: {target} is not callable")

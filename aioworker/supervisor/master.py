@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from aioworker.config import Config, GroupSettings
+from aioworker.importer import describe_error
 from aioworker.sockets import BindError, GroupSockets, bind_group
 from aioworker.supervisor import handover, records, worker
 from aioworker.supervisor import plan as planner
@@ -247,7 +248,8 @@ class Master(Children, Reloading, SignalHandling, Steering):
             key = "main" if settings.main else "app"
             target = settings.main or settings.app
             raise StartError(
-                f"{where}: groups.{settings.name}.{key}: cannot import {target}: {exc}"
+                f"{where}: groups.{settings.name}.{key}: cannot import {target}: "
+                + describe_error(exc)
             ) from exc
 
     def _turn(self) -> None:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 from aioworker.config import GroupSettings
-from aioworker.importer import import_from_string
+from aioworker.importer import describe_error, import_from_string
 from aioworker.supervisor import handover
 from aioworker.supervisor.hooks import WorkerContext, WorkerSpec
 from aioworker.supervisor.process import BOOT_ERROR, drop_privileges, resolve_ids, set_title
@@ -81,7 +81,7 @@ def _run(spec: WorkerSpec) -> int:
             spec.slot,
             "".join(traceback.format_exception(exc)).rstrip(),
         )
-        _notify(spec.notify_fd, f"error {_summary(exc)}")
+        _notify(spec.notify_fd, f"error {describe_error(exc)}")
         return BOOT_ERROR
     loop = _new_loop()
     try:

@@ -414,7 +414,7 @@ def test_run_starts_the_same_master_from_python(config: str) -> None:
         pytest.param(
             True,
             "cannot start: <config>: groups.web.app: cannot import tests.apps.testapp:app: "
-            "import failed on purpose",
+            f"RuntimeError: import failed on purpose (at {APPS / 'testapp.py'}:",
             id="preload-in-the-master",
         ),
     ],
@@ -450,9 +450,10 @@ def test_restart_with_a_broken_app_keeps_the_running_master() -> None:
         (master.directory / "FAIL_IMPORT").write_text("")
         result = aioworker("restart", cwd=master.directory)
         assert result.returncode == 2
-        assert "groups.web.app: cannot import tests.apps.testapp:app: import failed on purpose" in (
-            result.stderr
-        )
+        assert (
+            "groups.web.app: cannot import tests.apps.testapp:app: "
+            "RuntimeError: import failed on purpose"
+        ) in result.stderr
         assert master.proc.poll() is None
         assert get(master.url("web"))[0] == 200
 
