@@ -147,10 +147,42 @@ def _serve_parser(sub: Any) -> None:
     )
     log_level = _fields(ServerSettings)["log_level"]
     _add_setting(serve, log_level, default=log_level.default)
+    for name, hint in UVICORN_FLAGS.items():
+        # A flag without a value takes none: `--reload main:app` must leave main:app alone.
+        nargs = "?" if "{}" in hint else 0
+        serve.add_argument(name, nargs=nargs, help=argparse.SUPPRESS, action=_Elsewhere, hint=hint)
     limits = serve.add_argument_group("engine limits and timeouts (as in config.toml)")
     for f in dataclasses.fields(HttpSettings):
         # No default: a flag not given leaves the HttpSettings default in place.
         _add_setting(limits, f, dest=f"http_{f.name}")
+
+
+# uvicorn's flags with a different name here: answered with the flag to use (the value given
+# in place of {}) instead of argparse's bare "unrecognized arguments".
+UVICORN_FLAGS = {
+    "--host": "--listen http://{}:8000",
+    "--port": "--listen http://127.0.0.1:{}",
+    "--uds": "--listen unix:{}",
+    "--workers": "--count {}",
+    "--reload": "--watch",
+    "--timeout-keep-alive": "--keepalive-timeout {}",
+    "--timeout-graceful-shutdown": "--graceful-timeout {}",
+}
+
+
+class _Elsewhere(argparse.Action):
+    """A flag of another server: exit 2 with the flag to use here, without the usage text."""
+
+    def __init__(self, *args: Any, hint: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.hint = hint
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: Any, value: Any, option: Any = None
+    ) -> None:
+        given = f"{option} {value}" if isinstance(value, str) else str(option)
+        hint = self.hint.format(value if isinstance(value, str) else "VALUE")
+        parser.exit(2, f"{parser.prog}: {given}: uvicorn's flag; here it is {hint}\n")
 
 
 def flag(key: str) -> str:

@@ -305,11 +305,26 @@ def _table(data: Mapping[str, Any], name: str, fail: Any) -> Mapping[str, Any]:
     return table
 
 
+# What other servers (uvicorn, gunicorn, hypercorn) call a key that has another name here: too
+# far apart for difflib to suggest.
+_OTHER_NAMES = {
+    "workers": "count",
+    "host": "listen",
+    "port": "listen",
+    "bind": "listen",
+    "uds": "listen",
+    "timeout_keep_alive": "keepalive_timeout",
+    "timeout_graceful_shutdown": "graceful_timeout",
+}
+
+
 def _check_keys(table: Mapping[str, Any], known: Mapping[str, Any], prefix: str, fail: Any) -> None:
     for key in table:
         if key not in known:
             full = f"{prefix}.{key}" if prefix else key
             close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+            if not close and _OTHER_NAMES.get(key) in known:
+                close = [_OTHER_NAMES[key]]
             hint = f"; did you mean {close[0]}?" if close else ""
             raise fail(full, f"unknown key{hint}")
 
