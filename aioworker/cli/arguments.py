@@ -86,7 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="rolling reload of the groups",
         description="Re-read config.toml and replace each reloadable "
-        "group's workers one slot at a time: the new worker accepts before the old one drains.",
+        "group's workers one slot at a time: the new worker accepts before the old one drains. "
+        "Waits for the outcome: exit 1, with the reason, when a group's new workers could not "
+        "start (the old ones keep serving).",
     )
     reload.add_argument(
         "-g",
@@ -96,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="GROUP",
         help="reload only this group (repeatable)",
     )
+    for p, what in (
+        (reload, "do not wait for the outcome: exit 0 once the master was asked"),
+        (start, "with -g: do not wait until the group's workers are ready"),
+        (stop, "with -g: do not wait until the group's workers are gone"),
+    ):
+        p.add_argument("--no-wait", action="store_true", help=what)
     status = sub.add_parser(
         "status",
         parents=[common],

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from aioworker.cli import waiting
 from aioworker.cli.arguments import build_parser, flag
 from aioworker.config import Config, ConfigError, HttpSettings, ServerSettings, load
 from aioworker.supervisor import check
@@ -118,7 +119,7 @@ def query_control(config: Config, command: str, **params: Any) -> dict[str, Any]
 
 def cmd_start(args: argparse.Namespace, config: Config) -> int:
     if getattr(args, "group", None):  # restart reuses start and stop without -g
-        return _group_command(config, "start", args.group)
+        return _group_command(config, "start", args.group, not args.no_wait)
     problems = check.check_apps_isolated(config)
     if problems:
         raise CliError("\n".join(problems), BAD_CONFIG)
@@ -137,25 +138,49 @@ def _watch_paths(args: argparse.Namespace, config: Config) -> list[str]:
     return [str(config.resolve(p)) for p in config.server.watch] or [str(config.base_dir)]
 
 
-def _group_command(config: Config, command: str, groups: list[str]) -> int:
-    """`stop -g` / `start -g`: one group of the running master, over the control socket."""
+def _group_command(config: Config, command: str, groups: list[str], wait: bool = True) -> int:
+    """`stop -g` / `start -g`: one group of the running master, over the control socket;
+    then wait until its workers are gone (stop) or all ready (start)."""
     pid = master_pid(config)
-    unknown = [g for g in groups if g not in {x.name for x in config.groups}]
-    if unknown:
-        raise CliError(f"no group named {', '.join(unknown)} in {config.path}", BAD_CONFIG)
+    _check_groups(config, groups)
+    before = query_control(config, "status") if wait else None
     if query_control(config, command, groups=groups) is None:
         raise CliError(
             f"{command} -g needs the master's control socket ([server] control_socket), "
             "which did not answer"
         )
     verb = "stopping" if command == "stop" else "starting"
-    print(f"{verb} {', '.join(groups)} (pid {pid})")
-    return OK
+    print(f"{verb} {', '.join(groups)} (pid {pid})", flush=True)
+    if before is None:
+        return OK
+    outcome = waiting.wait_groups(
+        _asker(config), command, groups, before, waiting.bound(config, groups)
+    )
+    return _report(outcome, "stopped" if command == "stop" else "started", command)
+
+
+def _check_groups(config: Config, groups: list[str]) -> None:
+    unknown = [g for g in groups if g not in {x.name for x in config.groups}]
+    if unknown:
+        raise CliError(f"no group named {', '.join(unknown)} in {config.path}", BAD_CONFIG)
+
+
+def _asker(config: Config) -> waiting.Query:
+    return lambda command, **params: query_control(config, command, **params)
+
+
+def _report(outcome: waiting.Outcome, done: str, command: str) -> int:
+    """Print each group's outcome: 0 when every one succeeded, else 1 with the reasons."""
+    if outcome.done:
+        print(f"{done} {', '.join(outcome.done)}")
+    for name, error in outcome.failed.items():
+        print(f"aioworker {command}: group {name} could not be {done}: {error}", file=sys.stderr)
+    return FAILED if outcome.failed else OK
 
 
 def cmd_stop(args: argparse.Namespace, config: Config) -> int:
     if getattr(args, "group", None):
-        return _group_command(config, "stop", args.group)
+        return _group_command(config, "stop", args.group, not args.no_wait)
     pid = master_pid(config)
     if query_control(config, "stop", fast=args.fast) is None:
         send_signal(pid, signal.SIGQUIT if args.fast else signal.SIGTERM)
@@ -168,21 +193,40 @@ def cmd_stop(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_reload(args: argparse.Namespace, config: Config) -> int:
     pid = master_pid(config)
-    if args.group:
-        unknown = [g for g in args.group if g not in {x.name for x in config.groups}]
-        if unknown:
-            raise CliError(f"no group named {', '.join(unknown)} in {config.path}", BAD_CONFIG)
-        answer = query_control(config, "reload", groups=args.group)
-        if answer is None:
-            raise CliError(
-                "reloading single groups needs the master's control socket, which did not "
-                "answer; `reload` without -g reloads every reloadable group"
-            )
-        print(f"reloading {', '.join(args.group)} (pid {pid})")
+    _check_groups(config, args.group)
+    if args.no_wait:
+        if args.group:
+            if query_control(config, "reload", groups=args.group) is None:
+                raise CliError(_RELOAD_NEEDS_CONTROL)
+            print(f"reloading {', '.join(args.group)} (pid {pid})")
+        else:
+            send_signal(pid, signal.SIGHUP)
+            print(f"reloading every reloadable group (pid {pid})")
         return OK
-    send_signal(pid, signal.SIGHUP)
-    print(f"reloading every reloadable group (pid {pid})")
-    return OK
+    answer = query_control(config, "reload", groups=args.group or None)
+    if answer is None:
+        if args.group:
+            raise CliError(_RELOAD_NEEDS_CONTROL)
+        send_signal(pid, signal.SIGHUP)
+        print(f"reloading every reloadable group (pid {pid}); no control socket to wait on")
+        return OK
+    for note in answer.get("notes", []):
+        print(f"aioworker reload: note: {note}", file=sys.stderr)
+    generations: dict[str, int] = answer.get("generations", {})
+    if not generations:
+        print(f"nothing to reload (pid {pid}): no group is reloadable")
+        return OK
+    print(f"reloading {', '.join(generations)} (pid {pid})", flush=True)
+    timeout = waiting.bound(config, list(generations))
+    return _report(
+        waiting.wait_reloaded(_asker(config), generations, timeout), "reloaded", "reload"
+    )
+
+
+_RELOAD_NEEDS_CONTROL = (
+    "reloading single groups needs the master's control socket, which did not answer; "
+    "`reload` without -g reloads every reloadable group"
+)
 
 
 def cmd_restart(args: argparse.Namespace, config: Config) -> int:

@@ -120,6 +120,10 @@ class Children:
         before = self.slots.get(key, planner.SlotState())
         after = planner.after_exit(before, info, now, error=w.error or how, replaced_by_older=older)
         self.slots[key] = after
+        if group.reloading and info.generation == group.generation and not expected:
+            # The reload's new code cannot start (whether an older worker still serves the slot
+            # or not): what `aioworker reload` reports, with the worker's own reason.
+            group.reload_state, group.reload_error = "failed", w.error or how
         if planner.reload_failed(info, older):
             log.error(
                 "reload failed group=%s slot=%d: %s; keeping the old workers",

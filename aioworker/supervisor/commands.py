@@ -29,6 +29,12 @@ class Commandable(Protocol):
 
     def reload(self, names: Sequence[str] | None = None) -> list[str]: ...
 
+    @property
+    def reload_problem(self) -> str: ...
+
+    @property
+    def reload_notes(self) -> list[str]: ...
+
     def stop(self, fast: bool = False) -> None: ...
 
     def set_count(self, name: str, count: int) -> None: ...
@@ -53,7 +59,31 @@ def commands(master: Commandable) -> dict[str, Command]:
         return master.describe()
 
     def reload(args: dict[str, Any]) -> dict[str, Any]:
-        return {"groups": master.reload(group_names(args))}
+        """Start a rolling reload; the reply names each reloading group's new generation, the
+        changes that need a restart (`notes`), or the reason nothing was reloaded (an error)."""
+        names = master.reload(group_names(args))
+        if master.reload_problem:
+            raise CommandError(master.reload_problem)
+        return {
+            "groups": names,
+            "generations": {name: master.groups[name].generation for name in names},
+            "notes": master.reload_notes,
+        }
+
+    def reload_status(args: dict[str, Any]) -> dict[str, Any]:
+        """Each named group's latest reload: its generation, `state` (reloading, reloaded,
+        failed) and, when it failed, the reason the new workers could not start."""
+        names = group_names(args) or list(master.groups)
+        return {
+            "groups": {
+                name: {
+                    "generation": master.groups[name].generation,
+                    "state": master.groups[name].reload_state,
+                    "error": master.groups[name].reload_error,
+                }
+                for name in names
+            }
+        }
 
     def stop(args: dict[str, Any]) -> dict[str, Any]:
         """The master, or with "groups" only those groups (they drain; the rest goes on)."""
@@ -75,4 +105,10 @@ def commands(master: Commandable) -> dict[str, Command]:
             master.set_count(name, master.groups[name].settings.workers)
         return {"groups": names}
 
-    return {"status": status, "reload": reload, "stop": stop, "start": start}
+    return {
+        "status": status,
+        "reload": reload,
+        "reload_status": reload_status,
+        "stop": stop,
+        "start": start,
+    }

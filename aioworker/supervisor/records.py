@@ -64,6 +64,10 @@ class Group:
     restarts: collections.Counter[str] = field(default_factory=collections.Counter)
     last_exits: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=10))
     reloading: bool = False
+    # The outcome of the latest reload, for `aioworker reload` to wait on: "" (none yet),
+    # "reloading", "reloaded" or "failed" (with the reason).
+    reload_state: str = ""
+    reload_error: str = ""
     # Times each slot's worker was seen blocked and taken out of the new-connection rotation.
     busy_episodes: collections.Counter[int] = field(default_factory=collections.Counter)
     # Connections the master took from a slot that could not accept them and handed over.

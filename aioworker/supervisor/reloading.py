@@ -88,6 +88,11 @@ class Reloading:
     """Mixin of Master: `reload()` (HUP, the control socket, a watched file change) applies the
     re-read config.toml and bumps generations; each turn it logs the reloads that completed."""
 
+    # What the latest reload() could not do: the config it could not read (nothing reloaded),
+    # and the changes it could not apply (each one needs a restart).
+    reload_problem: str = ""
+    reload_notes: list[str] = []  # noqa: RUF012 - replaced, never mutated, by reload()
+
     if TYPE_CHECKING:  # provided by Master
         config: Config
         groups: dict[str, Group]
@@ -107,13 +112,17 @@ class Reloading:
 
         config.toml is read again first: what a reload can apply is applied to every group
         (counts, limits, log level, [metrics], watch), the rest is logged key by key."""
+        self.reload_problem = ""
+        self.reload_notes = []
         if self.stopping:
+            self.reload_problem = "the master is stopping"
             return []
         if self.config.path is not None:
             try:
                 new = load(self.config.path)
             except ConfigError as exc:
                 log.error("reload aborted, the running configuration is kept: %s", exc)
+                self.reload_problem = f"reload aborted, the running configuration is kept: {exc}"
                 return []
             self._apply(reconcile(self.config, new))
         bumped = bump(self.groups, names)
@@ -130,18 +139,26 @@ class Reloading:
                     name,
                 )
             log.info("reloading group=%s generation=%d", name, group.generation)
+            group.reload_state, group.reload_error = "reloading", ""
             for key, state in self.slots.items():
                 if key[0] == name:  # new code may fix what kept failing: no backoff wait
                     self.slots[key] = planner.retry_now(state)
         return list(bumped.reloaded)
 
     def _apply(self, reconciled: Reconciled) -> None:
-        for key in reconciled.needs_restart:
-            log.warning("reload: %s changed: restart the master to apply it", key)
-        for name in reconciled.added:
-            log.warning("reload: groups.%s is new: restart the master to start it", name)
-        for name in reconciled.removed:
-            log.warning("reload: groups.%s was removed: restart the master to stop it", name)
+        notes = [
+            f"{key} changed: restart the master to apply it" for key in reconciled.needs_restart
+        ]
+        notes += [
+            f"groups.{name} is new: restart the master to start it" for name in reconciled.added
+        ]
+        notes += [
+            f"groups.{name} was removed: restart the master to stop it"
+            for name in reconciled.removed
+        ]
+        for note in notes:
+            log.warning("reload: %s", note)
+        self.reload_notes = notes
         old, new = self.config, reconciled.config
         if new.server.log_level != old.server.log_level:
             logging.getLogger().setLevel(new.server.log_level.upper())
@@ -179,6 +196,7 @@ class Reloading:
             group = self.groups[want.name]
             if group.reloading and not self.stopping and planner.reload_complete(want, infos):
                 group.reloading = False
+                group.reload_state = "reloaded"
                 pids = ",".join(
                     str(w.pid)
                     for w in sorted(self.workers.values(), key=lambda w: w.slot)
