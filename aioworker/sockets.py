@@ -17,7 +17,7 @@ import socket
 import stat
 import struct
 import sys
-from collections.abc import Sequence, Set
+from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass, field
 
 from aioworker.config import GroupSettings, Listen
@@ -283,7 +283,7 @@ def _bind_unix(path: str) -> socket.socket:
         if not stat.S_ISSOCK(mode):
             raise BindError(errno.EEXIST, f"unix:{path}: exists and is not a socket")
         if _unix_in_use(path):
-            raise BindError(errno.EADDRINUSE, f"unix:{path}: already in use by another process")
+            raise BindError(errno.EADDRINUSE, f"unix:{path}: already in use {_holder(path)}")
         os.unlink(path)  # stale file left by a process that died
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -309,6 +309,61 @@ def _unix_in_use(path: str) -> bool:
     return True
 
 
+def _holder(where: int | str) -> str:
+    """Who holds a TCP port or a unix socket path, as the end of an "in use" message: this
+    very process (a server of this program still open: the embedding case), or another one."""
+    try:
+        mine = {
+            int(link[8:-1])
+            for fd in os.listdir("/proc/self/fd")
+            if (link := _readlink(f"/proc/self/fd/{fd}")).startswith("socket:[")
+        }
+    except OSError:  # no /proc here: cannot tell
+        return "by another process"
+    tables: tuple[str, ...] = ("/proc/net/unix",)
+    if isinstance(where, int):
+        tables, match = ("/proc/net/tcp", "/proc/net/tcp6"), _listens_on_port(where)
+    else:
+        match = _bound_to_path(where)
+    for table in tables:
+        try:
+            with open(table) as stream:
+                rows = stream.read().splitlines()[1:]
+        except OSError:
+            continue
+        if any(inode in mine for inode in map(match, rows) if inode):
+            return "by this process (a listener it opened earlier is still open)"
+    return "by another process"
+
+
+def _readlink(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:  # closed since listdir
+        return ""
+
+
+def _listens_on_port(port: int) -> Callable[[str], int]:
+    """A /proc/net/tcp row -> the inode of a listener on `port`, else 0."""
+
+    def match(row: str) -> int:
+        fields = row.split()
+        listening = fields[3] == "0A" and int(fields[1].partition(":")[2], 16) == port
+        return int(fields[9]) if listening else 0
+
+    return match
+
+
+def _bound_to_path(path: str) -> Callable[[str], int]:
+    """A /proc/net/unix row -> the inode of the socket bound to `path`, else 0."""
+
+    def match(row: str) -> int:
+        fields = row.split()
+        return int(fields[6]) if len(fields) > 7 and fields[7] == path else 0
+
+    return match
+
+
 def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
@@ -323,7 +378,7 @@ def _sockaddr(host: str, port: int, family: socket.AddressFamily) -> tuple[str, 
 def _bind_error(host: str, port: int, exc: OSError) -> BindError:
     where = f"http://{host}:{port}"
     if exc.errno == errno.EADDRINUSE:
-        return BindError(exc.errno, f"{where}: address already in use by another process")
+        return BindError(exc.errno, f"{where}: address already in use {_holder(port)}")
     if exc.errno == errno.EACCES:
         return BindError(exc.errno, f"{where}: permission denied (ports below 1024 need root)")
     if exc.errno == errno.EADDRNOTAVAIL:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
 import sys
@@ -64,6 +65,8 @@ class Server:
         self._tick_handle: asyncio.TimerHandle | None = None
         self._closing = False
         self._started_lifespan = False
+        # Unix socket files this server created: (path, inode), removed once it is closed.
+        self._socket_files: list[tuple[str, int]] = []
 
     async def startup(self) -> None:
         """Run lifespan startup; raise LifespanError if the app says it failed."""
@@ -161,6 +164,7 @@ class Server:
                     await asyncio.wait(tasks, timeout=1.0)
         for server in self._servers:
             await server.wait_closed()
+        self._remove_socket_files()
         if self._tick_handle is not None:
             self._tick_handle.cancel()
             self._tick_handle = None
@@ -175,6 +179,14 @@ class Server:
                 logger.error(
                     "lifespan shutdown did not finish within %gs; stopping anyway", timeout
                 )
+
+    def _remove_socket_files(self) -> None:
+        for path, inode in self._socket_files:
+            # Only the file we bound: another server may have bound the path again since.
+            with contextlib.suppress(OSError):
+                if os.stat(path).st_ino == inode:
+                    os.unlink(path)
+        self._socket_files.clear()
 
     # The tick replaces per-connection timers: see connection.py.
     def _schedule_tick(self) -> None:
@@ -224,10 +236,13 @@ async def start_server(
     try:
         if listener is None:  # inside the try: a taken address must undo startup too
             listener = _bind(host, port, uds)
+            if uds:  # ours to remove on close, as uvicorn and hypercorn do
+                server._socket_files.append((uds, os.stat(uds).st_ino))
         await server.start([listener])
     except BaseException:
         if own and listener is not None:
             listener.close()
+            server._remove_socket_files()
         await server.lifespan.shutdown()
         raise
     for s in server.sockets:
@@ -252,9 +267,15 @@ async def serve(
     Lifespan startup runs before the first connection is accepted and shutdown after the last
     request finished (or graceful_timeout passed). `ready(sockets)` is called once accepting.
     """
-    server = await start_server(
-        app, settings, host=host, port=port, uds=uds, sock=sock, lifespan=lifespan
-    )
+    try:
+        server = await start_server(
+            app, settings, host=host, port=port, uds=uds, sock=sock, lifespan=lifespan
+        )
+    except BaseException:
+        # Never awaited now: close it, or Python warns "coroutine ... was never awaited".
+        if asyncio.iscoroutine(shutdown_trigger):
+            shutdown_trigger.close()
+        raise
     try:
         if ready is not None:
             ready(list(server.sockets))

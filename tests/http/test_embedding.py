@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import socket
 import subprocess
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -110,6 +112,47 @@ async def serve_unix_once(path: str, label: str) -> None:
 
 def test_serve_unix_socket(loop_factory: LoopFactory, uds_path: str) -> None:
     run_in_loop(loop_factory, serve_unix_once(uds_path, "u"))
+    assert not os.path.exists(uds_path)  # the socket file it created is removed on close
+
+
+def test_a_unix_socket_file_bound_again_by_another_server_is_left_alone(
+    loop_factory: LoopFactory, uds_path: str
+) -> None:
+    async def main() -> None:
+        first = await start_server(app, FAST, uds=uds_path)
+        os.unlink(uds_path)  # someone takes the path over while the first still serves
+        second = await start_server(app, FAST, uds=uds_path)
+        first.close()
+        await first.wait_closed()
+        assert await fetch(uds_path, "/x") == (200, b"hi /x ")
+        second.close()
+        await second.wait_closed()
+        assert not os.path.exists(uds_path)
+
+    run_in_loop(loop_factory, main())
+
+
+@pytest.mark.parametrize("where", ["tcp", "unix"])
+def test_an_address_this_process_holds_is_in_use_by_this_process_and_no_coroutine_leaks(
+    loop_factory: LoopFactory, uds_path: str, where: str
+) -> None:
+    async def main() -> None:
+        holder = await start_server(app, FAST, port=0, uds=uds_path if where == "unix" else None)
+        taken = (
+            {"uds": uds_path} if where == "unix" else {"port": holder.sockets[0].getsockname()[1]}
+        )
+        try:
+            with pytest.raises(OSError, match="in use by this process"):
+                await serve(app, FAST, shutdown_trigger=asyncio.Event().wait(), **taken)
+        finally:
+            holder.close()
+            await holder.wait_closed()
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_in_loop(loop_factory, main())
+        gc.collect()  # a coroutine never awaited warns when it is collected
+    assert [str(w.message) for w in caught] == []
 
 
 @pytest.fixture
