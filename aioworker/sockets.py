@@ -82,7 +82,7 @@ class GroupSockets:
         if self.address.is_unix:
             return f"unix:{self.address.path}"
         host = f"[{self.address.host}]" if ":" in self.address.host else self.address.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.address.tls else 'http'}://{host}:{self.port}"
 
     def for_slot(self, slot: int) -> socket.socket:
         """The socket the worker of `slot` accepts on; binds more when the group grew."""

@@ -148,6 +148,9 @@ def _serve_parser(sub: Any) -> None:
     _add_setting(serve, group["listen"], default="http://127.0.0.1:8000")
     _add_setting(serve, group["count"], default=1)
     _add_setting(serve, group["factory"], default=False)
+    tls = serve.add_argument_group("TLS: with --certfile and --keyfile, --listen is https://")
+    for key in ("certfile", "keyfile", "ca_certs", "ciphers"):
+        _add_setting(tls, group[key])
     serve.add_argument(
         "--watch",
         action="store_true",

@@ -317,9 +317,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
             overrides[f.name] = value
     http = HttpSettings(**overrides)
     server = ServerSettings(pid_file="", control_socket="", log_level=args.log_level, http=http)
+    tls = {k: getattr(args, k) for k in ("certfile", "keyfile", "ca_certs", "ciphers")}
+    tls = {k: v for k, v in tls.items() if v}
+    listen = args.listen
+    if tls and listen.startswith("http://"):  # as uvicorn's --ssl-certfile: https, same port
+        listen = "https://" + listen.removeprefix("http://")
     try:
         config = Config.single(
-            args.app, args.listen, args.count, factory=args.factory, http=http, server=server
+            args.app, listen, args.count, factory=args.factory, http=http, server=server, **tls
         )
     except ConfigError as exc:
         raise CliError(_as_flag(str(exc)), BAD_CONFIG) from None

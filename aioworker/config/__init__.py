@@ -3,7 +3,8 @@
 `settings` defines every key once (default, doc, choices, bounds, whether a change needs a
 restart); `loading` turns a file, a dict or CLI flags into a validated `Config`; `changes` names
 the keys whose change needs a restart; `reference` renders docs/configuration.md and config.toml
-from the settings. Nothing here imports another aioworker layer.
+from the settings; `tls` builds an https:// listener's SSLContext from its files. Nothing here
+imports another aioworker layer.
 """
 
 from aioworker.config.changes import keep_running, restart_needed
@@ -18,9 +19,11 @@ from aioworker.config.loading import (
     from_dict,
     load,
     parse_listen,
+    tls_context,
     validate,
 )
 from aioworker.config.settings import LOG_LEVELS, Meta, meta
+from aioworker.config.tls import TlsError
 
 __all__ = [
     "LOG_LEVELS",
@@ -32,11 +35,13 @@ __all__ = [
     "Meta",
     "MetricsSettings",
     "ServerSettings",
+    "TlsError",
     "from_dict",
     "keep_running",
     "load",
     "meta",
     "parse_listen",
     "restart_needed",
+    "tls_context",
     "validate",
 ]

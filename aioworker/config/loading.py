@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import ssl
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from aioworker.config.settings import (
     meta,
     parse_listen,
 )
+from aioworker.config.tls import TlsError, server_context
 
 __all__ = [
     "Config",
@@ -45,6 +47,7 @@ __all__ = [
     "from_dict",
     "load",
     "parse_listen",
+    "tls_context",
     "validate",
 ]
 
@@ -106,11 +109,19 @@ class Config:
         factory: bool = False,
         http: HttpSettings | None = None,
         server: ServerSettings | None = None,
+        **group_keys: Any,
     ) -> Config:
-        """One group serving `app`: what `aioworker serve APP` and simple embeddings use."""
+        """One group serving `app`: what `aioworker serve APP` and simple embeddings use;
+        `group_keys` are more GroupSettings fields (certfile, keyfile, ...)."""
         http = http or HttpSettings()
         group = GroupSettings(
-            name="web", app=app, listen=listen, count=count, factory=factory, http=http
+            name="web",
+            app=app,
+            listen=listen,
+            count=count,
+            factory=factory,
+            http=http,
+            **group_keys,
         )
         config = cls(server=server or ServerSettings(http=http), groups=(group,))
         validate(config)
@@ -220,6 +231,7 @@ def validate(config: Config, where: str = "<config>") -> None:
                     f"{prefix}.listen", f"{group.listen} is also used by groups.{ports[key]}"
                 )
             ports[key] = group.name
+            _check_tls(config, group, address.tls, prefix, fail)
         else:
             _check_import_string(group.main, f"{prefix}.main", fail)
         for route in group.routes:
@@ -234,11 +246,43 @@ def validate(config: Config, where: str = "<config>") -> None:
             metrics = parse_listen(config.metrics.listen)
         except ValueError as exc:
             raise fail("metrics.listen", str(exc)) from None
+        if metrics.tls:
+            raise fail("metrics.listen", "https:// is for groups; metrics are served over http://")
         key = ("unix", metrics.path) if metrics.is_unix else ("tcp", metrics.port)
         if key in ports and key != ("tcp", 0):
             raise fail(
                 "metrics.listen", f"{config.metrics.listen} is also used by groups.{ports[key]}"
             )
+
+
+def tls_context(config: Config, group: GroupSettings) -> ssl.SSLContext | None:
+    """The SSLContext of `group`'s https:// listen (None for http:// and unix:), its files
+    read now, relative to the config file; raises TlsError naming the key at fault."""
+    address = group.address
+    if address is None or not address.tls:
+        return None
+    return server_context(
+        str(config.resolve(group.certfile)),
+        str(config.resolve(group.keyfile)),
+        str(config.resolve(group.ca_certs)) if group.ca_certs else "",
+        group.ciphers,
+    )
+
+
+def _check_tls(config: Config, group: GroupSettings, tls: bool, prefix: str, fail: Any) -> None:
+    keys = ("certfile", "keyfile", "ca_certs", "ciphers")
+    if not tls:
+        for key in keys:
+            if getattr(group, key):
+                raise fail(f"{prefix}.{key}", "set, but listen is not https://HOST:PORT")
+        return
+    for key in ("certfile", "keyfile"):
+        if not getattr(group, key):
+            raise fail(f"{prefix}.{key}", "required by an https:// listen (a PEM file)")
+    try:
+        tls_context(config, group)
+    except TlsError as exc:
+        raise fail(f"{prefix}.{exc.key}", str(exc)) from None
 
 
 def _check_meta(settings: Any, prefix: str, fail: Any) -> None:

@@ -155,6 +155,7 @@ class Listen:
     host: str = "127.0.0.1"
     port: int = 0
     path: str = ""
+    tls: bool = False  # https://
 
     @property
     def is_unix(self) -> bool:
@@ -164,19 +165,21 @@ class Listen:
         if self.path:
             return f"unix:{self.path}"
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
 
 def parse_listen(value: str) -> Listen:
-    """Parse ``http://HOST:PORT`` or ``unix:PATH``; raise ValueError with the reason."""
+    """Parse ``http://HOST:PORT``, ``https://HOST:PORT`` or ``unix:PATH``; raise ValueError
+    with the reason."""
     if value.startswith("unix:"):
         path = value[len("unix:") :]
         if not path:
             raise ValueError("unix: needs a path, as in unix:/run/app.sock")
         return Listen(path=path)
-    if not value.startswith("http://"):
-        raise ValueError(f"{value!r} is neither http://HOST:PORT nor unix:PATH")
-    rest = value[len("http://") :].rstrip("/")
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme not in ("http", "https"):
+        raise ValueError(f"{value!r} is neither http://HOST:PORT, https://HOST:PORT nor unix:PATH")
+    rest = rest.rstrip("/")
     if rest.startswith("["):
         host, sep, port_text = rest[1:].partition("]:")
     else:
@@ -189,7 +192,7 @@ def parse_listen(value: str) -> Listen:
         raise ValueError(f"{value!r}: port {port_text!r} is not a number") from None
     if not 0 <= port <= 65535:
         raise ValueError(f"{value!r}: port {port} is out of range 0-65535")
-    return Listen(host=host, port=port)
+    return Listen(host=host, port=port, tls=scheme == "https")
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,8 +233,17 @@ class GroupSettings:
         restart_if="preload",
     )
     # The master binds every listener once, before forking.
-    listen: str = _f("", "http://HOST:PORT or unix:PATH", restart=True)
+    listen: str = _f(
+        "", "http://HOST:PORT, https://HOST:PORT (certfile, keyfile) or unix:PATH", restart=True
+    )
     count: int = _f(0, "workers in the group", minimum=0, zero="one per CPU")
+    # Each new worker reads the TLS files when it starts: a reload serves renewed certificates.
+    certfile: str = _f("", "TLS certificate chain (PEM) of an https:// listen")
+    keyfile: str = _f("", "TLS private key (PEM) of an https:// listen")
+    ca_certs: str = _f(
+        "", "CA certificates (PEM): clients must present a certificate they signed ('' = none)"
+    )
+    ciphers: str = _f("", "OpenSSL cipher list for TLS 1.2 ('' = Python's default)")
     # false, measured (docs/groups.md): a blocked worker simply takes no new connection from
     # the shared queue; with true, the master steers new connections away from blocked workers.
     reuse_port: bool = _f(

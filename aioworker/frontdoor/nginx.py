@@ -291,8 +291,12 @@ def _proxy(group: GroupSettings, upstream: str) -> list[str]:
     deadline = max(head, idle) if head > 0 and idle > 0 else 0
     read = math.ceil(deadline) + _DEADLINE_MARGIN if deadline > 0 else _NO_DEADLINE
     body = group.http.max_body_bytes  # nginx's default (1m) would refuse bodies the group takes
+    # An https:// group is proxied over TLS (nginx does not verify upstream certificates
+    # unless told to with proxy_ssl_verify).
+    address = group.address
+    scheme = "https" if address is not None and address.tls else "http"
     return [
-        f"        proxy_pass http://{upstream};",
+        f"        proxy_pass {scheme}://{upstream};",
         f"        proxy_read_timeout {read}s;   # >= request_timeout, stream_idle_timeout",
         f"        proxy_send_timeout {read}s;",
         f"        client_max_body_size {body};",

@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import socket
+import ssl as ssl_module
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -53,8 +54,10 @@ class Server:
         *,
         lifespan: LifespanMode = "auto",
         state: ServerState | None = None,
+        ssl: ssl_module.SSLContext | None = None,
     ) -> None:
         self.app = app
+        self.ssl = ssl  # TLS on every listener when set (an https:// listen)
         self.settings = settings or HttpSettings()
         self.state = state or ServerState()
         self.lifespan = Lifespan(app, lifespan)
@@ -85,9 +88,13 @@ class Server:
         for sock in sockets:
             server: asyncio.AbstractServer
             if sock.family == socket.AF_UNIX:
-                server = await loop.create_unix_server(factory, sock=sock, backlog=_BACKLOG)
+                server = await loop.create_unix_server(
+                    factory, sock=sock, backlog=_BACKLOG, ssl=self.ssl
+                )
             else:
-                server = await loop.create_server(factory, sock=sock, backlog=_BACKLOG)
+                server = await loop.create_server(
+                    factory, sock=sock, backlog=_BACKLOG, ssl=self.ssl
+                )
             self._servers.append(server)
             self.sockets.append(sock)
         self._schedule_tick()
@@ -224,12 +231,14 @@ async def start_server(
     uds: str | None = None,
     sock: socket.socket | None = None,
     lifespan: LifespanMode = "auto",
+    ssl: ssl_module.SSLContext | None = None,
 ) -> Server:
     """Run lifespan startup and start accepting; return the running Server as a handle.
 
-    Stop it with `server.close()` and `await server.wait_closed()`.
+    Stop it with `server.close()` and `await server.wait_closed()`. `ssl`: serve TLS (https)
+    with this context (`aioworker.config.tls.server_context` builds one from PEM files).
     """
-    server = Server(app, settings, lifespan=lifespan)
+    server = Server(app, settings, lifespan=lifespan, ssl=ssl)
     await server.startup()
     own = sock is None
     listener = sock
@@ -261,6 +270,7 @@ async def serve(
     shutdown_trigger: Awaitable[object] | None = None,
     ready: Callable[[list[socket.socket]], object] | None = None,
     lifespan: LifespanMode = "auto",
+    ssl: ssl_module.SSLContext | None = None,
 ) -> None:
     """Serve `app` in the running loop until `shutdown_trigger` completes (or this is cancelled).
 
@@ -269,7 +279,7 @@ async def serve(
     """
     try:
         server = await start_server(
-            app, settings, host=host, port=port, uds=uds, sock=sock, lifespan=lifespan
+            app, settings, host=host, port=port, uds=uds, sock=sock, lifespan=lifespan, ssl=ssl
         )
     except BaseException:
         # Never awaited now: close it, or Python warns "coroutine ... was never awaited".

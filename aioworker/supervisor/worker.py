@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from aioworker.config import GroupSettings
+from aioworker.config import GroupSettings, TlsError, tls_context
 from aioworker.importer import describe_error, import_from_string
 from aioworker.supervisor import handover
 from aioworker.supervisor.hooks import WorkerContext, WorkerSpec
@@ -198,7 +198,14 @@ async def _serve(spec: WorkerSpec, loop: asyncio.AbstractEventLoop, target: Any)
 
     from aioworker.http.server import Server
 
-    server = Server(target, group.http)
+    try:
+        # Read now, in each new worker: a reload (HUP) serves renewed certificate files.
+        tls = tls_context(spec.config, group)
+    except TlsError as exc:
+        log.error("worker %s[%d] failed to start: %s", group.name, spec.slot, exc)
+        notify(f"error groups.{group.name}.{exc.key}: {exc}")
+        return BOOT_ERROR
+    server = Server(target, group.http, ssl=tls)
     try:
         await server.startup()
         assert spec.sock is not None

@@ -1,9 +1,10 @@
 """An app whose requests wait on a gate the test opens: for the stopping tests (Ctrl-C, TERM).
 
-`GET /gate` marks `GATE WAITING pid=P` on stderr, then waits until a line arrives on the FIFO
-named by the environment variable GATE (the test made it with os.mkfifo) and answers 200 with
-that line. Lifespan shutdown marks `LIFESPAN SHUTDOWN pid=P`. So a test knows a request is in
-progress, holds it there for as long as it likes and ends it when it chooses, without a sleep.
+`GET /` answers the scope's scheme (http or https). `GET /gate` marks `GATE WAITING pid=P` on
+stderr, then waits until a line arrives on the FIFO named by the environment variable GATE (the
+test made it with os.mkfifo) and answers 200 with that line. Lifespan shutdown marks
+`LIFESPAN SHUTDOWN pid=P`. So a test knows a request is in progress, holds it there for as long
+as it likes and ends it when it chooses, without a sleep.
 
 `python -m tests.apps.gated` serves it with `aioworker.run_app` (embedded, no master) on a port
 of its own: it prints `READY PORT` on stdout first.
@@ -50,8 +51,11 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         mark(f"LIFESPAN SHUTDOWN pid={os.getpid()}")
         await send({"type": "lifespan.shutdown.complete"})
         return
-    mark(f"GATE WAITING pid={os.getpid()}")
-    body = await _read_gate()
+    if scope["path"] == "/gate":
+        mark(f"GATE WAITING pid={os.getpid()}")
+        body = await _read_gate()
+    else:
+        body = scope["scheme"].encode()
     await send(
         {
             "type": "http.response.start",

@@ -356,7 +356,7 @@ def test_serve_runs_one_group_without_a_config_file() -> None:
     [
         pytest.param(
             ["--listen", "nowhere"],
-            "--listen: 'nowhere' is neither http://HOST:PORT nor unix:PATH",
+            "--listen: 'nowhere' is neither http://HOST:PORT, https://HOST:PORT nor unix:PATH",
             id="listen",
         ),
         pytest.param(["--max-headers", "0"], "--max-headers: must be at least 1", id="minimum"),

@@ -79,7 +79,8 @@ def write(tmp_path: Path, text: str) -> Path:
         ),
         pytest.param(
             WEB.replace("http://127.0.0.1:8000", "127.0.0.1:8000"),
-            "groups.web.listen: '127.0.0.1:8000' is neither http://HOST:PORT nor unix:PATH",
+            "groups.web.listen: '127.0.0.1:8000' is neither http://HOST:PORT, "
+            "https://HOST:PORT nor unix:PATH",
             id="listen-without-scheme",
         ),
         pytest.param(

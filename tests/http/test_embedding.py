@@ -11,15 +11,18 @@ import subprocess
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from aioworker._types import Receive, Scope, Send
+from aioworker.config.tls import server_context
 from aioworker.http.server import serve, start_server
 from tests.helpers.child import start_ready
 from tests.helpers.client import request as raw_request
 from tests.helpers.engine import FAST, read_body, run_in_loop, send_response, shutdown_recorder
+from tests.helpers.tls import client_context, self_signed
 
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 
@@ -321,3 +324,29 @@ def test_start_server_bind_failure_runs_lifespan_shutdown(
     run_in_loop(loop_factory, main())
     # Startup never run (bound first), or undone: never left started with nothing served.
     assert events in ([], ["startup", "shutdown"])
+
+
+def test_start_server_serves_tls_with_scheme_https(loop_factory: LoopFactory) -> None:
+    async def scheme(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await send_response(send, 200, scope["scheme"].encode())
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cert, key = self_signed(Path(tmp))
+
+        async def main() -> None:
+            context = server_context(str(cert), str(key))
+            server = await start_server(scheme, FAST, port=0, lifespan="off", ssl=context)
+            port = server.sockets[0].getsockname()[1]
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", port, ssl=client_context(cert)
+            )
+            writer.write(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            data = await asyncio.wait_for(reader.read(), 5)
+            writer.close()
+            server.close()
+            await server.wait_closed()
+            assert data.startswith(b"HTTP/1.1 200 OK\r\n")
+            assert data.endswith(b"\r\n\r\nhttps")
+
+        run_in_loop(loop_factory, main())
