@@ -120,7 +120,7 @@ class Children:
         before = self.slots.get(key, planner.SlotState())
         after = planner.after_exit(before, info, now, error=w.error or how, replaced_by_older=older)
         self.slots[key] = after
-        if group.reloading and info.generation == group.generation and not expected:
+        if group.reloading and info.generation == group.generation and not (expected or info.ready):
             # The reload's new code cannot start (whether an older worker still serves the slot
             # or not): what `aioworker reload` reports, with the worker's own reason.
             group.reload_state, group.reload_error = "failed", w.error or how
