@@ -153,7 +153,7 @@ class running_master:
 
     def _stop(self) -> None:
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)  # fast stop: the test is over
+            self.process.send_signal(signal.SIGQUIT)  # fast stop: the test is over
             try:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
