@@ -19,11 +19,10 @@ from aioworker.config.loading import (
     from_dict,
     load,
     parse_listen,
-    tls_context,
     validate,
 )
 from aioworker.config.settings import LOG_LEVELS, Meta, meta
-from aioworker.config.tls import TlsError
+from aioworker.config.tls import TlsError, tls_context
 
 __all__ = [
     "LOG_LEVELS",

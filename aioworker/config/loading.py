@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-import ssl
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ from aioworker.config.settings import (
     meta,
     parse_listen,
 )
-from aioworker.config.tls import TlsError, server_context
+from aioworker.config.tls import tls_problem
 
 __all__ = [
     "Config",
@@ -47,7 +46,6 @@ __all__ = [
     "from_dict",
     "load",
     "parse_listen",
-    "tls_context",
     "validate",
 ]
 
@@ -231,7 +229,9 @@ def validate(config: Config, where: str = "<config>") -> None:
                     f"{prefix}.listen", f"{group.listen} is also used by groups.{ports[key]}"
                 )
             ports[key] = group.name
-            _check_tls(config, group, address.tls, prefix, fail)
+            tls = tls_problem(group, address.tls, config.base_dir)
+            if tls is not None:
+                raise fail(f"{prefix}.{tls[0]}", tls[1])
         else:
             _check_import_string(group.main, f"{prefix}.main", fail)
         for route in group.routes:
@@ -253,36 +253,6 @@ def validate(config: Config, where: str = "<config>") -> None:
             raise fail(
                 "metrics.listen", f"{config.metrics.listen} is also used by groups.{ports[key]}"
             )
-
-
-def tls_context(config: Config, group: GroupSettings) -> ssl.SSLContext | None:
-    """The SSLContext of `group`'s https:// listen (None for http:// and unix:), its files
-    read now, relative to the config file; raises TlsError naming the key at fault."""
-    address = group.address
-    if address is None or not address.tls:
-        return None
-    return server_context(
-        str(config.resolve(group.certfile)),
-        str(config.resolve(group.keyfile)),
-        str(config.resolve(group.ca_certs)) if group.ca_certs else "",
-        group.ciphers,
-    )
-
-
-def _check_tls(config: Config, group: GroupSettings, tls: bool, prefix: str, fail: Any) -> None:
-    keys = ("certfile", "keyfile", "ca_certs", "ciphers")
-    if not tls:
-        for key in keys:
-            if getattr(group, key):
-                raise fail(f"{prefix}.{key}", "set, but listen is not https://HOST:PORT")
-        return
-    for key in ("certfile", "keyfile"):
-        if not getattr(group, key):
-            raise fail(f"{prefix}.{key}", "required by an https:// listen (a PEM file)")
-    try:
-        tls_context(config, group)
-    except TlsError as exc:
-        raise fail(f"{prefix}.{exc.key}", str(exc)) from None
 
 
 def _check_meta(settings: Any, prefix: str, fail: Any) -> None:

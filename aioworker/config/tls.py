@@ -9,8 +9,13 @@ turn a missing, unreadable or mismatched file into an error that names its key.
 from __future__ import annotations
 
 import ssl
+from pathlib import Path
 
-__all__ = ["TlsError", "server_context"]
+from aioworker.config.settings import GroupSettings
+
+__all__ = ["TlsError", "server_context", "tls_context", "tls_problem"]
+
+_KEYS = ("certfile", "keyfile", "ca_certs", "ciphers")
 
 
 class TlsError(ValueError):
@@ -67,3 +72,35 @@ def _readable(key: str, path: str) -> None:
 def _lacks(path: str, marker: bytes) -> bool:
     with open(path, "rb") as stream:
         return marker not in stream.read()
+
+
+def tls_context(group: GroupSettings, base_dir: Path) -> ssl.SSLContext | None:
+    """The SSLContext of `group`'s https:// listen (None for http:// and unix:), its files
+    read now, relative to `base_dir` (the config file's directory); raises TlsError."""
+    address = group.address
+    if address is None or not address.tls:
+        return None
+
+    def path(name: str) -> str:
+        return str((base_dir / name).resolve()) if name else ""
+
+    return server_context(
+        path(group.certfile), path(group.keyfile), path(group.ca_certs), group.ciphers
+    )
+
+
+def tls_problem(group: GroupSettings, tls: bool, base_dir: Path) -> tuple[str, str] | None:
+    """(key, problem) when the group's TLS settings cannot serve its listen, else None."""
+    if not tls:
+        for key in _KEYS:
+            if getattr(group, key):
+                return key, "set, but listen is not https://HOST:PORT"
+        return None
+    for key in ("certfile", "keyfile"):
+        if not getattr(group, key):
+            return key, "required by an https:// listen (a PEM file)"
+    try:
+        tls_context(group, base_dir)
+    except TlsError as exc:
+        return exc.key, str(exc)
+    return None

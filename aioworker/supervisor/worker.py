@@ -200,7 +200,7 @@ async def _serve(spec: WorkerSpec, loop: asyncio.AbstractEventLoop, target: Any)
 
     try:
         # Read now, in each new worker: a reload (HUP) serves renewed certificate files.
-        tls = tls_context(spec.config, group)
+        tls = tls_context(group, spec.config.base_dir)
     except TlsError as exc:
         log.error("worker %s[%d] failed to start: %s", group.name, spec.slot, exc)
         notify(f"error groups.{group.name}.{exc.key}: {exc}")
