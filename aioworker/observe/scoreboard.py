@@ -77,6 +77,12 @@ _LATENCY = _CLASSES + 6
 _SUM = _LATENCY + MAX_BUCKETS + 1
 # Slots are 64-byte aligned so the 8-byte sequence counter never straddles a cache line.
 _SLOT_SIZE = (_SEQ.size + _BODY.size + 63) // 64 * 64
+# A read retries while a live writer keeps the counter moving (a heartbeat writes 20 times a
+# second, so this matters only under a stress test: 300 tries were once not enough for
+# test_reads_are_never_torn on a loaded machine), and stops after this many tries on a counter
+# that stays odd and unchanged (about 10 ms: a writer that died mid-write).
+_READ_ATTEMPTS = 5000
+_STUCK_ATTEMPTS = 200
 assert _HEADER.size <= _HEADER_SIZE
 
 
@@ -216,20 +222,26 @@ class Scoreboard:
         buf = self._buf
         start, end = offset + _SEQ.size, offset + _SEQ.size + _BODY.size
         raw = b""
+        last, stuck = -1, 0
         # Copy the raw bytes between the two counter reads (one memcpy, well under a
         # microsecond) and unpack outside: the window a write can hit stays tiny.
-        for attempt in range(300):
+        for attempt in range(_READ_ATTEMPTS):
             (before,) = _SEQ.unpack_from(buf, offset)
             raw = buf[start:end]
             (after,) = _SEQ.unpack_from(buf, offset)
             if before == after and not before & 1:
                 break
+            # A counter that stays odd and unchanged means a writer killed or stopped mid-write
+            # (it stays so until the master releases the slot): take the last copy. One that
+            # keeps moving is a live writer; keep trying, a clean window comes.
+            stuck = stuck + 1 if after == last else 0
+            last = after
+            if stuck >= _STUCK_ATTEMPTS:
+                break
             if attempt >= 100:
                 # The writer was preempted mid-write (both on one busy core): let it run.
                 # Measured in test_reads_are_never_torn; 100 spins alone were not enough.
                 time.sleep(0.00005)
-        # Still changing after ~10 ms: the writer was killed or stopped mid-write (the counter
-        # stays odd until the master releases the slot); take the last copy.
         fields: tuple[Any, ...] = _BODY.unpack(raw)
         return _sample(index, fields, len(self.buckets) + 1)
 

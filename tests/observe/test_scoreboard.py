@@ -325,3 +325,17 @@ def test_refresh_inside_a_write_is_skipped(board: Scoreboard) -> None:
     sample = board.read(index)
     assert sample is not None
     assert sample.requests == 5
+
+
+def test_a_writer_that_died_mid_write_does_not_hang_readers(board: Scoreboard) -> None:
+    """A counter left odd (the writer killed between its two counter writes) still reads."""
+    index = board.claim(0, "web", 0)
+    state = State()
+    state.requests = 7
+    board.writer(index).update(state)
+    offset = _HEADER_SIZE_FOR_TEST + index * _SLOT_SIZE_FOR_TEST
+    seq = int.from_bytes(board._buf[offset : offset + 8], "little")
+    board._buf[offset : offset + 8] = (seq + 1).to_bytes(8, "little")  # what the dead leave
+    sample = board.read(index)
+    assert sample is not None
+    assert sample.requests == 7
