@@ -9,6 +9,7 @@ from typing import Any
 
 from benchmarks import (
     blocked,
+    features,
     isolation,
     mixed,
     page,
@@ -20,7 +21,7 @@ from benchmarks import (
 from benchmarks.context import Context
 from benchmarks.procs import cpu_split
 
-SCENARIOS = ("throughput", "isolation", "restart", "blocked", "mixed", "memory")
+SCENARIOS = ("throughput", "isolation", "restart", "blocked", "mixed", "features", "memory")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -112,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         results["blocked"] = blocked.run(ctx)
     if "mixed" in chosen:
         results["mixed"] = mixed.run(ctx)
+    if "features" in chosen:
+        results["features"] = features.run(ctx)
     # RSS is sampled in every scenario that runs: idle after start, then after its load.
     results["memory"] = ctx.memory
     results["meta"] = {

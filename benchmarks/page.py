@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import report
+from benchmarks.ratios import format_ratio
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 PAGE = DOCS / "benchmarks.md"
@@ -87,6 +88,10 @@ HOW_TO_READ = """\
 - **share of ceiling**: a server's hello-world rate over the ceiling's, on the same CPU in the same
   run. It compares servers within one run; absolute req/s depend on the machine and on what else
   runs on it.
+- **vs NAME, 1.90x (1.70-2.10)**: aioworker's req/s over NAME's in each round (they ran back to
+  back, under the same neighbours): the median of those ratios, then the lowest and highest.
+- **CPU us/req**: CPU time (user + system, `/proc/PID/stat`) of all the server's processes during
+  a run, over the requests it served: what one request costs, however busy the machine was.
 - **p50 / p99**: latency percentiles reported by the load generator. With pipelining, wrk records
   one latency per batch, so only req/s is shown there.
 - **failed**: connect, read and write errors, timeouts and non-2xx answers, summed over the modes.
@@ -124,6 +129,14 @@ MORE_SCENARIOS = {
    drawn from a seed (the same for every server in a round): 90% block their worker 20 ms, 10%
    block it 1 s (`/task/sleep`). The figures are the short requests' latencies. The servers
    take turns, 3 rounds.
+""",
+    "features": """\
+**features**: hello world on a master with one worker (`benchmarks/launch.py --master --config`),
+   once plain and once per option a user turns on: the access log (at log level info, lines to a
+   file), proxy headers (`forwarded_allow_ips`, every request carrying `X-Forwarded-For` and
+   `-Proto`), the scoreboard (the `Observability` master hook), `max_requests`. They take turns,
+   5 rounds; each is compared with plain round by round. TLS is not measured: aioworker does not
+   terminate TLS.
 """,
 }
 
@@ -207,7 +220,15 @@ def summary(results: dict[str, Any]) -> list[str]:
     lines: list[str] = []
     hello = results.get("throughput", {}).get("servers", {})
     ours, theirs = hello.get("aioworker", {}).get("hello"), hello.get("uvicorn", {}).get("hello")
-    if ours and theirs:
+    versus = results.get("throughput", {}).get("versus", {}).get("hello", {})
+    if ours and theirs and versus:
+        # Round by round, with the spread (benchmarks/ratios.py); older files lack "versus".
+        rivals = ", ".join(f"{format_ratio(spread)} {rival}" for rival, spread in versus.items())
+        lines.append(
+            f"- Hello world, one worker each: aioworker {ours['rps']:,.0f} req/s, uvicorn "
+            f"{theirs['rps']:,.0f} req/s; aioworker's req/s over each, per round: {rivals}."
+        )
+    elif ours and theirs:
         lines.append(
             f"- Hello world, one worker each: aioworker {ours['rps']:,.0f} req/s, uvicorn "
             f"{theirs['rps']:,.0f} req/s ({ours['rps'] / theirs['rps']:.2f}x)."

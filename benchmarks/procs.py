@@ -112,6 +112,32 @@ def connections_held(pid: int, port: int) -> int:
     return sum(link in wanted for link in _fd_links(pid))
 
 
+def stat_fields(stat: str) -> list[str]:
+    """The fields of a /proc/PID/stat text after the command name: [0] is proc(5)'s field 3
+    (state), [1] field 4 (ppid), [11] and [12] fields 14 and 15 (utime, stime). The command
+    name may hold spaces and parentheses: the fields follow the last ')'."""
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def cpu_ticks(stat: str) -> int:
+    """User plus system CPU time of one /proc/PID/stat text, in clock ticks (SC_CLK_TCK)."""
+    fields = stat_fields(stat)
+    return int(fields[11]) + int(fields[12])
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds (utime + stime) used so far by `pid` and every live descendant: a server's
+    master and workers. A process that exits between two readings drops out of the sum, so
+    compare readings taken while the server runs."""
+    ticks = 0
+    for each in (pid, *descendants(pid)):
+        try:
+            ticks += cpu_ticks(Path(f"/proc/{each}/stat").read_text())
+        except OSError:  # gone since the listing
+            continue
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def _ppid_map() -> dict[int, int]:
     parents: dict[int, int] = {}
     for entry in os.listdir("/proc"):
@@ -121,9 +147,7 @@ def _ppid_map() -> dict[int, int]:
             stat = Path(f"/proc/{entry}/stat").read_text()
         except OSError:
             continue
-        # The command name may hold spaces and parentheses: fields follow the last ')'.
-        fields = stat[stat.rindex(")") + 2 :].split()
-        parents[int(entry)] = int(fields[1])
+        parents[int(entry)] = int(stat_fields(stat)[1])
     return parents
 
 
@@ -228,6 +252,10 @@ class Server:
         the process itself when it forks none."""
         kids = [p for p in descendants(self.pid) if "resource_tracker" not in cmdline(p)]
         return kids or [self.pid]
+
+    def cpu_seconds(self) -> float:
+        """CPU time of the whole server (every process it started) so far."""
+        return tree_cpu_seconds(self.pid)
 
     def worker_rss(self) -> list[float]:
         return [rss_mib(p) for p in self.workers()]

@@ -13,6 +13,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from benchmarks.features import features_md
+from benchmarks.ratios import versus_md
 from benchmarks.wrk import tool_name, wrk_path
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -107,9 +109,9 @@ def throughput_md(data: dict[str, Any]) -> list[str]:
         f"of {plan['hello_s']:g} s, other columns: median of {plan['other_rounds']} runs of "
         f"{plan['other_s']:g} s",
         "",
-        "| server | hello req/s | p50 ms | p99 ms | share of ceiling | pipelined x16 req/s "
-        "| 64 KiB req/s | 1 MiB req/s | 1 MiB upload req/s | failed |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| server | hello req/s | p50 ms | p99 ms | share of ceiling | hello CPU us/req "
+        "| pipelined x16 req/s | 64 KiB req/s | 1 MiB req/s | 1 MiB upload req/s | failed |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for label, modes in table.items():
         hello = modes.get("hello")
@@ -118,7 +120,8 @@ def throughput_md(data: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {label} | {_rps(hello)} | {_f(hello and hello['latency_ms']['p50'])} "
             f"| {_f(hello and hello['latency_ms']['p99'])} "
-            f"| {'-' if share is None else f'{share:.0%}'} | {_rps(modes.get('pipelined'))} "
+            f"| {'-' if share is None else f'{share:.0%}'} "
+            f"| {_f(hello and hello.get('cpu_us_per_req'), 1)} | {_rps(modes.get('pipelined'))} "
             f"| {_rps(modes.get('64k'))} | {_rps(modes.get('1m'))} | {_rps(modes.get('upload'))} "
             f"| {failed} |"
         )
@@ -132,6 +135,7 @@ def throughput_md(data: dict[str, Any]) -> list[str]:
             f"without any hook {_rps(bare)} req/s ({-cost:+.1%} with it; the run-to-run spread "
             "is in the JSON).",
         ]
+    lines += versus_md(data.get("versus", {}))
     vs = ratios.get("hello", {}).get("aioworker_vs_uvicorn")
     if vs is not None:
         verdict = "meets" if vs >= 1.5 else "misses"
@@ -305,6 +309,7 @@ def tables(results: dict[str, Any]) -> list[str]:
         ("restart", restart_md),
         ("blocked", blocked_md),
         ("mixed", mixed_md),
+        ("features", features_md),
     ):
         if key in results:
             lines += [*render(results[key]), ""]

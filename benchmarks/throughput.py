@@ -12,6 +12,7 @@ from typing import Any
 from benchmarks import servers
 from benchmarks.context import Context
 from benchmarks.procs import Server
+from benchmarks.ratios import cpu_us_per_request, ratio_spread
 from benchmarks.wrk import Load
 
 # mode -> (path, connections, pipeline depth, upload bytes)
@@ -51,6 +52,9 @@ def _median(results: list[dict[str, Any]]) -> dict[str, Any]:
             / max(statistics.median(r["rps"] for r in results), 1e-9),
             1,
         )
+    cpu = [r["cpu_us_per_req"] for r in results if r.get("cpu_us_per_req") is not None]
+    if cpu:  # the median over rounds, not the median-rps round's own figure
+        chosen["cpu_us_per_req"] = round(statistics.median(cpu), 1)
     return chosen
 
 
@@ -85,12 +89,15 @@ def _start_all(ctx: Context, variants: list[tuple[str, str, dict[str, str]]]) ->
 def _measure(ctx: Context, label: str, server: Server, mode: str, seconds: float) -> dict[str, Any]:
     path, conns, depth, upload = MODES[mode]
     url = f"http://127.0.0.1:{server.ports[0]}{path}"
+    before = server.cpu_seconds()
     result = ctx.load(Load(url, conns, seconds, depth, upload))
+    result["cpu_us_per_req"] = cpu_us_per_request(server.cpu_seconds() - before, result["requests"])
     lat = result["latency_ms"]
     # Pipelined latency is one figure per batch of 16: not shown.
     shown = "" if depth > 1 else f"p50 {lat['p50']:.2f} ms  p99 {lat['p99']:.2f} ms  "
     ctx.progress(
-        f"  {label:<24} {mode:<9} {result['rps']:>10,.0f} req/s  {shown}failed {result['failed']}"
+        f"  {label:<24} {mode:<9} {result['rps']:>10,.0f} req/s  {shown}"
+        f"cpu {result['cpu_us_per_req']} us/req  failed {result['failed']}"
     )
     return result
 
@@ -129,7 +136,33 @@ def run(ctx: Context) -> dict[str, Any]:
         label: {mode: _median(rs) for mode, rs in modes.items()}
         for label, modes in collected.items()
     }
-    return {"servers": table, "ratios": ratios(table), "plan": asdict(plan)}
+    return {
+        "servers": table,
+        "ratios": ratios(table),
+        "versus": versus(collected),
+        "plan": asdict(plan),
+    }
+
+
+# Whom aioworker is compared with, round by round (benchmarks/ratios.py).
+RIVALS = ("uvicorn", "granian", "ceiling")
+
+
+def versus(collected: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]:
+    """mode -> rival -> aioworker's req/s over the rival's, per round: median, low, high."""
+    ours = collected.get("aioworker", {})
+    out: dict[str, Any] = {}
+    for mode, runs in ours.items():
+        row = {}
+        for rival in RIVALS:
+            theirs = collected.get(rival, {}).get(mode)
+            if theirs:
+                spread = ratio_spread([r["rps"] for r in runs], [r["rps"] for r in theirs])
+                if spread:
+                    row[rival] = spread
+        if row:
+            out[mode] = row
+    return out
 
 
 def ratios(table: dict[str, dict[str, Any]]) -> dict[str, Any]:

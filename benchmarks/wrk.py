@@ -61,6 +61,7 @@ class Load:
     pipeline: int = 1
     upload: int = 0  # request body bytes (POST) when > 0
     timeout: float = 10.0
+    headers: tuple[tuple[str, str], ...] = ()  # extra request headers (wrk only)
 
 
 def wrk_path() -> str | None:
@@ -139,6 +140,8 @@ class LoadRun:
                 lua += _PIPELINE_LUA % {"depth": load.pipeline}
             if load.upload:
                 lua += _UPLOAD_LUA % {"size": load.upload}
+            for name, value in load.headers:
+                lua += f"wrk.headers[{json.dumps(name)}] = {json.dumps(value)}\n"
             fd, self._script = tempfile.mkstemp(prefix="bench-", suffix=".lua")
             with os.fdopen(fd, "w") as f:
                 f.write(lua)

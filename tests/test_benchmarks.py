@@ -18,7 +18,18 @@ if str(ROOT) not in sys.path:  # `pytest` run without `python -m`: the harness i
     sys.path.insert(0, str(ROOT))
 
 from benchmarks import __main__ as bench_main  # noqa: E402
-from benchmarks import arrivals, blocked, mixed, page, report, servers  # noqa: E402
+from benchmarks import (  # noqa: E402
+    arrivals,
+    blocked,
+    features,
+    mixed,
+    page,
+    procs,
+    ratios,
+    report,
+    servers,
+    throughput,
+)
 from benchmarks.procs import free_port  # noqa: E402
 from benchmarks.wrk import Load, LoadRun  # noqa: E402
 
@@ -328,3 +339,155 @@ def test_mixed_verdict_against_the_goal(
     assert data["p99_ratio"] == ratio
     assert data["meets"] is (verdict == "meets")
     assert f"aioworker **{verdict}** it." in "\n".join(report.mixed_md(data))
+
+
+# -- same-run ratios and CPU per request (benchmarks/ratios.py, procs.tree_cpu_seconds) ----------
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs", "expected"),
+    [
+        pytest.param(
+            [200.0, 180.0, 210.0],
+            [100.0, 100.0, 100.0],
+            {"median": 2.0, "low": 1.8, "high": 2.1, "rounds": 3},
+            id="paired-by-round",
+        ),
+        # Round 2 of ours was slow and so was theirs: the per-round ratio stays 2.0, where a
+        # ratio of medians (150 / 75) would be the same here but not under skewed noise.
+        pytest.param(
+            [200.0, 100.0],
+            [100.0, 50.0],
+            {"median": 2.0, "low": 2.0, "high": 2.0, "rounds": 2},
+            id="noise-cancels",
+        ),
+        pytest.param(
+            [100.0, 90.0],
+            [0.0, 100.0],
+            {"median": 0.9, "low": 0.9, "high": 0.9, "rounds": 1},
+            id="failed-round-skipped",
+        ),
+        pytest.param(
+            [100.0, 90.0, 80.0],
+            [50.0],
+            {"median": 2.0, "low": 2.0, "high": 2.0, "rounds": 1},
+            id="only-paired-rounds",
+        ),
+        pytest.param([], [100.0], None, id="no-rounds"),
+    ],
+)
+def test_ratio_spread_pairs_rounds(
+    ours: list[float], theirs: list[float], expected: dict[str, float] | None
+) -> None:
+    assert ratios.ratio_spread(ours, theirs) == expected
+
+
+@pytest.mark.parametrize(
+    ("spread", "text"),
+    [
+        pytest.param({"median": 1.9, "low": 1.7, "high": 2.1, "rounds": 3}, "1.90x (1.70-2.10)"),
+        pytest.param({"median": 0.93, "low": 0.93, "high": 0.93, "rounds": 1}, "0.93x"),
+        pytest.param(None, "-"),
+    ],
+)
+def test_format_ratio(spread: dict[str, float] | None, text: str) -> None:
+    assert ratios.format_ratio(spread) == text
+
+
+def test_cpu_per_request() -> None:
+    assert ratios.cpu_us_per_request(1.5, 30_000) == 50.0
+    assert ratios.cpu_us_per_request(1.5, 0) is None
+
+
+_BURNER = r"""
+import os, sys, time
+open("/proc/self/comm", "w").write(sys.argv[1])  # a name like the ones that break naive parsing
+
+def burn(seconds):
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+kid = os.fork()
+if kid == 0:
+    burn(0.4)
+    print("grandchild", flush=True)
+    sys.stdin.read()
+    os._exit(0)
+burn(0.3)
+print("child", flush=True)
+sys.stdin.read()
+os.waitpid(kid, 0)
+"""
+
+
+@pytest.mark.parametrize("name", ["plain", "a) b (c", "x y) 1 2"])
+def test_tree_cpu_seconds_of_a_real_process_tree(name: str) -> None:
+    """/proc/PID/stat of a child that burned 0.3 s of CPU and its own child 0.4 s: the tree's
+    sum holds both, whatever the command name (spaces and parentheses included)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _BURNER, name],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdin is not None
+    try:
+        assert {proc.stdout.readline().strip(), proc.stdout.readline().strip()} == {
+            "child",
+            "grandchild",
+        }
+        stat = Path(f"/proc/{proc.pid}/stat").read_text()
+        assert f"({name})" in stat
+        own = procs.cpu_ticks(stat) / os.sysconf("SC_CLK_TCK")
+        assert 0.25 <= own < 0.7
+        assert procs.stat_fields(stat)[1] == str(os.getpid())  # ppid, parsed past the name
+        total = procs.tree_cpu_seconds(proc.pid)
+        assert own + 0.35 <= total < own + 0.9  # the grandchild's 0.4 s is in the sum
+    finally:
+        proc.stdin.close()
+        assert proc.wait(10) == 0
+        proc.stdout.close()
+
+
+def _round(rps: float, cpu: float | None) -> dict[str, Any]:
+    return {"rps": rps, "cpu_us_per_req": cpu, "failed": 0, "latency_ms": {"p50": 1, "p99": 2}}
+
+
+def test_throughput_versus_and_cpu_column_on_the_page() -> None:
+    collected = {
+        "aioworker": {"hello": [_round(380.0, 40.0), _round(400.0, 42.0), _round(420.0, 41.0)]},
+        "uvicorn": {"hello": [_round(200.0, 80.0), _round(200.0, 81.0), _round(200.0, 79.0)]},
+        "granian": {"hello": [_round(400.0, 30.0), _round(320.0, 30.0), _round(350.0, 30.0)]},
+    }
+    versus = throughput.versus(collected)
+    assert versus["hello"]["uvicorn"] == {"median": 2.0, "low": 1.9, "high": 2.1, "rounds": 3}
+    assert versus["hello"]["granian"] == {"median": 1.2, "low": 0.95, "high": 1.25, "rounds": 3}
+    table = {
+        label: {"hello": throughput._median(runs["hello"])} for label, runs in collected.items()
+    }
+    assert table["aioworker"]["hello"]["cpu_us_per_req"] == 41.0  # median over the rounds
+    data = {"servers": table, "ratios": throughput.ratios(table), "versus": versus}
+    data["plan"] = {"hello_rounds": 3, "hello_s": 3.0, "other_rounds": 3, "other_s": 2.0}
+    lines = report.throughput_md(data)
+    assert "| hello | 1.20x (0.95-1.25) | 2.00x (1.90-2.10) |" in lines
+    assert any(line.startswith("| aioworker | 400 |") and "| 41.0 |" in line for line in lines)
+
+
+def test_feature_costs_against_plain_round_by_round() -> None:
+    runs = {
+        "plain": [_round(100.0, 50.0), _round(80.0, 52.0), _round(90.0, 51.0)],
+        "access-log": [_round(50.0, 100.0), _round(44.0, 110.0), _round(36.0, 105.0)],
+    }
+    setups = features.summarise(runs)
+    assert setups["plain"]["vs_plain"] is None
+    assert setups["access-log"]["vs_plain"] == {
+        "median": 0.5,
+        "low": 0.4,
+        "high": 0.55,
+        "rounds": 3,
+    }
+    lines = features.features_md({"setups": setups, "rounds": 3, "seconds": 3.0})
+    row = next(line for line in lines if line.startswith("| access-log |"))
+    assert "| 44 | 0.50x (0.40-0.55) | 105.0 | +54.0 | 0 |" in row
