@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import report
+from benchmarks.profile import profile_md
 from benchmarks.ratios import format_ratio
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -293,6 +294,8 @@ def render(results: dict[str, Any]) -> str:
         "## Results",
         "",
         *report.tables(results),
+        # Written by `python -m benchmarks.profile --publish`, independent of the scenarios.
+        *([*profile_md(results["profile"]), ""] if "profile" in results else []),
         HOW_IT_MEASURES + _more(MORE_SCENARIOS, results, first=5),
         HOW_TO_READ + _more(MORE_READING, results),
     ]

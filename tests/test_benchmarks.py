@@ -25,6 +25,7 @@ from benchmarks import (  # noqa: E402
     mixed,
     page,
     procs,
+    profile,
     ratios,
     report,
     servers,
@@ -491,3 +492,51 @@ def test_feature_costs_against_plain_round_by_round() -> None:
     lines = features.features_md({"setups": setups, "rounds": 3, "seconds": 3.0})
     row = next(line for line in lines if line.startswith("| access-log |"))
     assert "| 44 | 0.50x (0.40-0.55) | 105.0 | +54.0 | 0 |" in row
+
+
+# -- the profile (benchmarks/profile.py) --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("filename", "function", "part"),
+    [
+        pytest.param("/x/aioworker/http/parser.py", "on_header", "parsing", id="parser"),
+        pytest.param("~", "<method 'feed_data' of 'httptools' objects>", "parsing", id="llhttp"),
+        pytest.param("/x/aioworker/http/cycle.py", "_scope", "scope", id="scope"),
+        pytest.param("/x/aioworker/http/cycle.py", "begin", "task", id="begin"),
+        pytest.param("/x/aioworker/http/cycle.py", "_account", "accounting", id="account"),
+        pytest.param("~", "<built-in method time.monotonic>", "accounting", id="clock"),
+        pytest.param("/x/aioworker/http/framing.py", "_start", "send path", id="framing"),
+        pytest.param("/x/aioworker/http/connection.py", "write", "send path", id="write"),
+        pytest.param("/x/aioworker/http/connection.py", "data_received", "connection", id="conn"),
+        pytest.param("/x/asyncio/events.py", "_run", "event loop", id="loop"),
+    ],
+)
+def test_profile_parts(filename: str, function: str, part: str) -> None:
+    assert profile.part_of(filename, function).startswith(part)
+
+
+def test_profile_of_a_real_engine_renders_on_the_page() -> None:
+    """A real child engine, 2,000 requests from the raw-socket client, profiled: every part of
+    the engine shows up, the shares add up, and the page renders them."""
+    data = profile.python_profile("uvloop", requests=2000)
+    parts = data["parts"]
+    assert 99.0 <= sum(parts.values()) <= 101.0
+    for part in ("parsing", "scope", "task", "send path", "accounting", "the app"):
+        assert any(name.startswith(part) and share > 0 for name, share in parts.items()), part
+    top = {f["function"].rsplit(" ", 1)[-1]: f for f in data["top"]}
+    assert top["_start"]["calls_per_request"] == 1.0
+    results = _results()
+    results["profile"] = {
+        "command": "python -m benchmarks.profile",
+        "revision": "abc1234",
+        "python": "3.11.7",
+        "instructions_per_request": {"uvloop": 105502, "asyncio": 150000},
+        "cprofile": data,
+    }
+    text = page.render(results)
+    assert (
+        "Instructions per request (callgrind; the same on a busy machine): uvloop 105,502, "
+        "asyncio 150,000." in text
+    )
+    assert any(line.startswith("| parsing (httptools callbacks") for line in text.splitlines())
