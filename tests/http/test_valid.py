@@ -70,6 +70,10 @@ async def inspect_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send_response(send, 200, b"bye", [(b"connection", b"close")])
     elif path == "/noread":
         await send_response(send, 200, b"not reading")
+    elif path == "/generated-headers":  # headers as any iterable, as ASGI allows
+        pairs = ((b"x-n", b"%d" % n) for n in range(2))
+        await send({"type": "http.response.start", "status": 201, "headers": pairs})
+        await send({"type": "http.response.body", "body": b"made"})
     else:
         body = await read_body(receive)
         info = {
@@ -359,6 +363,23 @@ def test_app_connection_close(server: ServerThread) -> None:
         assert response.body == b"bye"
         assert response.closes
         conn.assert_closed()
+
+
+def test_a_known_head_frames_like_a_new_one(server: ServerThread) -> None:
+    """Response heads are cached by (status, headers) after the first (framing._HEADS): the
+    third answer of each kind still closes when the app says so, still refuses a body longer
+    than its content-length, and headers given as a generator are read every time."""
+    for _ in range(3):
+        test_app_connection_close(server)
+        with server.connect() as conn:
+            conn.send(b"GET /more HTTP/1.1\r\nHost: a\r\n\r\n")
+            head = conn.read_until_closed()  # the head alone, then the close
+            assert head.startswith(b"HTTP/1.1 200")
+            assert head.endswith(b"\r\n\r\n")
+        made = server.get("/generated-headers")
+        assert (made.status, made.body) == (201, b"made")
+        assert made.get_all("x-n") == ["0", "1"]
+        assert made.header("content-length") == "4"
 
 
 # --------------------------------------------------------------------------- response framing
