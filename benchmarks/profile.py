@@ -150,23 +150,60 @@ def serve_and_drive(
 # -- the measurements ---------------------------------------------------------------------
 
 
-def _callgrind_total(path: Path) -> int:
-    for line in path.read_text().splitlines():
-        if line.startswith(("summary:", "totals:")):
-            return int(line.split()[1])
-    raise RuntimeError(f"no instruction total in {path}")
+# Shared objects the engine's instructions run in -> what to call them (first match wins).
+LIBRARIES: tuple[tuple[str, str], ...] = (
+    ("libpython", "Python interpreter (bytecode, objects, memory)"),
+    ("/Python-3.", "Python interpreter (bytecode, objects, memory)"),
+    ("uvloop/", "uvloop and libuv"),
+    ("httptools/", "httptools and llhttp"),
+    ("_asyncio.", "asyncio's C part (futures, tasks)"),
+    ("libc.so", "libc (memcpy, malloc, syscall wrappers)"),
+)
+# "count (share)  file:function [shared object]"; functions inlined from a header have no
+# [object]: their source path names the library instead (Python's Include/ directory).
+_ANNOTATED = re.compile(r"^\s*([\d,]+) \([^)]*\)\s+(\S.*?)(?: \[(.*)\])?\s*$")
 
 
-def instructions_per_request(loop: str, low: int = 1000, high: int = 3000) -> float:
-    """Instructions the engine process executes per request, start-up cancelled out."""
-    totals = []
+def library_of(shared_object: str) -> str:
+    return next((name for key, name in LIBRARIES if key in shared_object), "other")
+
+
+def callgrind_by_library(annotated: str) -> dict[str, int]:
+    """Instructions per library from `callgrind_annotate --threshold=100` output (one line
+    per function: count, share, file:function [shared object])."""
+    totals: dict[str, int] = {}
+    for line in annotated.splitlines():
+        match = _ANNOTATED.match(line)
+        if match and "PROGRAM TOTALS" not in line:
+            library = library_of(match.group(3) or match.group(2))
+            totals[library] = totals.get(library, 0) + int(match.group(1).replace(",", ""))
+    return totals
+
+
+def instructions_per_request(loop: str, low: int = 1000, high: int = 3000) -> dict[str, Any]:
+    """Instructions the engine process executes per request, start-up cancelled out: the total
+    and by library (the kernel's share, the system calls themselves, is not counted)."""
+    runs = []
     with tempfile.TemporaryDirectory(prefix="bench-callgrind-") as tmp:
         for n in (low, high):
             out = Path(tmp) / f"callgrind.{n}"
             wrapper = ("valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "-q")
             serve_and_drive(n, loop, wrapper=wrapper)
-            totals.append(_callgrind_total(out))
-    return round((totals[1] - totals[0]) / (high - low))
+            annotated = subprocess.run(
+                ["callgrind_annotate", "--threshold=100", str(out)],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            runs.append(callgrind_by_library(annotated))
+    per = {
+        library: round((runs[1].get(library, 0) - runs[0].get(library, 0)) / (high - low))
+        for library in runs[1]
+    }
+    return {
+        "total": sum(per.values()),
+        "libraries": dict(sorted(per.items(), key=lambda kv: -kv[1])),
+    }
 
 
 def python_profile(loop: str, requests: int = 20000) -> dict[str, Any]:
@@ -236,10 +273,17 @@ def profile_md(data: dict[str, Any]) -> list[str]:
     if counts:
         lines += [
             "Instructions per request (callgrind; the same on a busy machine): "
-            + ", ".join(f"{loop} {n:,.0f}" for loop, n in counts.items())
-            + ".",
+            + ", ".join(f"{loop} {c['total']:,}" for loop, c in counts.items())
+            + ". By library (system calls themselves, in the kernel, are not counted):",
             "",
+            "| library | " + " | ".join(counts) + " |",
+            "|---|" + "--:|" * len(counts),
         ]
+        libraries = list(next(iter(counts.values()))["libraries"])
+        for library in libraries:
+            cells = [f"{c['libraries'].get(library, 0):,}" for c in counts.values()]
+            lines.append(f"| {library} | " + " | ".join(cells) + " |")
+        lines.append("")
     profile = data["cprofile"]
     lines += [
         "`connection.write` includes uvloop's `transport.write`, the send system call itself: "
@@ -283,7 +327,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.count_only:
         for loop in loops:
-            print(f"{loop}: {instructions_per_request(loop):,.0f} instructions per request")
+            counted = instructions_per_request(loop)
+            print(f"{loop}: {counted['total']:,} instructions per request")
+            for library, n in counted["libraries"].items():
+                print(f"  {library}: {n:,}")
         return 0
     data = measure(loops)
     print("\n".join(profile_md(data)))

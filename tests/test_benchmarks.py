@@ -531,7 +531,13 @@ def test_profile_of_a_real_engine_renders_on_the_page() -> None:
         "command": "python -m benchmarks.profile",
         "revision": "abc1234",
         "python": "3.11.7",
-        "instructions_per_request": {"uvloop": 105502, "asyncio": 150000},
+        "instructions_per_request": {
+            "uvloop": {
+                "total": 105502,
+                "libraries": {"Python interpreter": 90000, "uvloop": 15502},
+            },
+            "asyncio": {"total": 150000, "libraries": {"Python interpreter": 150000}},
+        },
         "cprofile": data,
     }
     text = page.render(results)
@@ -539,4 +545,31 @@ def test_profile_of_a_real_engine_renders_on_the_page() -> None:
         "Instructions per request (callgrind; the same on a busy machine): uvloop 105,502, "
         "asyncio 150,000." in text
     )
+    assert "| Python interpreter | 90,000 | 150,000 |" in text
+    assert "| uvloop | 15,502 | 0 |" in text
     assert any(line.startswith("| parsing (httptools callbacks") for line in text.splitlines())
+
+
+ANNOTATED = """\
+--------------------------------------------------------------------------------
+1,000 (100.0%)  PROGRAM TOTALS
+--------------------------------------------------------------------------------
+Ir                    file:function
+--------------------------------------------------------------------------------
+  600 (60.00%)  /tmp/Python-3.11.7/Python/ceval.c:_PyEval_EvalFrameDefault'2 [/x/libpython3.11.so]
+  100 (10.00%)  /tmp/Python-3.11.7/./Include/object.h:_PyFrame_Clear
+  150 (15.00%)  ???:uv__io_poll [/v/site-packages/uvloop/loop.cpython-311-x86_64-linux-gnu.so]
+  100 (10.00%)  ???:llhttp__internal__run [/v/site-packages/httptools/parser/parser.so]
+   50 (5.00%)  ./string/memmove-vec-unaligned-erms.S:__memcpy_avx_unaligned_erms [/lib/libc.so.6]
+"""
+
+
+def test_callgrind_instructions_by_library() -> None:
+    """callgrind_annotate's lines summed per library; a function inlined from Python's headers
+    (no shared object named) counts as the interpreter's; the totals line is not counted."""
+    assert profile.callgrind_by_library(ANNOTATED) == {
+        "Python interpreter (bytecode, objects, memory)": 700,
+        "uvloop and libuv": 150,
+        "httptools and llhttp": 100,
+        "libc (memcpy, malloc, syscall wrappers)": 50,
+    }
