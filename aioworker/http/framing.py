@@ -233,8 +233,10 @@ class Response:
         self._enter(_HEAD_HELD)
         # Held back so that a head and a body sent together leave in one write with a length;
         # if the app yields before its first body (server-sent events, long polls, LLM token
-        # streams), the head goes out as soon as the loop runs anything else.
-        ctx.loop.call_soon(self.flush_head)
+        # streams), the head goes out as soon as the loop runs anything else: one callback
+        # per loop turn for all the heads held meanwhile, not one per response
+        # (context.ServerContext.hold).
+        ctx.hold(self)
 
     def _finish_head(self, first_body: bytes | None) -> bytes:
         """Complete the head once the framing is known; first_body is set if it is the last."""

@@ -604,6 +604,49 @@ def test_disconnect_while_waiting_for_body(serve: Any) -> None:
     assert got[-1] == {"type": "http.disconnect"}
 
 
+def test_held_heads_leave_before_their_first_body(serve: Any) -> None:
+    """Apps that start their responses and then wait (server-sent events, long polls): each
+    head reaches its client while the apps still wait, three connections at once (the heads
+    held in one loop turn leave together, context.ServerContext.hold)."""
+    gate = Gate()
+    started: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        started.append(scope["path"])
+        await gate.wait()
+        await send({"type": "http.response.body", "body": b"late"})
+
+    server = serve(app)
+    conns = [server.connect() for _ in range(3)]
+    try:
+        for number, conn in enumerate(conns):
+            conn.send(f"GET /{number} HTTP/1.1\r\nHost: a\r\n\r\n".encode())
+        for conn in conns:
+            conn.sock.settimeout(5)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = conn.sock.recv(4096)
+                assert chunk, "closed before the head"
+                head += chunk
+            assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+            assert b"transfer-encoding: chunked\r\n" in head
+        assert sorted(started) == ["/0", "/1", "/2"]  # every app still waits on the gate
+        gate.open()
+        for conn in conns:
+            tail = b""
+            while not tail.endswith(b"0\r\n\r\n"):
+                chunk = conn.sock.recv(4096)
+                assert chunk, "closed before the body"
+                tail += chunk
+            assert tail == b"4\r\nlate\r\n0\r\n\r\n"
+    finally:
+        for conn in conns:
+            conn.close()
+
+
 def test_send_after_disconnect_does_not_hang(serve: Any) -> None:
     outcome: list[str] = []
     gate = Gate()
