@@ -29,6 +29,8 @@ scripts/bench --quick         # the same scenarios, short runs
 scripts/bench --only isolation --server aioworker --server uvicorn    # a part
 scripts/bench --publish       # ... and write docs/benchmarks.json and this page
 .venv/bin/python -m benchmarks --render docs/benchmarks.json   # this page again, from the JSON
+.venv/bin/python -m benchmarks.profile --publish   # only the profile section (callgrind, cProfile)
+.venv/bin/python -m benchmarks.profile --count-only --loop uvloop   # instructions per request
 ```
 
 `scripts/bench` is `scripts/install bench` followed by `python -m benchmarks` with your arguments
