@@ -136,7 +136,11 @@ def throughput_md(data: dict[str, Any]) -> list[str]:
             "is in the JSON).",
         ]
     lines += versus_md(data.get("versus", {}))
-    vs = ratios.get("hello", {}).get("aioworker_vs_uvicorn")
+    goal = hello_goal(data.get("versus", {}).get("hello", {}))
+    if goal:
+        lines += ["", goal]
+        return lines
+    vs = ratios.get("hello", {}).get("aioworker_vs_uvicorn")  # results without "versus"
     if vs is not None:
         verdict = "meets" if vs >= 1.5 else "misses"
         lines += [
@@ -144,6 +148,28 @@ def throughput_md(data: dict[str, Any]) -> list[str]:
             f"aioworker / uvicorn on hello world: **{vs:.2f}x** ({verdict} the 1.5x target).",
         ]
     return lines
+
+
+# Issue 15's goal on hello world, as medians of per-round ratios: rival -> lowest ratio.
+HELLO_GOAL = {"uvicorn": 2.0, "granian": 1.2, "ceiling": 0.45}
+
+
+def hello_goal(versus: dict[str, Any]) -> str:
+    """Whether aioworker's hello world meets HELLO_GOAL, rival by rival (those that ran)."""
+    checked = [
+        (rival, versus[rival]["median"], low)
+        for rival, low in HELLO_GOAL.items()
+        if rival in versus
+    ]
+    if not checked:
+        return ""
+    parts = [
+        f"{median:.2f}x {rival} (goal {low:g}x: {'met' if median >= low else 'missed'})"
+        for rival, median, low in checked
+    ]
+    return (
+        "Hello world against the goal, medians of the per-round ratios: " + ", ".join(parts) + "."
+    )
 
 
 def _setup_notes(data: dict[str, Any]) -> list[str]:

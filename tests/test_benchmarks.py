@@ -474,6 +474,12 @@ def test_throughput_versus_and_cpu_column_on_the_page() -> None:
     lines = report.throughput_md(data)
     assert "| hello | 1.20x (0.95-1.25) | 2.00x (1.90-2.10) |" in lines
     assert any(line.startswith("| aioworker | 400 |") and "| 41.0 |" in line for line in lines)
+    assert lines[-1] == (
+        "Hello world against the goal, medians of the per-round ratios: 2.00x uvicorn (goal 2x: "
+        "met), 1.20x granian (goal 1.2x: met)."
+    )
+    versus["hello"]["granian"]["median"] = 1.19
+    assert "1.19x granian (goal 1.2x: missed)" in report.throughput_md(data)[-1]
 
 
 def test_feature_costs_against_plain_round_by_round() -> None:
