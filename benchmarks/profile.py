@@ -1,7 +1,7 @@
 """`python -m benchmarks.profile`: where one hello-world request's time goes inside aioworker.
 
 Two measurements of one engine serving benchmarks/apps.py in a child process, driven by a
-raw-socket client in this process (16 keep-alive connections, one request at a time each):
+client in this process (asyncio streams; 16 keep-alive connections, one request at a time each):
 
 - instructions per request, counted by `valgrind --tool=callgrind`: the child serves N1, then
   (another child) N2 requests; (I2 - I1) / (N2 - N1) cancels start-up and shutdown. Counted
