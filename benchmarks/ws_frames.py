@@ -34,7 +34,8 @@ def _websockets_case(size: int, count: int) -> tuple[Callable[[], None], Callabl
         server = Protocol(Side.SERVER, max_size=None)
         server.receive_data(wire)
         events = server.events_received()
-        assert len(events) == count and events[0].opcode is Opcode.BINARY
+        assert len(events) == count
+        assert events[0].opcode is Opcode.BINARY
 
     def serialise() -> None:
         server = Protocol(Side.SERVER, max_size=None)

@@ -146,6 +146,24 @@ class HttpSettings:
         ("127.0.0.1",), "peers (addresses or CIDRs) whose X-Forwarded-*/Forwarded are trusted"
     )
     root_path: str = _f("", "ASGI root_path for apps mounted below a prefix")
+    ws_max_message_bytes: int = _f(
+        16 * 1024 * 1024,
+        "largest WebSocket message accepted (after decompression); larger closes with 1009",
+        minimum=1,
+    )
+    ws_max_queue: int = _f(
+        32, "WebSocket messages queued for the app before reading from the client pauses", minimum=1
+    )
+    ws_ping_interval: float = _f(
+        20.0, "seconds between keepalive pings on an open WebSocket", minimum=0, zero="no pings"
+    )
+    ws_ping_timeout: float = _f(
+        20.0,
+        "seconds a keepalive ping may go unanswered; then close with 1011",
+        minimum=0,
+        zero="no limit",
+    )
+    ws_per_message_deflate: bool = _f(True, "accept permessage-deflate compression (RFC 7692)")
 
 
 @dataclass(frozen=True, slots=True)

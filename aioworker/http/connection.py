@@ -21,6 +21,7 @@ from aioworker.http.context import ServerContext
 from aioworker.http.cycle import RequestCycle, ResponseState
 from aioworker.http.parser import Body, ParseError, RequestHead, RequestParser
 from aioworker.http.response import error_response
+from aioworker.http.upgrade import take_over
 
 __all__ = ["HttpProtocol"]
 
@@ -259,6 +260,13 @@ class HttpProtocol(asyncio.Protocol):
     # -- requests -------------------------------------------------------------------------
 
     def _on_head(self, head: RequestHead) -> None:
+        if head.upgrade and self.cycle is None and take_over(self, head):
+            # A WebSocket handshake: websocket.py answers it and owns the transport from now on
+            # (or refused it and closes). Nothing more is read here.
+            self.no_more = True
+            self.parsing = None
+            self.deadline_kind = _NONE
+            return
         cycle = RequestCycle(head, self)
         if not cycle.keep_alive:
             self.no_more = True  # bytes after a closing request are never read as a request

@@ -63,6 +63,9 @@ class ServerState:
         "latency_sum",
         "requests",
         "status_classes",
+        "websockets",
+        "ws_messages_in",
+        "ws_messages_out",
     )
 
     def __init__(self) -> None:
@@ -78,6 +81,11 @@ class ServerState:
         # requests whose response is not complete; each has .method, .path and .started
         # (time.monotonic() seconds).
         self.active: set[ActiveRequest] = set()
+        # Open WebSockets (accepted, not yet closed) and the messages they carried. A WebSocket
+        # handshake is also one request above: max_requests counts it once.
+        self.websockets = 0
+        self.ws_messages_in = 0
+        self.ws_messages_out = 0
 
     def request_started(self, cycle: ActiveRequest) -> None:
         self.in_progress += 1

@@ -1,0 +1,549 @@
+"""One WebSocket: the ASGI websocket cycle over websockets' sans-IO protocol layer (RFC 6455).
+
+upgrade.py puts a `WebSocket` in the place of the HTTP connection that read a valid handshake:
+from then on it is the transport's protocol, it sits in the server's connection table (graceful
+stop, timeouts and max_connections see it) and it runs the app. Frames are parsed and built by
+`websockets.protocol.Protocol`, which also answers pings and close frames; this module
+assembles fragmented messages, checks UTF-8 and runs the flow control, the keepalive pings and
+the app's side of the ASGI spec (2.4, websocket scope).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import os
+import time
+from collections import deque
+from typing import Any, Final, cast
+
+from aioworker._types import ASGIApp, Message, Scope
+from aioworker.http.context import ServerContext
+from aioworker.http.framing import ClientDisconnected
+from aioworker.http.handshake import Handshake
+from aioworker.http.response import (
+    CLOSE,
+    error_response,
+    header_line,
+    status_line,
+)
+
+try:
+    from websockets.exceptions import InvalidHandshake, NegotiationError
+    from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+    from websockets.frames import Frame, Opcode
+    from websockets.headers import build_extension, parse_extension
+    from websockets.protocol import Protocol as Frames
+    from websockets.protocol import Side
+    from websockets.protocol import State as FrameState
+except ImportError:  # the ws extra is not installed: handshakes get 501
+    AVAILABLE = False
+else:
+    AVAILABLE = True
+
+__all__ = ["AVAILABLE", "WebSocket", "WsState", "response"]
+
+logger = logging.getLogger("aioworker.error")
+ws_logger = logging.getLogger("aioworker.websocket")
+access_logger = logging.getLogger("aioworker.access")
+# websockets logs "connection closed" at INFO for every connection; its warnings still show.
+_frames_logger = logging.getLogger("aioworker.websocket.frames")
+_frames_logger.setLevel(logging.WARNING)
+
+# Seconds the client has to answer our close frame before the connection is dropped; the
+# figure websockets' own servers use (close_timeout).
+_CLOSE_TIMEOUT: Final = 10.0
+
+
+class WsState(enum.Enum):
+    """Where the WebSocket is; only ever forward.
+
+    HANDSHAKE (the app has not answered) -> OPEN (websocket.accept: 101 sent) or DENYING
+    (websocket.http.response.start) -> CLOSED (the app sent close, the client left, or the
+    denial is out): send() raises ClientDisconnected from then on.
+    """
+
+    HANDSHAKE = "handshake"
+    DENYING = "denying"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+_HANDSHAKE: Final = WsState.HANDSHAKE
+_DENYING: Final = WsState.DENYING
+_OPEN: Final = WsState.OPEN
+_CLOSED: Final = WsState.CLOSED
+
+
+def response(ctx: ServerContext, status: int, headers: list[bytes], body: bytes = b"") -> bytes:
+    return b"".join(
+        (
+            status_line(status),
+            *headers,
+            b"content-length: %d\r\n" % len(body) if status != 101 else b"",
+            CLOSE if status != 101 else b"",
+            ctx.server_header,
+            ctx.date.header,
+            b"\r\n",
+            body,
+        )
+    )
+
+
+class WebSocket(asyncio.Protocol):
+    """asyncio protocol and ASGI cycle of one WebSocket, from its handshake to its close."""
+
+    def __init__(
+        self,
+        ctx: ServerContext,
+        transport: asyncio.Transport,
+        client: tuple[str, int] | None,
+        scope: dict[str, Any],
+        handshake: Handshake,
+    ) -> None:
+        self.ctx = ctx
+        self.settings = ctx.settings
+        self.transport = transport
+        self.client = client
+        self.handshake = handshake
+        self.scope = scope
+        self.method = "GET"  # for the counters' active requests and the status page
+        self.path: str = self.scope["path"]
+        self.state = _HANDSHAKE
+        self.started = time.monotonic()
+        self.counted = False  # the handshake was counted as a request
+        self.frames: Frames | None = None
+        self.early = bytearray()  # bytes that came before the app accepted
+        self.fragments: list[bytes] = []
+        self.fragment_text = False
+        self.incoming: deque[Message] = deque()
+        self.connected = False  # websocket.connect was delivered
+        self.gone = False  # the TCP connection closed
+        self.disconnect_code = 1006
+        self.disconnect_reason = ""
+        self.waiter: asyncio.Future[None] | None = None
+        self.write_paused = False
+        self.drain_waiter: asyncio.Future[None] | None = None
+        self.reading_paused = False
+        self.ping_sent = 0.0  # monotonic time of the unanswered keepalive ping, 0 if none
+        self.ping_payload = b""
+        self.last_ping = 0.0
+        self.close_deadline = 0.0
+        self.deny_status = 0
+        self.deny_headers: list[bytes] = []
+        self.deny_body = bytearray()
+        self.task: asyncio.Task[None] | None = None
+        self.cancelled = False
+
+    # -- what the server asks of every connection (context.ConnectionLike) ------------------
+
+    @property
+    def cycle(self) -> WebSocket:
+        return self
+
+    @property
+    def evictable(self) -> bool:
+        return False  # an open WebSocket is never idle in the sense of max_connections
+
+    def evict(self) -> None:  # pragma: no cover - never evictable
+        self.transport.abort()
+
+    def begin(self) -> None:
+        ctx = self.ctx
+        state = ctx.state
+        state.request_started(self)
+        if state.in_progress > self.settings.max_requests_in_progress:
+            self._deny(503)
+            return
+        self.task = ctx.loop.create_task(self.run(ctx.app))
+
+    def check_timeouts(self, now: float) -> None:
+        """The server's tick: the handshake deadline, keepalive pings, the close timeout."""
+        if self.transport.is_closing():
+            return
+        if self.state is _HANDSHAKE or self.state is _DENYING:
+            # request_timeout covers the handshake only: an accepted WebSocket may live for days.
+            timeout = self.settings.request_timeout
+            if timeout and now - self.started > timeout and not self.cancelled:
+                ws_logger.warning(
+                    "WebSocket %s passed its handshake deadline of %gs: cancelled",
+                    self.path,
+                    timeout,
+                )
+                self.cancel()
+            return
+        if self.close_deadline:
+            if now > self.close_deadline:
+                self.transport.abort()  # the client never answered our close frame
+            return
+        frames = self.frames
+        if frames is None or frames.state is not FrameState.OPEN:
+            return
+        settings = self.settings
+        if self.ping_sent:
+            if settings.ws_ping_timeout and now - self.ping_sent > settings.ws_ping_timeout:
+                ws_logger.info("WebSocket %s: keepalive ping unanswered, closing", self.path)
+                frames.fail(1011, "keepalive ping timeout")
+                self._flush()
+        elif settings.ws_ping_interval and now - self.last_ping >= settings.ws_ping_interval:
+            self.ping_payload = os.urandom(4)
+            self.ping_sent = self.last_ping = now
+            frames.send_ping(self.ping_payload)
+            self._flush()
+
+    def shutdown(self) -> None:
+        """Graceful stop: an open WebSocket goes on until force_close (graceful_timeout)."""
+
+    def force_close(self) -> None:
+        """The graceful timeout passed: close with 1001 (going away), then stop the app."""
+        frames = self.frames
+        if self.state is _OPEN and frames is not None and frames.state is FrameState.OPEN:
+            frames.send_close(1001, "server shutting down")
+            self._flush()
+            self._disconnected(1001, "server shutting down")
+        else:
+            self._disconnected(1006, "")
+        self.transport.close()
+        # The app gets one turn to see websocket.disconnect, then is cancelled like a request.
+        self.ctx.loop.call_soon(self.cancel)
+
+    def cancel(self) -> None:
+        task = self.task
+        if task is not None and not task.done():
+            self.cancelled = True
+            task.cancel()
+
+    # -- asyncio.Protocol (the transport was handed over: connection_made is not called) -----
+
+    def data_received(self, data: bytes) -> None:
+        self.ctx.state.bytes_in += len(data)
+        frames = self.frames
+        if frames is None:
+            # Before the app accepts (a client should wait for the 101): kept, and reading paused.
+            self.early += data
+            if not self.reading_paused:
+                self.reading_paused = True
+                self.transport.pause_reading()
+            return
+        frames.receive_data(data)
+        self._handle_frames(frames)
+
+    def eof_received(self) -> bool:
+        frames = self.frames
+        if frames is not None:
+            frames.receive_eof()
+            self._handle_frames(frames)
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.gone:
+            return
+        self.gone = True
+        ctx = self.ctx
+        if self in ctx.connections:
+            del ctx.connections[self]
+            address = self.client[0] if self.client else ""
+            left = ctx.clients.get(address, 1) - 1
+            if left:
+                ctx.clients[address] = left
+            else:
+                ctx.clients.pop(address, None)
+            ctx.state.connections -= 1
+            if ctx.closing and not ctx.connections:
+                ctx.drained.set()
+        self._disconnected(1006, "")
+        self._account(None)
+        self._wake_drain()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._wake_drain()
+
+    # -- frames in -------------------------------------------------------------------------
+
+    def _handle_frames(self, frames: Frames) -> None:
+        state = self.ctx.state
+        for event in frames.events_received():
+            frame = cast(Frame, event)  # a server-side Protocol only produces frames
+            opcode = frame.opcode
+            if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+                if frame.fin:
+                    self._message(opcode is Opcode.TEXT, cast(bytes, frame.data))
+                else:
+                    self.fragment_text = opcode is Opcode.TEXT
+                    self.fragments = [cast(bytes, frame.data)]
+            elif opcode is Opcode.CONT:
+                self.fragments.append(cast(bytes, frame.data))
+                if frame.fin:
+                    data = b"".join(self.fragments)
+                    self.fragments = []
+                    self._message(self.fragment_text, data)
+            elif opcode is Opcode.PONG:
+                if self.ping_sent and frame.data == self.ping_payload:
+                    self.ping_sent = 0.0
+            elif opcode is Opcode.CLOSE:
+                received = frames.close_rcvd
+                if received is not None:
+                    self._disconnected(received.code, received.reason)
+            if frames.state is not FrameState.OPEN and opcode is not Opcode.CLOSE:
+                break  # failed (1007) while handling this frame: the rest is not read
+        state.bytes_out += self._flush()
+        if frames.close_expected() and not self.close_deadline:
+            self.close_deadline = time.monotonic() + _CLOSE_TIMEOUT
+            sent = frames.close_sent
+            if sent is not None and frames.close_rcvd is None:
+                # We failed the connection (1002, 1007, 1009, 1011): the app hears that code.
+                self._disconnected(sent.code, sent.reason)
+
+    def _message(self, text: bool, data: bytes) -> None:
+        frames = self.frames
+        assert frames is not None
+        self.ctx.state.ws_messages_in += 1
+        if text:
+            try:
+                message: Message = {"type": "websocket.receive", "text": data.decode("utf-8")}
+            except UnicodeDecodeError:
+                frames.fail(1007, "invalid UTF-8 in a text message")  # RFC 6455 section 8.1
+                return
+        else:
+            message = {"type": "websocket.receive", "bytes": data}
+        self.incoming.append(message)
+        if len(self.incoming) >= self.settings.ws_max_queue and not self.reading_paused:
+            # The app reads slower than the client sends: stop reading, TCP pushes back.
+            self.reading_paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def _flush(self) -> int:
+        """Write what the frame layer has to send; its end-of-stream mark closes the socket."""
+        frames = self.frames
+        if frames is None:
+            return 0
+        sent = 0
+        transport = self.transport
+        for data in frames.data_to_send():
+            if data:
+                if not transport.is_closing():
+                    transport.write(data)
+                    sent += len(data)
+            else:
+                transport.close()  # RFC 6455 section 7.1.1: the server closes TCP first
+        return sent
+
+    # -- waking the app ----------------------------------------------------------------------
+
+    def _disconnected(self, code: int, reason: str) -> None:
+        """No more sends: the first code known (the app's, the client's, ours) is the app's."""
+        if self.disconnect_code == 1006:
+            self.disconnect_code, self.disconnect_reason = code, reason
+        if self.state is _OPEN:
+            self.ctx.state.websockets -= 1
+        self.state = _CLOSED
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _wake_drain(self) -> None:
+        waiter, self.drain_waiter = self.drain_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- the app's side ------------------------------------------------------------------------
+
+    async def receive(self) -> Message:
+        if not self.connected:
+            self.connected = True
+            return {"type": "websocket.connect"}
+        while not self.incoming and self.state is not _CLOSED and not self.gone:
+            waiter = self.waiter = self.ctx.loop.create_future()
+            await waiter
+        if self.incoming:
+            message = self.incoming.popleft()
+            if self.reading_paused and len(self.incoming) < self.settings.ws_max_queue // 2 + 1:
+                self.reading_paused = False
+                if not self.transport.is_closing():
+                    self.transport.resume_reading()
+            return message
+        return {
+            "type": "websocket.disconnect",
+            "code": self.disconnect_code,
+            "reason": self.disconnect_reason,
+        }
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        state = self.state
+        if state is _CLOSED or self.gone:
+            raise ClientDisconnected("the WebSocket is closed")
+        if kind == "websocket.send" and state is _OPEN:
+            frames = self.frames
+            assert frames is not None
+            text = message.get("text")
+            if text is not None:
+                frames.send_text(text.encode("utf-8"))
+            else:
+                frames.send_binary(message.get("bytes") or b"")
+            self.ctx.state.ws_messages_out += 1
+            self.ctx.state.bytes_out += self._flush()
+            if self.write_paused:
+                waiter = self.drain_waiter
+                if waiter is None:
+                    waiter = self.drain_waiter = self.ctx.loop.create_future()
+                await waiter
+        elif kind == "websocket.accept" and state is _HANDSHAKE:
+            self._accept(message)
+        elif kind == "websocket.close" and state is _OPEN:
+            frames = self.frames
+            assert frames is not None
+            code = int(message.get("code") or 1000)
+            frames.send_close(code, message.get("reason") or "")
+            self.ctx.state.bytes_out += self._flush()
+            self.close_deadline = time.monotonic() + _CLOSE_TIMEOUT
+            self._disconnected(code, message.get("reason") or "")
+        elif kind == "websocket.close" and state is _HANDSHAKE:
+            self._deny(403)  # ASGI: close before accept rejects the handshake with 403
+        elif kind == "websocket.http.response.start" and state is _HANDSHAKE:
+            self.state = _DENYING
+            self.deny_status = int(message["status"])
+            self.deny_headers = [
+                header_line(bytes(name), bytes(value))[0]
+                for name, value in message.get("headers", ())
+                if bytes(name).lower() not in (b"content-length", b"connection")
+            ]
+        elif kind == "websocket.http.response.body" and state is _DENYING:
+            self.deny_body += message.get("body", b"")
+            if not message.get("more_body", False):
+                self._deny(self.deny_status, self.deny_headers, bytes(self.deny_body))
+        else:
+            raise RuntimeError(f"unexpected ASGI message {kind!r} in WebSocket state {state.value}")
+
+    def _accept(self, message: Message) -> None:
+        ctx = self.ctx
+        handshake = self.handshake
+        settings = self.settings
+        frames = Frames(Side.SERVER, max_size=settings.ws_max_message_bytes, logger=_frames_logger)
+        lines = [
+            b"upgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: %s\r\n"
+            % handshake.accept
+        ]
+        subprotocol = message.get("subprotocol")
+        if subprotocol:
+            lines.append(b"sec-websocket-protocol: %s\r\n" % subprotocol.encode("latin-1"))
+        if settings.ws_per_message_deflate and handshake.extensions:
+            agreed = _negotiate_deflate(handshake.extensions, frames)
+            if agreed:
+                lines.append(b"sec-websocket-extensions: %s\r\n" % agreed.encode("latin-1"))
+        for name, value in message.get("headers", ()):
+            lines.append(header_line(bytes(name), bytes(value))[0])
+        self.state = _OPEN
+        self.frames = frames
+        ctx.state.websockets += 1
+        data = response(ctx, 101, lines)
+        ctx.state.bytes_out += len(data)
+        self.transport.write(data)
+        self.last_ping = time.monotonic()
+        self._account(101)
+        if self.early:
+            early, self.early = bytes(self.early), bytearray()
+            frames.receive_data(early)
+            self._handle_frames(frames)
+        if self.reading_paused and len(self.incoming) < settings.ws_max_queue:
+            self.reading_paused = False
+            self.transport.resume_reading()
+
+    def _deny(self, status: int, headers: list[bytes] | None = None, body: bytes = b"") -> None:
+        """Refuse the handshake with an HTTP response (403, the app's own, 500, 503)."""
+        self.state = _CLOSED
+        if not self.transport.is_closing():
+            if headers is None:
+                data = error_response(
+                    status, server_header=self.ctx.server_header, date_header=self.ctx.date.header
+                )
+            else:
+                data = response(self.ctx, status, headers, body)
+            self.ctx.state.bytes_out += len(data)
+            self.transport.write(data)
+            self.transport.close()
+        self._account(status)
+
+    def _account(self, status: int | None) -> None:
+        """Count the handshake once as a request (max_requests sees each WebSocket once)."""
+        if self.counted:
+            return
+        self.counted = True
+        elapsed = time.monotonic() - self.started
+        counted = self.ctx.state.request_ended(self, status, elapsed)
+        if counted and status is not None and self.settings.access_log:
+            client = self.scope["client"]
+            access_logger.info(
+                '%s - "WEBSOCKET %s" %d %.1fms',
+                f"{client[0]}:{client[1]}" if client else "-",
+                self.path,
+                status,
+                elapsed * 1000,
+            )
+
+    # -- running the app -----------------------------------------------------------------------
+
+    async def run(self, app: ASGIApp) -> None:
+        try:
+            await app(cast(Scope, self.scope), self.receive, self.send)
+        except asyncio.CancelledError:
+            self._end(504 if self.cancelled else 503, 1001)
+            raise
+        except BaseException as exc:
+            if (self.gone or self.state is _CLOSED) and isinstance(exc, OSError):
+                ws_logger.debug("client left WebSocket %s", self.path)
+            else:
+                logger.exception("exception in ASGI app for WebSocket %s", self.path)
+            self._end(500, 1011)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            if self.state is _HANDSHAKE:
+                logger.error("ASGI app returned without accepting WebSocket %s", self.path)
+            self._end(500, 1000)
+
+    def _end(self, status: int, code: int) -> None:
+        """The app is done: deny the handshake with `status` or close with `code`."""
+        state = self.state
+        if state is _HANDSHAKE or state is _DENYING:
+            self._deny(status)
+        elif state is _OPEN:
+            frames = self.frames
+            assert frames is not None
+            if frames.state is FrameState.OPEN:
+                frames.send_close(code)
+                self._flush()
+                self.close_deadline = time.monotonic() + _CLOSE_TIMEOUT
+            self._disconnected(code, "")
+
+
+def _negotiate_deflate(offer: str, frames: Frames) -> str:
+    """Agree on permessage-deflate (RFC 7692) if offered; '' when not, or not acceptably."""
+    # websockets' own server defaults: 4 KiB windows and memLevel 5 keep an idle compressed
+    # connection at tens of KiB instead of the ~300 KiB zlib takes by default.
+    factory = ServerPerMessageDeflateFactory(
+        server_max_window_bits=12, client_max_window_bits=12, compress_settings={"memLevel": 5}
+    )
+    try:
+        offers = parse_extension(offer)
+    except InvalidHandshake:
+        return ""
+    for name, params in offers:
+        if name != factory.name:
+            continue
+        try:
+            response, extension = factory.process_request_params(params, [])
+        except NegotiationError:
+            continue
+        frames.extensions = [extension]
+        return build_extension([(name, response)])
+    return ""
