@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 from typing import Any
 
@@ -66,7 +67,9 @@ class WsApp:
                 "headers": [(b"x-extra", b"yes")],
             }
         )
-        if path == "/scope":
+        if path == "/pid":
+            await send({"type": "websocket.send", "text": str(os.getpid())})
+        elif path == "/scope":
             shown = {k: v for k, v in scope.items() if k not in ("state", "asgi", "headers")}
             shown["raw_path"] = scope["raw_path"].decode()
             shown["query_string"] = scope["query_string"].decode()
@@ -115,3 +118,6 @@ class WsApp:
             else:
                 reply["bytes"] = message["bytes"]
             await send(reply)
+
+
+app = WsApp()  # for masters: "tests.apps.wsapp:app"

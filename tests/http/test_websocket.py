@@ -25,6 +25,7 @@ from tests.helpers import wsclient as raw
 from tests.helpers.child import start_ready
 from tests.helpers.client import RawConn, get, request
 from tests.helpers.engine import FAST, Serve, ServerThread
+from tests.helpers.wait import wait_until
 
 PAUSE = 1.0  # seconds a slow side stalls in the flow-control tests
 
@@ -330,3 +331,52 @@ def test_without_the_extra_handshakes_get_501_and_one_log_line(loop_name: str) -
         _, err = proc.communicate(timeout=10)
     hints = [line for line in err.splitlines() if "pip install aioworker[ws]" in line]
     assert len(hints) == 1, err
+
+
+# -- supervision: stop, deadlines, counting ------------------------------------------------------
+
+
+def test_graceful_stop_closes_open_websockets_1001_after_graceful_timeout(
+    serve: Serve, record: Record
+) -> None:
+    server = serve(WsApp(record), dataclasses.replace(FAST, graceful_timeout=0.5))
+    with open_client(server) as ws:
+        server.close()
+        # Stopping has begun; the WebSocket is served until graceful_timeout passes.
+        ws.send("during the stop")
+        assert ws.recv() == "during the stop"
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=5)
+        assert ws.close_code == 1001
+    server.wait_stopped()
+    assert record.disconnects[0]["code"] == 1001
+
+
+def test_request_timeout_covers_only_the_handshake(serve: Serve, record: Record) -> None:
+    server = serve(WsApp(record), dataclasses.replace(FAST, request_timeout=0.3))
+    with server.connect() as conn:
+        conn.send(raw.handshake_request("/hang-before"))
+        assert conn.read_response().status == 504
+    with open_client(server) as ws:
+        # Three deadlines later the accepted WebSocket still echoes.
+        for n in range(3):
+            threading.Event().wait(0.3)
+            ws.send(f"message {n}")
+            assert ws.recv(timeout=5) == f"message {n}"
+
+
+def test_a_websocket_counts_once_and_its_messages_are_counted(
+    server: ServerThread, record: Record
+) -> None:
+    state = server.server.state
+    with open_client(server) as ws:
+        assert state.websockets == 1
+        for n in range(5):
+            ws.send(str(n))
+            assert ws.recv() == str(n)
+        assert state.requests == 1  # the handshake: max_requests counts a WebSocket once
+        assert not state.active  # an open WebSocket is no request in progress (watchdog, status)
+    assert record.disconnected.wait(5)
+    wait_until(lambda: state.websockets == 0, what="the WebSocket to be counted closed")
+    assert (state.ws_messages_in, state.ws_messages_out) == (5, 5)
+    assert state.status_classes[1] == 1  # the 101
