@@ -68,6 +68,7 @@ class _Slot:
         self.latency_sum = 0.0
         self.requests = self.in_progress = self.connections = 0
         self.bytes_in = self.bytes_out = self.rss = 0
+        self.websockets = self.ws_in = self.ws_out = 0
         self.blocked = 0.0
         self.started = 0.0
 
@@ -82,6 +83,9 @@ class _Slot:
         self.connections += s.connections
         self.bytes_in += s.bytes_in
         self.bytes_out += s.bytes_out
+        self.websockets += s.websockets
+        self.ws_in += s.ws_messages_in
+        self.ws_out += s.ws_messages_out
         self.rss += rss or 0
         age = s.heartbeat_age(now)
         if age is not None and age >= blocked_after:
@@ -121,6 +125,9 @@ def render(
             ("aioworker_connections", "gauge", "Open client connections."),
             ("aioworker_received_bytes_total", "counter", "Bytes received from clients."),
             ("aioworker_sent_bytes_total", "counter", "Bytes sent to clients."),
+            ("aioworker_websockets", "gauge", "Open WebSockets."),
+            ("aioworker_websocket_messages_total", "counter", "WebSocket messages, by "
+             "direction (in: from clients, out: to clients)."),
             ("aioworker_worker_blocked_seconds", "gauge", "Seconds the event loop has been "
              "blocked (0 while it runs)."),
             ("aioworker_worker_resident_memory_bytes", "gauge", "Resident memory (RSS)."),
@@ -170,6 +177,9 @@ def render(
         f["aioworker_connections"].add(slot.connections, **labels)
         f["aioworker_received_bytes_total"].add(slot.bytes_in, **labels)
         f["aioworker_sent_bytes_total"].add(slot.bytes_out, **labels)
+        f["aioworker_websockets"].add(slot.websockets, **labels)
+        f["aioworker_websocket_messages_total"].add(slot.ws_in, **labels, direction="in")
+        f["aioworker_websocket_messages_total"].add(slot.ws_out, **labels, direction="out")
         f["aioworker_worker_blocked_seconds"].add(round(slot.blocked, 3), **labels)
         f["aioworker_worker_resident_memory_bytes"].add(slot.rss, **labels)
         f["aioworker_worker_start_time_seconds"].add(round(slot.started, 3), **labels)

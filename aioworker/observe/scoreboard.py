@@ -60,7 +60,7 @@ METHOD_BYTES = 16
 PATH_BYTES = 200  # the oldest request's path (no query: the engine keeps none) is cut to this
 GROUP_BYTES = 32
 
-_MAGIC = b"AIOWSB03"
+_MAGIC = b"AIOWSB04"
 _HEADER = struct.Struct(f"<8sIII4x{MAX_BUCKETS}d")
 _HEADER_SIZE = 320
 _SEQ = struct.Struct("<Q")
@@ -69,12 +69,14 @@ _BODY = struct.Struct(
     "3d"  # started wall, started mono, heartbeat mono
     "QIIQQ"  # requests, in progress, connections, bytes in, bytes out
     f"6Q{MAX_BUCKETS + 1}Qd"  # status classes (index status // 100), latency counts and sum
+    "IQQ"  # open WebSockets, WebSocket messages in, out
     f"{METHOD_BYTES}s{PATH_BYTES}sd"  # oldest request in progress: method, path, started mono
 )
 # Indices of the body's fields.
 _STATE, _STARTED, _HEARTBEAT, _COUNTERS, _CLASSES = 3, 5, 7, 8, 13
 _LATENCY = _CLASSES + 6
 _SUM = _LATENCY + MAX_BUCKETS + 1
+_WS = _SUM + 1
 # Slots are 64-byte aligned so the 8-byte sequence counter never straddles a cache line.
 _SLOT_SIZE = (_SEQ.size + _BODY.size + 63) // 64 * 64
 # A read retries while a live writer keeps the counter moving (a heartbeat writes 20 times a
@@ -111,6 +113,12 @@ class StateLike(Protocol):
     def latency_sum(self) -> float: ...
     @property
     def active(self) -> Collection[ActiveRequest]: ...
+    @property
+    def websockets(self) -> int: ...
+    @property
+    def ws_messages_in(self) -> int: ...
+    @property
+    def ws_messages_out(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +152,9 @@ class WorkerSample:
     latency_counts: tuple[int, ...]
     latency_sum: float  # seconds, over the requests latency_counts counts
     oldest: OldestRequest | None
+    websockets: int = 0  # open WebSockets
+    ws_messages_in: int = 0
+    ws_messages_out: int = 0
 
     def heartbeat_age(self, now: float) -> float | None:
         """Seconds since the loop last beat (monotonic `now`), None before the first beat."""
@@ -262,7 +273,7 @@ class Scoreboard:
 
 def _empty_body() -> list[object]:
     return [0, 0, 0, EMPTY, b"", *[0.0] * 3, *[0] * 5, *[0] * 6, *[0] * (MAX_BUCKETS + 1),
-            0.0, b"", b"", 0.0]  # fmt: skip
+            0.0, 0, 0, 0, b"", b"", 0.0]  # fmt: skip
 
 
 def _sample(index: int, f: tuple[Any, ...], nlatency: int) -> WorkerSample | None:
@@ -295,6 +306,9 @@ def _sample(index: int, f: tuple[Any, ...], nlatency: int) -> WorkerSample | Non
         latency_counts=tuple(f[_LATENCY : _LATENCY + nlatency]),
         latency_sum=f[_SUM],
         oldest=oldest,
+        websockets=f[_WS],
+        ws_messages_in=f[_WS + 1],
+        ws_messages_out=f[_WS + 2],
     )
 
 
@@ -346,6 +360,7 @@ class SlotWriter:
                 n = min(len(latency), MAX_BUCKETS + 1)
                 body[_LATENCY : _LATENCY + n] = latency[:n]
                 body[_SUM] = s.latency_sum
+                body[_WS : _WS + 3] = s.websockets, s.ws_messages_in, s.ws_messages_out
                 oldest = min(s.active, key=_started, default=None)
                 if oldest is None:
                     body[-3:] = b"", b"", 0.0

@@ -69,6 +69,9 @@ def build(
                 "connections": 0,
                 "bytes_in": 0,
                 "bytes_out": 0,
+                "websockets": 0,
+                "ws_messages_in": 0,
+                "ws_messages_out": 0,
                 "responses": {},
                 "oldest_request": None,
             }
@@ -79,6 +82,9 @@ def build(
                     connections=sample.connections,
                     bytes_in=sample.bytes_in,
                     bytes_out=sample.bytes_out,
+                    websockets=sample.websockets,
+                    ws_messages_in=sample.ws_messages_in,
+                    ws_messages_out=sample.ws_messages_out,
                     responses={
                         f"{n}xx": count
                         for n, count in enumerate(sample.status_classes)
@@ -160,6 +166,7 @@ _COLUMNS = (
     "REQUESTS",
     "ACTIVE",
     "CONNS",
+    "WS",
     "RSS",
     "UPTIME",
     "OLDEST REQUEST",
@@ -200,6 +207,7 @@ def render(doc: Mapping[str, Any], width: int = 120) -> str:
                     str(w["requests"]),
                     str(w["in_progress"]),
                     str(w["connections"]),
+                    str(w.get("websockets", 0)),
                     format_bytes(w.get("rss_bytes")),
                     format_duration(w.get("uptime")),
                     serving,

@@ -40,7 +40,8 @@ def records(web_ready: int = 2, stopping: bool = False) -> dict[str, Any]:
 
 SAMPLES = [
     sample(11, requests=10, status_classes=(0, 0, 8, 0, 1, 1), latency_counts=(5, 3, 1, 1),
-           latency_sum=3.25, bytes_in=1000, bytes_out=5000, connections=2, in_progress=1),
+           latency_sum=3.25, bytes_in=1000, bytes_out=5000, connections=2, in_progress=1,
+           websockets=3, ws_messages_in=40, ws_messages_out=70),
     sample(12, slot=1, requests=4, status_classes=(0, 0, 4, 0, 0, 0), latency_counts=(4, 0, 0, 0)),
     sample(21, group="task", requests=1, status_classes=(0, 0, 1, 0, 0, 0),
            latency_counts=(0, 0, 0, 1), heartbeat_mono=NOW - 7.5, in_progress=1),
@@ -86,6 +87,10 @@ def test_render_parses_and_adds_up() -> None:
     assert m["aioworker_connections"][key(group="web", worker="0")] == 2
     assert m["aioworker_received_bytes_total"][key(group="web", worker="0")] == 1000
     assert m["aioworker_sent_bytes_total"][key(group="web", worker="0")] == 5000
+    assert m["aioworker_websockets"][key(group="web", worker="0")] == 3
+    messages = m["aioworker_websocket_messages_total"]
+    assert messages[key(group="web", worker="0", direction="in")] == 40
+    assert messages[key(group="web", worker="0", direction="out")] == 70
     assert m["aioworker_group_ready"] == {key(group="web"): 1, key(group="task"): 1}
     assert m["aioworker_group_workers_expected"][key(group="web")] == 2
     assert m["aioworker_worker_start_time_seconds"][key(group="web", worker="0")] == 1_700_000_000.5
@@ -103,6 +108,7 @@ def test_every_family_is_typed() -> None:
         "aioworker_request_duration_seconds": "histogram",
         "aioworker_received_bytes": "counter",
         "aioworker_sent_bytes": "counter",
+        "aioworker_websocket_messages": "counter",
     }
     assert all(f.type != "unknown" and f.samples for f in families.values())
     histogram = families["aioworker_request_duration_seconds"]

@@ -56,6 +56,9 @@ class State:
     latency_counts: list[int] = field(default_factory=lambda: [0] * 16)
     latency_sum: float = 0.0
     active: set[Cycle] = field(default_factory=set)
+    websockets: int = 0
+    ws_messages_in: int = 0
+    ws_messages_out: int = 0
 
 
 class Lines:
@@ -104,6 +107,7 @@ def test_child_writes_parent_reads(board: Scoreboard) -> None:
         state.status_classes[5] = 1
         state.latency_counts[:3] = [4, 2, 1]
         state.latency_sum = 0.0123
+        state.websockets, state.ws_messages_in, state.ws_messages_out = 4, 50, 60
         state.active = {Cycle("POST", "/later", 20.0), Cycle("GET", long_path, 10.0)}
         writer = board.writer(index)
         writer.update(state)
@@ -120,6 +124,7 @@ def test_child_writes_parent_reads(board: Scoreboard) -> None:
     assert sample.latency_counts[:4] == (4, 2, 1, 0)
     assert len(sample.latency_counts) == len(board.buckets) + 1
     assert sample.latency_sum == 0.0123
+    assert (sample.websockets, sample.ws_messages_in, sample.ws_messages_out) == (4, 50, 60)
     assert sample.oldest is not None
     assert sample.oldest.method == "GET"
     assert sample.oldest.started == 10.0

@@ -144,7 +144,7 @@ def test_render_table() -> None:
     assert "2/2 ready" in web
     assert "restarts 1 (crash 1)" in web
     header = next(line for line in lines if "PID" in line)
-    assert header.split() == ["PID", "SLOT", "STATE", "REQUESTS", "ACTIVE", "CONNS", "RSS",
+    assert header.split() == ["PID", "SLOT", "STATE", "REQUESTS", "ACTIVE", "CONNS", "WS", "RSS",
                               "UPTIME", "OLDEST", "REQUEST"]  # fmt: skip
     blocked = next(line for line in lines if line.strip().startswith("21 "))
     assert "blocked 12.3s" in blocked

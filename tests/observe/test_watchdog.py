@@ -247,6 +247,7 @@ class State:
         self.latency_counts = [0] * 15
         self.latency_sum = 0.0
         self.active: set[Cycle] = set()
+        self.websockets = self.ws_messages_in = self.ws_messages_out = 0
 
 
 def distinctive_blocking_handler_x7(state: State) -> None:
