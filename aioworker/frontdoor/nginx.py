@@ -91,6 +91,13 @@ def render(
         "    default $http_host;",
         "}",
         "",
+        "# WebSocket handshakes: Connection: upgrade goes to the group only with an Upgrade header;",
+        "# plain requests send an empty Connection and keep the connections to the groups alive.",
+        "map $http_upgrade $aioworker_connection {",
+        "    default upgrade;",
+        '    ""      "";',
+        "}",
+        "",
     ]
     for group in serving:
         if not group.routes and group is not default:
@@ -207,8 +214,9 @@ def _server(
         f"    listen {listen};",
         f"    server_name {server_name};",
         "",
-        "    proxy_http_version 1.1;           # keep-alive to the groups",
-        '    proxy_set_header Connection "";   # ... so no "Connection: close" from the client',
+        "    proxy_http_version 1.1;           # keep-alive and WebSockets to the groups",
+        "    proxy_set_header Upgrade $http_upgrade;",
+        "    proxy_set_header Connection $aioworker_connection;  # never the client's close",
         "    proxy_set_header Host $aioworker_host;",
         "    proxy_set_header X-Real-IP $remote_addr;",
         "    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
@@ -287,17 +295,27 @@ def _location(match: str, group: GroupSettings, upstream: str) -> list[str]:
 
 
 def _proxy(group: GroupSettings, upstream: str) -> list[str]:
-    head, idle = group.http.request_timeout, group.http.stream_idle_timeout
+    http = group.http
+    head, idle = http.request_timeout, http.stream_idle_timeout
     deadline = max(head, idle) if head > 0 and idle > 0 else 0
     read = math.ceil(deadline) + _DEADLINE_MARGIN if deadline > 0 else _NO_DEADLINE
-    body = group.http.max_body_bytes  # nginx's default (1m) would refuse bodies the group takes
+    why = ">= request_timeout, stream_idle_timeout"
+    if http.ws_ping_interval > 0:
+        # On a WebSocket nginx's read timeout is the longest silence it allows from the group;
+        # the group's keepalive pings break the silence every ws_ping_interval (plus the wait
+        # for the pong), so an idle WebSocket stays open. Without pings nginx closes it.
+        pings = math.ceil(http.ws_ping_interval + http.ws_ping_timeout) + _DEADLINE_MARGIN
+        if pings > read:
+            read = pings
+            why = f"> ws_ping_interval + ws_ping_timeout {_seconds(pings - _DEADLINE_MARGIN)}s"
+    body = http.max_body_bytes  # nginx's default (1m) would refuse bodies the group takes
     # An https:// group is proxied over TLS (nginx does not verify upstream certificates
     # unless told to with proxy_ssl_verify).
     address = group.address
     scheme = "https" if address is not None and address.tls else "http"
     return [
         f"        proxy_pass {scheme}://{upstream};",
-        f"        proxy_read_timeout {read}s;   # >= request_timeout, stream_idle_timeout",
+        f"        proxy_read_timeout {read}s;   # {why}",
         f"        proxy_send_timeout {read}s;",
         f"        client_max_body_size {body};",
     ]

@@ -83,7 +83,8 @@ def test_shipped_config() -> None:
         "listen 80;",
         "server_name _;",
         "proxy_http_version 1.1;",
-        'proxy_set_header Connection "";',
+        "proxy_set_header Upgrade $http_upgrade;",
+        "proxy_set_header Connection $aioworker_connection;",
         "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
         "proxy_set_header X-Forwarded-Proto $scheme;",
         "proxy_set_header X-Real-IP $remote_addr;",
@@ -142,14 +143,28 @@ def test_upstream_keepalive_shorter_than_the_groups(
     ("timeouts", "read"),
     [
         pytest.param({}, "65s", id="default"),
-        pytest.param({"request_timeout": 2.5, "stream_idle_timeout": 1.0}, "8s", id="rounded-up"),
+        pytest.param(
+            {"request_timeout": 2.5, "stream_idle_timeout": 1.0, "ws_ping_interval": 0.0},
+            "8s",
+            id="rounded-up",
+        ),
         pytest.param({"request_timeout": 0.0}, "86400s", id="no-head-deadline"),
         pytest.param({"stream_idle_timeout": 300.0}, "305s", id="longer-stream-gaps"),
         pytest.param({"stream_idle_timeout": 0.0}, "86400s", id="no-idle-bound"),
+        # An idle WebSocket hears a ping every 20 s (answered within 20 s): nginx must wait.
+        pytest.param(
+            {"request_timeout": 2.5, "stream_idle_timeout": 1.0}, "45s", id="websocket-pings"
+        ),
+        pytest.param(
+            {"request_timeout": 2.5, "stream_idle_timeout": 1.0, "ws_ping_interval": 7.5},
+            "33s",
+            id="websocket-pings-fraction",
+        ),
     ],
 )
 def test_read_timeout_covers_the_engines_deadlines(timeouts: dict[str, Any], read: str) -> None:
-    """nginx waits as long as the group would between two reads: for the head, in a stream."""
+    """nginx waits as long as the group would between two reads: for the head, in a stream,
+    and between the keepalive pings of an idle WebSocket."""
     text = render(two_groups(**timeouts))
     block = text[text.index("location /task/") :]
     assert f"proxy_read_timeout {read};" in block[: block.index("}")]
