@@ -3,6 +3,7 @@
 GET  /             13-byte hello world
 GET  /bytes/N      N bytes of body (built once per size, so the app measures the server)
 POST /upload       reads the whole body, answers with its length
+WS   any path      accepts and echoes every message until the client closes
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if kind == "lifespan":
         await _lifespan(receive, send)
         return
+    if kind == "websocket":
+        await _echo(receive, send)
+        return
     if kind != "http":
         return
     path: str = scope["path"]
@@ -69,3 +73,16 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await _send(send, 200, str(received).encode())
     else:
         await _send(send, 404, b"not found")
+
+
+async def _echo(receive: Any, send: Any) -> None:
+    await receive()  # websocket.connect
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] != "websocket.receive":
+            return
+        if message.get("text") is not None:
+            await send({"type": "websocket.send", "text": message["text"]})
+        else:
+            await send({"type": "websocket.send", "bytes": message["bytes"]})
