@@ -181,30 +181,34 @@ def _echo_run(port: int, conns: int, size: int, seconds: float, cpus: set[int] |
 
 
 def run(quick: bool, idle: int, rounds: int, only: list[str]) -> dict[str, dict[str, Any]]:
+    """Each round starts every server afresh, one after the other: RSS never shrinks once a
+    process has grown, so a second idle measurement on the same process would read ~0, and
+    interleaving the servers spreads the machine's noise over all of them."""
     server_cpus, load_cpus = cpu_split()
     avail = Availability()
     seconds = 3.0 if quick else 8.0
-    results: dict[str, dict[str, Any]] = {}
+    names = []
     for name in only or SERVERS:
         base = name.split("-", 1)[0]
-        if not avail.has(base):
+        if avail.has(base):
+            names.append(name)
+        else:
             print(f"{name} skipped: {avail.missing[base]}", file=sys.stderr)
-            continue
-        port = free_port()
-        server = Server(
-            name, _server_argv(name, port, avail), [port], server_cpus, cwd=str(ROOT), env=env()
-        )
-        try:
-            server.wait_ready()
-            row: dict[str, Any] = {"idle": [], "small": [], "large": []}
-            for _ in range(rounds):
+    results: dict[str, dict[str, Any]] = {n: {"idle": [], "small": [], "large": []} for n in names}
+    for _ in range(rounds):
+        for name in names:
+            port = free_port()
+            argv = _server_argv(name, port, avail)
+            server = Server(name, argv, [port], server_cpus, cwd=str(ROOT), env=env())
+            try:
+                server.wait_ready()
+                row = results[name]
                 row["idle"].append(_idle_run(server, port, idle, load_cpus))
                 row["small"].append(_echo_run(port, 50, 16, seconds, load_cpus))
                 row["large"].append(_echo_run(port, 4, 1 << 20, seconds, load_cpus))
                 print(f"{name}: {row}", file=sys.stderr, flush=True)
-            results[name] = row
-        finally:
-            server.stop()
+            finally:
+                server.stop()
     return results
 
 

@@ -186,6 +186,7 @@ class WebSocket(asyncio.Protocol):
                 ws_logger.info("WebSocket %s: keepalive ping unanswered, closing", self.path)
                 frames.fail(1011, "keepalive ping timeout")
                 self._flush()
+                self._disconnected(1011, "keepalive ping timeout")
         elif settings.ws_ping_interval and now - self.last_ping >= settings.ws_ping_interval:
             self.ping_payload = os.urandom(4)
             self.ping_sent = self.last_ping = now
@@ -385,6 +386,8 @@ class WebSocket(asyncio.Protocol):
         if kind == "websocket.send" and state is _OPEN:
             frames = self.frames
             assert frames is not None
+            if frames.state is not FrameState.OPEN:  # closing: no data frame may follow
+                raise ClientDisconnected("the WebSocket is closing")
             text = message.get("text")
             if text is not None:
                 frames.send_text(text.encode("utf-8"))

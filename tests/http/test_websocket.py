@@ -7,13 +7,16 @@ asyncio and uvloop (the `serve` fixture).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import socket
 import subprocess
 import threading
+from collections.abc import Callable
 
 import pytest
+from websockets.asyncio.client import connect as ws_connect
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
@@ -24,7 +27,7 @@ from tests.apps.wsapp import Record, WsApp
 from tests.helpers import wsclient as raw
 from tests.helpers.child import start_ready
 from tests.helpers.client import RawConn, get, request
-from tests.helpers.engine import FAST, Serve, ServerThread
+from tests.helpers.engine import FAST, Serve, ServerThread, run_in_loop
 from tests.helpers.wait import wait_until
 
 PAUSE = 1.0  # seconds a slow side stalls in the flow-control tests
@@ -255,6 +258,7 @@ def test_keepalive_ping_and_its_timeout(serve: Serve, record: Record) -> None:
         assert (opcode, raw.close_code(payload)) == (raw.CLOSE, 1011)
         conn.assert_closed()
     assert record.disconnected.wait(5)
+    assert record.disconnects[0]["code"] == 1011
 
 
 # -- disconnects, flow control ---------------------------------------------------------------
@@ -380,3 +384,19 @@ def test_a_websocket_counts_once_and_its_messages_are_counted(
     wait_until(lambda: state.websockets == 0, what="the WebSocket to be counted closed")
     assert (state.ws_messages_in, state.ws_messages_out) == (5, 5)
     assert state.status_classes[1] == 1  # the 101
+
+
+def test_asyncio_client_on_the_same_loop_kind(
+    server: ServerThread, loop_factory: Callable[[], asyncio.AbstractEventLoop]
+) -> None:
+    """websockets' asyncio client, itself on asyncio's loop or uvloop, with compression."""
+
+    async def talk() -> list[str | bytes]:
+        async with ws_connect(ws_url(server), compression="deflate") as ws:
+            assert ws.response is not None
+            assert "permessage-deflate" in ws.response.headers["sec-websocket-extensions"]
+            await ws.send("z" * 50_000)
+            await ws.send([b"a", b"b"])
+            return [await ws.recv(), await ws.recv()]
+
+    assert run_in_loop(loop_factory, talk()) == ["z" * 50_000, b"ab"]
