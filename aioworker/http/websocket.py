@@ -94,6 +94,43 @@ def response(ctx: ServerContext, status: int, headers: list[bytes], body: bytes 
 class WebSocket(asyncio.Protocol):
     """asyncio protocol and ASGI cycle of one WebSocket, from its handshake to its close."""
 
+    # Slots: an idle WebSocket is mostly this object; a __dict__ would add ~1 KiB to each.
+    __slots__ = (
+        "cancelled",
+        "client",
+        "close_deadline",
+        "connected",
+        "counted",
+        "ctx",
+        "deny_body",
+        "deny_headers",
+        "deny_status",
+        "disconnect_code",
+        "disconnect_reason",
+        "drain_waiter",
+        "early",
+        "fragment_text",
+        "fragments",
+        "frames",
+        "gone",
+        "handshake",
+        "incoming",
+        "last_ping",
+        "method",
+        "path",
+        "ping_payload",
+        "ping_sent",
+        "reading_paused",
+        "scope",
+        "settings",
+        "started",
+        "state",
+        "task",
+        "transport",
+        "waiter",
+        "write_paused",
+    )
+
     def __init__(
         self,
         ctx: ServerContext,
