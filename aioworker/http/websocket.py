@@ -19,6 +19,7 @@ from collections import deque
 from typing import Any, Final, cast
 
 from aioworker._types import ASGIApp, Message, Scope
+from aioworker.http.access import Answered
 from aioworker.http.context import ServerContext
 from aioworker.http.framing import ClientDisconnected
 from aioworker.http.handshake import Handshake
@@ -46,7 +47,6 @@ __all__ = ["AVAILABLE", "WebSocket", "WsState", "response"]
 
 logger = logging.getLogger("aioworker.error")
 ws_logger = logging.getLogger("aioworker.websocket")
-access_logger = logging.getLogger("aioworker.access")
 # websockets logs "connection closed" at INFO for every connection; its warnings still show.
 _frames_logger = logging.getLogger("aioworker.websocket.frames")
 _frames_logger.setLevel(logging.WARNING)
@@ -122,9 +122,11 @@ class WebSocket(asyncio.Protocol):
         "ping_sent",
         "reading_paused",
         "scope",
+        "sent_length",
         "settings",
         "started",
         "state",
+        "status",
         "task",
         "transport",
         "waiter",
@@ -148,6 +150,8 @@ class WebSocket(asyncio.Protocol):
         self.method = "GET"  # for the counters' active requests and the status page
         self.path: str = self.scope["path"]
         self.state = _HANDSHAKE
+        self.status = 0  # of the handshake's answer, once given (for the access log)
+        self.sent_length = 0  # body bytes of that answer: a 101 has none
         self.started = time.monotonic()
         self.counted = False  # the handshake was counted as a request
         self.frames: Frames | None = None
@@ -520,15 +524,11 @@ class WebSocket(asyncio.Protocol):
         self.counted = True
         elapsed = time.monotonic() - self.started
         counted = self.ctx.state.request_ended(self, status, elapsed)
-        if counted and status is not None and self.settings.access_log:
-            client = self.scope["client"]
-            access_logger.info(
-                '%s - "WEBSOCKET %s" %d %.1fms',
-                f"{client[0]}:{client[1]}" if client else "-",
-                self.path,
-                status,
-                elapsed * 1000,
-            )
+        access = self.ctx.access
+        if counted and status is not None and access is not None:
+            # The handshake's line, in the configured format: GET, the path, 101 (or the denial).
+            self.status = status
+            access.log(cast(Answered, self), elapsed)
 
     # -- running the app -----------------------------------------------------------------------
 

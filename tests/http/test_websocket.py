@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import socket
 import subprocess
 import threading
@@ -400,3 +401,16 @@ def test_asyncio_client_on_the_same_loop_kind(
             return [await ws.recv(), await ws.recv()]
 
     assert run_in_loop(loop_factory, talk()) == ["z" * 50_000, b"ab"]
+
+
+def test_access_log_has_one_line_per_websocket(
+    serve: Serve, record: Record, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = serve(WsApp(record), dataclasses.replace(FAST, access_log=True))
+    with caplog.at_level(logging.INFO, logger="aioworker.access"), open_client(server) as ws:
+        for n in range(3):
+            ws.send(str(n))
+            assert ws.recv() == str(n)
+    lines = [r.getMessage() for r in caplog.records if r.name == "aioworker.access"]
+    assert len(lines) == 1, lines
+    assert '"GET /echo HTTP/1.1" 101' in lines[0]
