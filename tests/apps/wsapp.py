@@ -56,6 +56,11 @@ class WsApp:
             return
         if path == "/crash-before":
             raise RuntimeError("crash before accept")
+        if path == "/listen-before":  # waits for news of the client before deciding
+            self.record.gate.entered.set()
+            self.record.disconnects.append(dict(await receive()))
+            self.record.disconnected.set()
+            return
         if path == "/hang-before":
             await self.record.gate.hold()
             return

@@ -414,3 +414,24 @@ def test_access_log_has_one_line_per_websocket(
     lines = [r.getMessage() for r in caplog.records if r.name == "aioworker.access"]
     assert len(lines) == 1, lines
     assert '"GET /echo HTTP/1.1" 101' in lines[0]
+
+
+def test_scheme_is_wss_behind_a_trusted_https_proxy(server: ServerThread) -> None:
+    with server.connect() as conn:
+        raw.open_ws(conn, "/scope", {"X-Forwarded-Proto": "https", "X-Forwarded-For": "10.1.2.3"})
+        _, opcode, payload = raw.read_frame(conn)
+    scope = json.loads(payload)
+    assert opcode == raw.TEXT
+    assert scope["scheme"] == "wss"
+    assert scope["client"][0] == "10.1.2.3"
+
+
+def test_client_leaving_during_the_handshake_is_a_1006_disconnect(
+    server: ServerThread, record: Record, caplog: pytest.LogCaptureFixture
+) -> None:
+    with server.connect() as conn:
+        conn.send(raw.handshake_request("/listen-before"))
+        assert record.gate.entered.wait(5)
+    assert record.disconnected.wait(5)
+    assert record.disconnects == [{"type": "websocket.disconnect", "code": 1006, "reason": ""}]
+    assert not [r for r in caplog.records if r.name == "aioworker.error"]
