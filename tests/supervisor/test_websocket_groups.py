@@ -4,6 +4,7 @@ graceful_timeout and new ones reach the new worker; max_requests counts a WebSoc
 from __future__ import annotations
 
 import signal
+import threading
 
 import pytest
 from websockets.exceptions import ConnectionClosed
@@ -58,3 +59,17 @@ def test_max_requests_counts_a_websocket_once() -> None:
                 pids.add(int(ws.recv(timeout=10)))
         assert pids == {first_pid}
         master.wait_for(r"max_requests")
+
+
+def test_watchdog_and_deadline_leave_a_long_lived_websocket_alone() -> None:
+    group = ws_group(timeout="1.0", request_timeout="0.5")
+    with running_master(config_text(group)) as master:
+        host, port = master.url("ws")
+        with connect(f"ws://{host}:{port}/pid", open_timeout=10) as ws:
+            pid = int(ws.recv(timeout=10))
+            for n in range(3):  # three watchdog timeouts and six request deadlines long
+                threading.Event().wait(1.0)
+                ws.send(str(n))
+                assert ws.recv(timeout=10) == str(n)
+        assert master.ready_pids("ws") == {0: pid}
+        assert not master.all_matches(r"deadline|killed|blocked")
