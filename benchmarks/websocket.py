@@ -9,6 +9,9 @@ implementations, granian), in the same run and on the same pinning as the other 
 - small: 50 connections, each echoing 16-byte binary messages one at a time, messages/s;
 - large: 4 connections echoing 1 MiB binary messages, messages/s.
 
+`--deflate` offers permessage-deflate in every handshake, as browsers do, and measures only the
+idle memory (the servers that agree keep zlib state per connection).
+
 The load generator is this module's `client` mode in its own process: raw frames with a zero
 mask key (legal, and it keeps the client's cost out of the figure) and no extension offered,
 so no server compresses. Each figure is the median of `--rounds` runs; the machine is shared,
@@ -62,13 +65,17 @@ def _echo_size(size: int) -> int:
     return size + (2 if size < 126 else 4 if size < 1 << 16 else 10)
 
 
-async def _open(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def _open(
+    port: int, deflate: bool = False
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 22)
+    # What browsers offer; a server that agrees keeps zlib state for the connection's life.
+    offer = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
     writer.write(
         (
             f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {_KEY}\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n"
+            f"{offer if deflate else ''}Sec-WebSocket-Version: 13\r\n\r\n"
         ).encode()
     )
     head = await reader.readuntil(b"\r\n\r\n")
@@ -77,10 +84,11 @@ async def _open(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     return reader, writer
 
 
-async def _idle(port: int, count: int) -> None:
+async def _idle(port: int, count: int, deflate: bool) -> None:
     held = []
     for start in range(0, count, 200):  # batches: a burst of 10,000 SYNs overflows backlogs
-        held += await asyncio.gather(*(_open(port) for _ in range(start, min(count, start + 200))))
+        batch = range(start, min(count, start + 200))
+        held += await asyncio.gather(*(_open(port, deflate) for _ in batch))
     print("OPEN", len(held), flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     for _, writer in held:
@@ -115,7 +123,7 @@ def client_main(argv: list[str]) -> None:
 
     mode, port = argv[0], int(argv[1])
     if mode == "idle":
-        uvloop.run(_idle(port, int(argv[2])))
+        uvloop.run(_idle(port, int(argv[2]), argv[3:4] == ["deflate"]))
     else:
         uvloop.run(_echo(port, int(argv[2]), int(argv[3]), float(argv[4])))
 
@@ -156,9 +164,9 @@ def _rss_kib(pids: list[int]) -> int:
     return total
 
 
-def _idle_run(server: Server, port: int, count: int, cpus: set[int] | None) -> float:
+def _idle_run(server: Server, port: int, count: int, cpus: set[int] | None, deflate: bool) -> float:
     before = _rss_kib(server.workers())
-    proc = _client(["idle", str(port), str(count)], cpus)
+    proc = _client(["idle", str(port), str(count), "deflate" if deflate else "plain"], cpus)
     assert proc.stdout is not None
     assert proc.stdin is not None
     line = proc.stdout.readline()
@@ -180,7 +188,9 @@ def _echo_run(port: int, conns: int, size: int, seconds: float, cpus: set[int] |
     return float(result["messages"]) / float(result["seconds"])
 
 
-def run(quick: bool, idle: int, rounds: int, only: list[str]) -> dict[str, dict[str, Any]]:
+def run(
+    quick: bool, idle: int, rounds: int, only: list[str], deflate: bool = False
+) -> dict[str, dict[str, Any]]:
     """Each round starts every server afresh, one after the other: RSS never shrinks once a
     process has grown, so a second idle measurement on the same process would read ~0, and
     interleaving the servers spreads the machine's noise over all of them."""
@@ -203,9 +213,10 @@ def run(quick: bool, idle: int, rounds: int, only: list[str]) -> dict[str, dict[
             try:
                 server.wait_ready()
                 row = results[name]
-                row["idle"].append(_idle_run(server, port, idle, load_cpus))
-                row["small"].append(_echo_run(port, 50, 16, seconds, load_cpus))
-                row["large"].append(_echo_run(port, 4, 1 << 20, seconds, load_cpus))
+                row["idle"].append(_idle_run(server, port, idle, load_cpus, deflate))
+                if not deflate:  # compressed echoes would not match the frames counted
+                    row["small"].append(_echo_run(port, 50, 16, seconds, load_cpus))
+                    row["large"].append(_echo_run(port, 4, 1 << 20, seconds, load_cpus))
                 print(f"{name}: {row}", file=sys.stderr, flush=True)
             finally:
                 server.stop()
@@ -221,9 +232,13 @@ def markdown(results: dict[str, dict[str, Any]], idle: int) -> str:
     for name, row in results.items():
         lines.append(
             f"| {name} | {statistics.median(row['idle']) / 1024:.1f} "
-            f"| {statistics.median(row['small']):,.0f} | {statistics.median(row['large']):,.1f} |"
+            f"| {_median(row['small']):,.0f} | {_median(row['large']):,.1f} |"
         )
     return "\n".join(lines)
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
 
 
 def main() -> None:
@@ -235,8 +250,13 @@ def main() -> None:
     parser.add_argument("--idle", type=int, default=10_000, help="idle WebSockets to open")
     parser.add_argument("--rounds", type=int, default=3, help="runs per figure (median shown)")
     parser.add_argument("--server", action="append", choices=SERVERS, default=[])
+    parser.add_argument(
+        "--deflate",
+        action="store_true",
+        help="offer permessage-deflate as browsers do; measures idle memory only",
+    )
     args = parser.parse_args()
-    results = run(args.quick, args.idle, args.rounds, args.server)
+    results = run(args.quick, args.idle, args.rounds, args.server, args.deflate)
     print(json.dumps({"results": results, "idle": args.idle, "cpus": os.cpu_count()}, indent=1))
     print(markdown(results, args.idle))
 

@@ -398,9 +398,14 @@ def test_asyncio_client_on_the_same_loop_kind(
             assert "permessage-deflate" in ws.response.headers["sec-websocket-extensions"]
             await ws.send("z" * 50_000)
             await ws.send([b"a", b"b"])
-            return [await ws.recv(), await ws.recv()]
+            got = [await ws.recv(), await ws.recv()]
+            for n in range(5):  # later messages use the compression context of earlier ones
+                await ws.send(f"message {n} " * 100)
+                got.append(await ws.recv())
+            return got
 
-    assert run_in_loop(loop_factory, talk()) == ["z" * 50_000, b"ab"]
+    expected = ["z" * 50_000, b"ab", *(f"message {n} " * 100 for n in range(5))]
+    assert run_in_loop(loop_factory, talk()) == expected
 
 
 def test_access_log_has_one_line_per_websocket(
