@@ -15,7 +15,6 @@ import enum
 import logging
 import os
 import time
-import zlib
 from collections import deque
 from typing import Any, Final, cast
 
@@ -32,16 +31,12 @@ from aioworker.http.response import (
 )
 
 try:
-    from websockets.exceptions import InvalidHandshake, NegotiationError
-    from websockets.extensions.permessage_deflate import (
-        PerMessageDeflate,
-        ServerPerMessageDeflateFactory,
-    )
     from websockets.frames import Frame, Opcode
-    from websockets.headers import build_extension, parse_extension
     from websockets.protocol import Protocol as Frames
     from websockets.protocol import Side
     from websockets.protocol import State as FrameState
+
+    from aioworker.http.deflate import negotiate_deflate
 except ImportError:  # the ws extra is not installed: handshakes get 501
     AVAILABLE = False
 else:
@@ -485,7 +480,7 @@ class WebSocket(asyncio.Protocol):
         if subprotocol:
             lines.append(b"sec-websocket-protocol: %s\r\n" % subprotocol.encode("latin-1"))
         if settings.ws_per_message_deflate and handshake.extensions:
-            agreed = _negotiate_deflate(handshake.extensions, frames)
+            agreed = negotiate_deflate(handshake.extensions, frames)
             if agreed:
                 lines.append(b"sec-websocket-extensions: %s\r\n" % agreed.encode("latin-1"))
         for name, value in message.get("headers", ()):
@@ -568,74 +563,3 @@ class WebSocket(asyncio.Protocol):
                 self._flush()
                 self.close_deadline = time.monotonic() + _CLOSE_TIMEOUT
             self._disconnected(code, "")
-
-
-def _negotiate_deflate(offer: str, frames: Frames) -> str:
-    """Agree on permessage-deflate (RFC 7692) if offered; '' when not, or not acceptably."""
-    # websockets' own server defaults: 4 KiB windows and memLevel 5 keep an idle compressed
-    # connection at tens of KiB instead of the ~300 KiB zlib takes by default.
-    factory = ServerPerMessageDeflateFactory(
-        server_max_window_bits=12, client_max_window_bits=12, compress_settings={"memLevel": 5}
-    )
-    try:
-        offers = parse_extension(offer)
-    except InvalidHandshake:
-        return ""
-    for name, params in offers:
-        if name != factory.name:
-            continue
-        try:
-            response, agreed = factory.process_request_params(params, [])
-        except NegotiationError:
-            continue
-        frames.extensions = [
-            _LazyDeflate(
-                agreed.remote_no_context_takeover,
-                agreed.local_no_context_takeover,
-                agreed.remote_max_window_bits,
-                agreed.local_max_window_bits,
-                agreed.compress_settings,
-            )
-        ]
-        return build_extension([(name, response)])
-    return ""
-
-
-if AVAILABLE:
-
-    class _LazyDeflate(PerMessageDeflate):
-        """PerMessageDeflate that makes its zlib objects at the first compressed message.
-
-        websockets makes both at once; an idle WebSocket then holds ~30 KiB of zlib state
-        (40.3 KiB per idle WebSocket with deflate negotiated, 5,000 open, vs 8.2 without;
-        `python -m benchmarks.websocket --deflate`). Most WebSockets of a push service stay
-        idle, so they are made when first needed, as wsproto does.
-        """
-
-        def __init__(
-            self,
-            remote_no_context_takeover: bool,
-            local_no_context_takeover: bool,
-            remote_max_window_bits: int,
-            local_max_window_bits: int,
-            compress_settings: dict[Any, Any] | None = None,
-        ) -> None:
-            # With both "no context takeover" the parent makes no zlib object; then the real
-            # flags are set, and __getattr__ makes the objects the parent would have made.
-            super().__init__(
-                True, True, remote_max_window_bits, local_max_window_bits, compress_settings
-            )
-            self.remote_no_context_takeover = remote_no_context_takeover
-            self.local_no_context_takeover = local_no_context_takeover
-
-        def __getattr__(self, name: str) -> Any:
-            # Only called for a missing attribute: the first use of decoder or encoder.
-            if name == "decoder":
-                self.decoder = zlib.decompressobj(wbits=-self.remote_max_window_bits)
-                return self.decoder
-            if name == "encoder":
-                self.encoder = zlib.compressobj(
-                    wbits=-self.local_max_window_bits, **self.compress_settings
-                )
-                return self.encoder
-            raise AttributeError(name)
