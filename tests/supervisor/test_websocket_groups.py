@@ -1,8 +1,10 @@
 """WebSockets under a real master: a rolling reload closes them with 1001 after
-graceful_timeout and new ones reach the new worker; max_requests counts a WebSocket once."""
+graceful_timeout and new ones reach the new worker; max_requests counts a WebSocket once; the
+watchdog and the deadline leave a long-lived one alone; an https:// group serves wss."""
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 
@@ -10,7 +12,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from tests.helpers.master import config_text, running_master
+from tests.helpers.master import config_text, make_dir, running_master
+from tests.helpers.tls import client_context, self_signed
 
 pytestmark = pytest.mark.slow
 
@@ -73,3 +76,24 @@ def test_watchdog_and_deadline_leave_a_long_lived_websocket_alone() -> None:
                 assert ws.recv(timeout=10) == str(n)
         assert master.ready_pids("ws") == {0: pid}
         assert not master.all_matches(r"deadline|killed|blocked")
+
+
+def test_an_https_group_serves_wss() -> None:
+    directory = make_dir()
+    cert, _ = self_signed(directory)
+    group = """
+[groups.ws]
+app = "tests.apps.wsapp:app"
+listen = "https://127.0.0.1:0"
+certfile = "server.crt"
+keyfile = "server.key"
+count = 1
+"""
+    with running_master(config_text(group), directory) as master:
+        port = int(master.wait_for(r"listening group=ws url=https://127\.0\.0\.1:(\d+)").group(1))
+        context = client_context(cert)
+        with connect(f"wss://127.0.0.1:{port}/scope", ssl=context, open_timeout=10) as ws:
+            scope = json.loads(ws.recv(timeout=10))
+            assert scope["scheme"] == "wss"
+            ws.send(b"\x00" * 300_000)  # several TLS records
+            assert ws.recv(timeout=10) == b"\x00" * 300_000
