@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from aioworker import logs
 from aioworker.config import Config, GroupSettings
 from aioworker.importer import describe_error
 from aioworker.sockets import BindError, GroupSockets, bind_group
@@ -82,6 +83,7 @@ class Master(Children, Reloading, SignalHandling, Steering):
         self._notify_fd = notify_fd
         self._private_fds: set[int] = set()
         self.control: ControlServer | None = None
+        self.log_relay: logs.Relay | None = None
 
     # ------------------------------------------------------------------ hook points
 
@@ -197,6 +199,9 @@ class Master(Children, Reloading, SignalHandling, Steering):
                 with contextlib.suppress(OSError):
                     self.control.close()
             self._restore_signals()
+            if self.log_relay is not None:
+                self.log_relay.pump()  # the last lines of the workers that just exited
+                self.log_relay.close()
         # Whatever ended the start early, the waiting `start -d` gets a line (once at most).
         self._tell_parent("error the master stopped before every group was up")
         log.info("master exiting with code %d", self.exit_code)
@@ -224,6 +229,9 @@ class Master(Children, Reloading, SignalHandling, Steering):
         os.set_blocking(self._wake_w, False)
         self.selector.register(self._wake_r, selectors.EVENT_READ, self._drain_wakeup)
         self._install_signals()
+        self.log_relay = logs.start_relay()
+        if self.log_relay is not None:
+            self.add_reader(self.log_relay.read_fd, self.log_relay.pump)
         if self.config.server.control_socket:
             try:
                 self.control = ControlServer(self.config.control_path, commands(self))
@@ -263,7 +271,10 @@ class Master(Children, Reloading, SignalHandling, Steering):
         if result.wake_at is not None:
             timeout = min(timeout, max(0.0, result.wake_at - now))
         for key, _ in self.selector.select(timeout):
-            key.data()
+            try:
+                key.data()
+            except Exception:  # a reader (control, metrics, a worker's pipe) hit a fault
+                log.exception("handling a readable descriptor failed; the master goes on")
         self._dispatch_signals()
         self._reap()
         now = time.monotonic()
@@ -335,7 +346,10 @@ class Master(Children, Reloading, SignalHandling, Steering):
         spec.handover = theirs
         self._call_hooks("before_spawn", self, spec)
         for stream in (sys.stdout, sys.stderr):
-            stream.flush()
+            # A full disk fails the flush: the child must not inherit the unwritten buffer
+            # (it would write it again), and the master must not die of it.
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
         try:
             pid = os.fork()
         except OSError as exc:  # out of processes or memory

@@ -147,8 +147,8 @@ def write_pid(path: Path, pid: int) -> None:
 
 def remove_pid(path: Path, pid: int) -> None:
     """Remove the pid file if it still names `pid` (a new master may own it by now)."""
-    if read_pid(path) == pid:
-        with contextlib.suppress(FileNotFoundError):
+    with contextlib.suppress(OSError):  # gone, or its directory read-only by now
+        if read_pid(path) == pid:
             path.unlink()
 
 
@@ -158,7 +158,7 @@ def _log_file_problem(config: Config) -> str:
         return ""
     path = config.resolve(config.server.log_file)
     try:
-        os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640))
+        os.close(logs.open_log(path))
     except OSError as exc:
         where = config.path or "<config>"
         return f"{where}: server.log_file: cannot open {path}: {exc.strerror}"

@@ -19,6 +19,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any, NoReturn
 
+from aioworker import logs
 from aioworker.config import GroupSettings, TlsError, tls_context
 from aioworker.importer import describe_error, import_from_string
 from aioworker.supervisor import handover
@@ -53,6 +54,7 @@ def _notify(fd: int, line: str) -> None:
 
 def _run(spec: WorkerSpec) -> int:
     _reset_signals()
+    logs.relay_in_worker()
     for fd in spec.close_fds:
         with contextlib.suppress(OSError):
             os.close(fd)
@@ -175,8 +177,6 @@ async def _serve(spec: WorkerSpec, loop: asyncio.AbstractEventLoop, target: Any)
     loop.add_signal_handler(signal.SIGQUIT, fast_exit)
 
     def reopen() -> None:
-        from aioworker import logs
-
         try:
             logs.reopen()
         except OSError as exc:

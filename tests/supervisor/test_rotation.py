@@ -1,0 +1,40 @@
+"""Log rotation after the workers dropped privileges: the master alone writes the log file."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+
+from tests.helpers.daemon import alive, children, daemon
+from tests.helpers.faults import unix_user
+from tests.helpers.master import config_text, get, group_table, make_dir
+from tests.helpers.wait import wait_until
+
+
+def test_every_worker_line_after_usr1_is_in_the_new_file() -> None:
+    directory = make_dir(world_readable=True)
+    with unix_user() as user:
+        server = f'log_file = "aw.log"\nuser = "{user.pw_name}"\n'
+        (directory / "config.toml").write_text(config_text(group_table("web", 3), server=server))
+        log, rotated = directory / "aw.log", directory / "aw.log.1"
+        with daemon(directory) as d:
+            port = int(log.read_text().split("url=http://127.0.0.1:")[1].split()[0])
+            workers = children(d.pid)
+            assert len(workers) == 3
+            assert all(os.stat(f"/proc/{p}").st_uid == user.pw_uid for p in workers)
+            log.rename(rotated)
+            os.kill(d.pid, signal.SIGUSR1)
+            d.barrier()
+            # The workers' own output (the app's marker) and their log records at the stop.
+            assert get(("127.0.0.1", port), "/slow?seconds=0")[0] == 200
+            os.kill(d.pid, signal.SIGTERM)
+            wait_until(lambda: not alive(d.pid), 30, "the master's exit")
+        new = log.read_text()
+        for pid in workers:
+            assert re.search(rf"\[{pid}\] INFO aioworker.worker: draining group=web", new), new
+        assert re.search(r"SLOW STARTED pid=\d+", new)
+        assert "draining" not in rotated.read_text()
+        assert "cannot reopen" not in new
+        # Still root's file: the workers' user never had to be able to open it.
+        assert (os.stat(log).st_uid, os.stat(log).st_mode & 0o777) == (0, 0o640)
