@@ -31,6 +31,7 @@ from aioworker.supervisor.children import Children
 from aioworker.supervisor.commands import commands
 from aioworker.supervisor.control import ControlError, ControlServer
 from aioworker.supervisor.hooks import Hook, WorkerSpec
+from aioworker.supervisor.process import start_lifeline
 from aioworker.supervisor.records import Group, Worker
 from aioworker.supervisor.reloading import Reloading
 from aioworker.supervisor.signals import SignalHandling
@@ -229,6 +230,7 @@ class Master(Children, Reloading, SignalHandling, Steering):
         os.set_blocking(self._wake_w, False)
         self.selector.register(self._wake_r, selectors.EVENT_READ, self._drain_wakeup)
         self._install_signals()
+        self.close_in_workers(start_lifeline())
         self.log_relay = logs.start_relay()
         if self.log_relay is not None:
             self.add_reader(self.log_relay.read_fd, self.log_relay.pump)
@@ -361,7 +363,7 @@ class Master(Children, Reloading, SignalHandling, Steering):
             return
         if pid == 0:  # pragma: no cover - the child; covered by the end-to-end tests
             os.close(read_fd)
-            worker.run(spec)
+            worker.run(spec, self.pid)
         os.close(write_fd)
         if theirs is not None:
             theirs.close()
