@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -14,6 +15,7 @@ from aioworker import logs
 from aioworker.config import Config, load, validate
 from aioworker.supervisor.hooks import Hook
 from aioworker.supervisor.master import Master
+from aioworker.supervisor.paths import unsafe_location
 from aioworker.supervisor.process import set_title
 
 __all__ = [
@@ -50,6 +52,10 @@ def run(
         validate(config)  # a Config built in code gets the checks a file gets
     else:
         config = load(config)
+    problem = _unsafe_files(config)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 1
     pid_path = config.pid_path if config.server.pid_file else None
     if pid_path is not None:
         try:
@@ -140,9 +146,19 @@ def write_pid(path: Path, pid: int) -> None:
     global _master_pid
     _master_pid = pid
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{pid}.tmp")
-    tmp.write_text(f"{pid}\n")
-    os.replace(tmp, path)
+    # mkstemp: a new file (O_EXCL, O_NOFOLLOW) under a name no one can guess beforehand.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.write(fd, f"{pid}\n".encode())
+        os.fchmod(fd, 0o644)
+        os.close(fd)
+        os.replace(tmp, path)  # replaces a link itself, never what it points to
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def remove_pid(path: Path, pid: int) -> None:
@@ -150,6 +166,18 @@ def remove_pid(path: Path, pid: int) -> None:
     with contextlib.suppress(OSError):  # gone, or its directory read-only by now
         if read_pid(path) == pid:
             path.unlink()
+
+
+def _unsafe_files(config: Config) -> str:
+    """The first file the master would create where another user could plant a link, as
+    `file: server.key: problem`, or ""."""
+    where = config.path or "<config>"
+    for key in ("pid_file", "log_file", "control_socket"):
+        value = getattr(config.server, key)
+        problem = unsafe_location(config.resolve(value)) if value else ""
+        if problem:
+            return f"{where}: server.{key}: {problem}"
+    return ""
 
 
 def _log_file_problem(config: Config) -> str:
