@@ -16,8 +16,11 @@ import pwd
 import signal
 import threading
 
+from aioworker.config import Config, GroupSettings
+
 __all__ = [
     "BOOT_ERROR",
+    "become_worker",
     "describe_exit",
     "die_with_master",
     "drop_privileges",
@@ -69,6 +72,19 @@ def resolve_ids(user: str, group: str) -> tuple[int, int, str] | None:
         except KeyError:
             raise KeyError(f"no such group {group!r}") from None
     return uid, gid, name
+
+
+def become_worker(config: Config, group: GroupSettings, slot: int) -> tuple[int, int, str] | None:
+    """Take a worker's identity: its environment, then its group's user and group (the worker
+    and the import check both call this, so an import does the same in either). Returns the
+    (uid, gid, name) switched to; KeyError names an unknown user or group."""
+    os.environ["AIOWORKER_GROUP"] = group.name
+    os.environ["AIOWORKER_WORKER"] = str(slot)
+    os.environ.update(dict(group.env))
+    ids = resolve_ids(group.user or config.server.user, group.group or config.server.group)
+    if ids is not None:
+        drop_privileges(*ids)
+    return ids
 
 
 def drop_privileges(uid: int, gid: int, name: str) -> None:

@@ -26,9 +26,8 @@ from aioworker.supervisor import handover
 from aioworker.supervisor.hooks import WorkerContext, WorkerSpec
 from aioworker.supervisor.process import (
     BOOT_ERROR,
+    become_worker,
     die_with_master,
-    drop_privileges,
-    resolve_ids,
     set_title,
 )
 
@@ -70,19 +69,12 @@ def _run(spec: WorkerSpec, master: int) -> int:
         with contextlib.suppress(OSError):
             os.close(fd)
     group = spec.group
-    os.environ["AIOWORKER_GROUP"] = group.name
-    os.environ["AIOWORKER_WORKER"] = str(spec.slot)
-    os.environ.update(dict(group.env))
     set_title(f"aioworker: worker {group.name}[{spec.slot}]")
     try:
         # The engine and the loop are imported while still root: the interpreter's own files
         # may not be readable by the worker's user (a Python installed under /root).
         _preimport(group)
-        uid_gid = resolve_ids(
-            group.user or spec.config.server.user, group.group or spec.config.server.group
-        )
-        if uid_gid is not None:
-            drop_privileges(*uid_gid)
+        if become_worker(spec.config, group, spec.slot) is not None:
             die_with_master(master, grace)  # the kernel forgets it on a change of user
         base = str(spec.config.base_dir)
         if base not in sys.path:
