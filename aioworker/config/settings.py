@@ -258,6 +258,11 @@ class GroupSettings:
     reloadable: bool = _f(True, "whether reload replaces this group's workers")
     preload: bool = _f(False, "import the app in the master before forking", restart=True)
     env: tuple[tuple[str, str], ...] = _f((), "environment variables set in each worker")
+    env_file: str = _f(
+        "",
+        "file of KEY=VALUE lines added to env (env wins), read as root before the privilege "
+        "drop; refused if others can read or write it",
+    )
     timeout: float = _f(
         30.0, "seconds the event loop may stay blocked before kill", minimum=0, zero="off"
     )

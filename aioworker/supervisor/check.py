@@ -80,6 +80,8 @@ def _in_child(config: Config, group: GroupSettings) -> list[str]:
         try:
             try:
                 become_worker(config, group, 0)
+            except ValueError as exc:
+                found = [f"{config.path or '<config>'}: groups.{group.name}.env_file: {exc}"]
             except (KeyError, OSError) as exc:
                 where = config.path or "<config>"
                 found = [f"{where}: groups.{group.name}.user: cannot switch to it: {exc}"]

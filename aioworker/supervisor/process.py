@@ -17,6 +17,7 @@ import signal
 import threading
 
 from aioworker.config import Config, GroupSettings
+from aioworker.config.envfile import read_env_file
 
 __all__ = [
     "BOOT_ERROR",
@@ -77,9 +78,12 @@ def resolve_ids(user: str, group: str) -> tuple[int, int, str] | None:
 def become_worker(config: Config, group: GroupSettings, slot: int) -> tuple[int, int, str] | None:
     """Take a worker's identity: its environment, then its group's user and group (the worker
     and the import check both call this, so an import does the same in either). Returns the
-    (uid, gid, name) switched to; KeyError names an unknown user or group."""
+    (uid, gid, name) switched to; KeyError names an unknown user or group, ValueError a bad
+    env_file."""
     os.environ["AIOWORKER_GROUP"] = group.name
     os.environ["AIOWORKER_WORKER"] = str(slot)
+    if group.env_file:  # as root still: the file may be readable by root alone
+        os.environ.update(read_env_file(config.resolve(group.env_file)))
     os.environ.update(dict(group.env))
     ids = resolve_ids(group.user or config.server.user, group.group or config.server.group)
     if ids is not None:

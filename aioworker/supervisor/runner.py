@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -75,6 +76,7 @@ def run(
             return 1
         notify_fd = _daemonize(config)
     logs.setup(config.server.log_level)
+    _warn_open_secrets(config)
     if pid_path is not None:
         try:
             write_pid(pid_path, os.getpid())
@@ -166,6 +168,25 @@ def remove_pid(path: Path, pid: int) -> None:
     with contextlib.suppress(OSError):  # gone, or its directory read-only by now
         if read_pid(path) == pid:
             path.unlink()
+
+
+def _warn_open_secrets(config: Config) -> None:
+    """Say so when config.toml holds `env` values (often secrets) and every user can read it."""
+    holders = [g.name for g in config.groups if g.env]
+    if config.path is None or not holders:
+        return
+    try:
+        mode = stat.S_IMODE(os.stat(config.path).st_mode)
+    except OSError:
+        return
+    if mode & 0o004:
+        log.warning(
+            "%s holds env values (groups %s) and every user can read it (mode %o): "
+            "chmod 640 it, or move secrets to an env_file of mode 600",
+            config.path,
+            ",".join(holders),
+            mode,
+        )
 
 
 def _unsafe_files(config: Config) -> str:
