@@ -39,8 +39,13 @@ def setup(level: str = "info") -> None:
 def redirect_to_file(path: str) -> None:
     """Point stdout and stderr at `path` (appending), so tracebacks land there too."""
     global _log_file
+    _dup_to_std(path)  # raises OSError before anything changed
     _log_file = path
-    _dup_to_std(path)
+
+
+def in_file() -> str:
+    """The log file stdout and stderr are written to, or "" (a terminal or pipe)."""
+    return _log_file
 
 
 def reopen() -> bool:

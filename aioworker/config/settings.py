@@ -210,7 +210,7 @@ class ServerSettings:
         restart=True,
     )
     log_level: str = _f("info", "lowest level of the messages logged", choices=LOG_LEVELS)
-    log_file: str = _f("", "log file; used in daemon mode (-d), stderr otherwise", restart=True)
+    log_file: str = _f("", "log file; used in daemon mode (-d), stderr otherwise")
     user: str = _f("", "default user the workers run as when started as root", restart=True)
     group: str = _f("", "default group the workers run as when started as root", restart=True)
     # A reload restarts the file watcher on the new paths (unless `start --watch` set them).

@@ -38,3 +38,25 @@ def test_every_worker_line_after_usr1_is_in_the_new_file() -> None:
         assert "cannot reopen" not in new
         # Still root's file: the workers' user never had to be able to open it.
         assert (os.stat(log).st_uid, os.stat(log).st_mode & 0o777) == (0, 0o640)
+
+
+def test_reload_moves_the_log_to_a_new_log_file_or_says_why_not() -> None:
+    directory = make_dir()
+    config = directory / "config.toml"
+    text = config_text(group_table("web", 1), server='log_file = "a.log"\n')
+    config.write_text(text)
+    first, second = directory / "a.log", directory / "b.log"
+    with daemon(directory) as d:
+        # A directory that does not exist: the running file is kept, the key named.
+        config.write_text(text.replace('"a.log"', '"missing/b.log"'))
+        os.kill(d.pid, signal.SIGHUP)
+        d.barrier()
+        assert "reload: server.log_file: cannot open" in first.read_text()
+        config.write_text(text.replace('"a.log"', '"b.log"'))
+        os.kill(d.pid, signal.SIGHUP)
+        d.barrier()
+        os.kill(d.pid, signal.SIGTTIN)
+        wait_until(lambda: "ready group=web slot=1" in second.read_text(), 20, "a worker in b.log")
+    assert f"reload: the log continues in {second}" in first.read_text()
+    assert "ready group=web slot=1" not in first.read_text()
+    assert "restart the master" not in first.read_text() + second.read_text()
