@@ -10,8 +10,8 @@ them, and `aioworker.config.changes` compares two configs with them.
 Which keys need a restart follows what `aioworker.supervisor.reloading` can apply: a reload
 replaces each group's workers with new ones forked from the running master, so whatever a new
 worker reads (app, limits, env, timeouts, count) applies; what the master set up once at start
-(listeners, pid file, control socket, log file, privileges, apps imported before forking with
-preload) does not. The master itself re-applies `log_level`, `watch` and `[metrics] listen`.
+(listeners, pid file, control socket, privileges, apps imported before forking with preload)
+does not. The master itself re-applies `log_level`, `log_file`, `watch` and `[metrics] listen`.
 """
 
 from __future__ import annotations

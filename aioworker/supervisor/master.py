@@ -233,7 +233,9 @@ class Master(Children, Reloading, SignalHandling, Steering):
         self.close_in_workers(start_lifeline())
         self.log_relay = logs.start_relay()
         if self.log_relay is not None:
-            self.add_reader(self.log_relay.read_fd, self.log_relay.pump)
+            # Drained once a turn (at least 20 times a second), not on every line: woken per
+            # line, the master spent ~70 us of CPU per access-log line (10 s of wrk).
+            self.close_in_workers(self.log_relay.read_fd)
         if self.config.server.control_socket:
             try:
                 self.control = ControlServer(self.config.control_path, commands(self))
@@ -278,6 +280,8 @@ class Master(Children, Reloading, SignalHandling, Steering):
             except Exception:  # a reader (control, metrics, a worker's pipe) hit a fault
                 log.exception("handling a readable descriptor failed; the master goes on")
         self._dispatch_signals()
+        if self.log_relay is not None:
+            self.log_relay.pump()
         self._reap()
         now = time.monotonic()
         for slot_key, state in list(self.slots.items()):
