@@ -4,7 +4,9 @@ control socket directories are missing, read-only or full. It must stay up and s
 from __future__ import annotations
 
 import os
+import resource
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.helpers.daemon import Daemon, alive, children, daemon
@@ -15,6 +17,10 @@ from tests.helpers.wait import wait_until
 
 def _port(log: Path) -> int:
     return int(log.read_text().split("listening group=web url=http://127.0.0.1:")[1].split()[0])
+
+
+def _logged(log: Path, line: str) -> Callable[[], bool]:
+    return lambda: line in log.read_text()
 
 
 def _count(d: Daemon, group: str, n: int) -> None:
@@ -92,3 +98,35 @@ def test_master_survives_signals_and_commands_with_broken_directories() -> None:
             os.kill(d.pid, signal.SIGTERM)
             wait_until(lambda: not alive(d.pid), 30, "the master's exit")
             wait_until(lambda: not any(alive(p) for p in workers), 30, "the workers' exit")
+
+
+def test_master_survives_running_out_of_descriptors() -> None:
+    root = make_dir()
+    (root / "config.toml").write_text(
+        config_text(group_table("web", 2), server='log_file = "aw.log"\n')
+    )
+    log = root / "aw.log"
+    with daemon(root) as d:
+        port = _port(log)
+        with Load(("127.0.0.1", port)) as load:
+            limits = resource.prlimit(d.pid, resource.RLIMIT_NOFILE)
+            # The limit bounds descriptor numbers: at the lowest free one, no open succeeds.
+            in_use = {int(fd) for fd in os.listdir(f"/proc/{d.pid}/fd")}
+            lowest = min(set(range(len(in_use) + 1)) - in_use)
+            resource.prlimit(d.pid, resource.RLIMIT_NOFILE, (lowest, limits[1]))
+            try:
+                for sig, line in (
+                    (signal.SIGUSR1, "cannot reopen the log file: [Errno 24]"),
+                    (signal.SIGHUP, "reload aborted, the running configuration is kept"),
+                    (signal.SIGTTIN, "cannot start a worker group=web slot=2"),
+                ):
+                    os.kill(d.pid, sig)
+                    wait_until(_logged(log, line), 20, line)
+            finally:
+                resource.prlimit(d.pid, resource.RLIMIT_NOFILE, limits)
+            # Descriptors again: the slot that could not start is retried and comes up.
+            _count(d, "web", 3)
+            served = load.ok
+            wait_until(lambda: load.ok > served + 20, 20, "requests after the fault")
+        assert load.failures == []
+        assert alive(d.pid)
