@@ -352,8 +352,8 @@ class Master(Children, Reloading, SignalHandling, Steering):
         spec.handover = theirs
         self._call_hooks("before_spawn", self, spec)
         for stream in (sys.stdout, sys.stderr):
-            # A full disk fails the flush: the child must not inherit the unwritten buffer
-            # (it would write it again), and the master must not die of it.
+            # A full disk fails the flush; the master must not die of it (at worst the
+            # child writes the unflushed lines a second time).
             with contextlib.suppress(OSError, ValueError):
                 stream.flush()
         try:
