@@ -24,26 +24,22 @@ def _logged(log: Path, line: str) -> Callable[[], bool]:
 
 
 def _count(d: Daemon, group: str, n: int) -> None:
-    try:
-        wait_until(lambda: d.settled(group, n), 20, f"{n} ready workers in {group}")
-    except AssertionError:
-        print(d.command("status"))
-        raise
+    wait_until(lambda: d.settled(group, n), 20, f"{n} ready workers in {group}")
 
 
 def test_master_survives_signals_and_commands_with_broken_directories() -> None:
     root = make_dir()
-    with tmpfs(root / "logs") as logs, tmpfs(root / "run") as run:
+    with tmpfs(root / "logs") as logs, tmpfs(root / "run") as run, tmpfs(root / "ctl") as ctl:
         (logs / "d").mkdir()
         (run / "p").mkdir()
-        (root / "ctl").mkdir()
         server = (
             'log_file = "logs/d/aw.log"\npid_file = "run/p/aw.pid"\n'
-            'control_socket = "ctl/aw.sock"\n'
+            'control_socket = "ctl/c/aw.sock"\n'
         )
         config = config_text(group_table("web", 2) + group_table("spare", 1), server=server)
         (root / "config.toml").write_text(config)
-        with daemon(root, "ctl/aw.sock") as d:
+        (ctl / "c").mkdir()
+        with daemon(root, "ctl/c/aw.sock") as d:
             port = _port(logs / "d" / "aw.log")
             with Load(("127.0.0.1", port)) as load:
                 # 1. The log and pid directories removed (renamed away).
@@ -54,8 +50,8 @@ def test_master_survives_signals_and_commands_with_broken_directories() -> None:
                     d.barrier()
                 (logs / "gone").rename(logs / "d")
                 (run / "gone").rename(run / "p")
-                # 2. Both read-only.
-                with read_only(logs / "d"), read_only(run / "p"):
+                # 2. Log, pid and control socket directories read-only.
+                with read_only(logs / "d"), read_only(run / "p"), read_only(ctl / "c"):
                     os.kill(d.pid, signal.SIGTTIN)
                     _count(d, "web", 3)
                     for sig in (signal.SIGUSR1, signal.SIGHUP):
@@ -63,9 +59,10 @@ def test_master_survives_signals_and_commands_with_broken_directories() -> None:
                         d.barrier()
                     os.kill(d.pid, signal.SIGTTOU)
                     _count(d, "web", 2)
-                # 3. Full: every write to the log fails with ENOSPC.
+                # 3. All three filesystems full: every write to the log fails with ENOSPC.
                 fill(logs)
                 fill(run)
+                fill(ctl)
                 for sig in (signal.SIGUSR1, signal.SIGHUP, signal.SIGTTIN):
                     os.kill(d.pid, sig)
                     d.barrier()
@@ -80,13 +77,13 @@ def test_master_survives_signals_and_commands_with_broken_directories() -> None:
                     d.command(command, **args)
                 _count(d, "spare", 1)
                 # 4. The control socket's directory gone: signals still work.
-                (root / "ctl").rename(root / "ctl.gone")
+                (ctl / "c").rename(ctl / "gone")
                 before = len(children(d.pid))
                 os.kill(d.pid, signal.SIGTTOU)
                 wait_until(lambda: len(children(d.pid)) == before - 1, 20, "one worker fewer")
                 os.kill(d.pid, signal.SIGUSR1)
                 os.kill(d.pid, signal.SIGHUP)
-                (root / "ctl.gone").rename(root / "ctl")
+                (ctl / "gone").rename(ctl / "c")
                 d.barrier()
                 _count(d, "web", 2)
                 served = load.ok
