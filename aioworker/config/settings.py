@@ -213,6 +213,9 @@ class ServerSettings:
     log_file: str = _f("", "log file; used in daemon mode (-d), stderr otherwise")
     user: str = _f("", "default user the workers run as when started as root", restart=True)
     group: str = _f("", "default group the workers run as when started as root", restart=True)
+    env_file: str = _f(
+        "", "env_file of every group, read before the group's own (which wins, as env does)"
+    )
     # A reload restarts the file watcher on the new paths (unless `start --watch` set them).
     watch: tuple[str, ...] = _f((), "paths whose .py files trigger a rolling reload on change")
     # HttpSettings is frozen, so one shared default instance is safe.

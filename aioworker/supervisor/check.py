@@ -64,8 +64,8 @@ def check_apps_isolated(config: Config) -> list[str]:
     problems = check_ids(config)
     if problems:
         return problems
-    for group in config.groups:
-        problems += _in_child(config, group)
+    for group in config.groups:  # (a bad server.env_file is named once, not per group)
+        problems += [p for p in _in_child(config, group) if p not in problems]
     return problems
 
 
@@ -81,7 +81,7 @@ def _in_child(config: Config, group: GroupSettings) -> list[str]:
             try:
                 become_worker(config, group, 0)
             except ValueError as exc:
-                found = [f"{config.path or '<config>'}: groups.{group.name}.env_file: {exc}"]
+                found = [f"{config.path or '<config>'}: {exc}"]
             except (KeyError, OSError) as exc:
                 where = config.path or "<config>"
                 found = [f"{where}: groups.{group.name}.user: cannot switch to it: {exc}"]

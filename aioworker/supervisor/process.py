@@ -79,11 +79,18 @@ def become_worker(config: Config, group: GroupSettings, slot: int) -> tuple[int,
     """Take a worker's identity: its environment, then its group's user and group (the worker
     and the import check both call this, so an import does the same in either). Returns the
     (uid, gid, name) switched to; KeyError names an unknown user or group, ValueError a bad
-    env_file."""
+    env_file (`server.env_file: problem` or `groups.NAME.env_file: problem`)."""
     os.environ["AIOWORKER_GROUP"] = group.name
     os.environ["AIOWORKER_WORKER"] = str(slot)
-    if group.env_file:  # as root still: the file may be readable by root alone
-        os.environ.update(read_env_file(config.resolve(group.env_file)))
+    for key, name in (
+        ("server.env_file", config.server.env_file),
+        (f"groups.{group.name}.env_file", group.env_file),
+    ):
+        if name:  # as root still: the file may be readable by root alone
+            try:
+                os.environ.update(read_env_file(config.resolve(name)))
+            except ValueError as exc:
+                raise ValueError(f"{key}: {exc}") from None
     os.environ.update(dict(group.env))
     ids = resolve_ids(group.user or config.server.user, group.group or config.server.group)
     if ids is not None:

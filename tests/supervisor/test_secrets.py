@@ -14,22 +14,32 @@ from tests.helpers.master import config_text, get, group_table, make_dir, runnin
 
 def test_env_file_reaches_workers_that_cannot_read_it() -> None:
     directory = make_dir(world_readable=True)
-    secrets = directory / "web.env"
-    secrets.write_text(
-        '# the database\nexport DATABASE_URL="postgres://u:pw@db/app"\nGREETING=file\n'
-    )
-    secrets.chmod(0o600)
+    for name, text in (
+        ("server.env", "GREETING=server\n"),
+        (
+            "web.env",
+            '# the database\nexport DATABASE_URL="postgres://u:pw@db/app"\nGREETING=file\n',
+        ),
+    ):
+        (directory / name).write_text(text)
+        (directory / name).chmod(0o600)
     with unix_user() as user:
-        keys = {"user": f'"{user.pw_name}"', "env_file": '"web.env"'}
-        tables = group_table("web", 1, **keys) + group_table(
-            "task", 1, **keys, env='{ GREETING = "table" }'
+        keys = {"user": f'"{user.pw_name}"'}
+        tables = (
+            group_table("web", 1, **keys, env_file='"web.env"')
+            + group_table("task", 1, **keys, env_file='"web.env"', env='{ GREETING = "table" }')
+            + group_table("spare", 1, **keys)
         )
-        with running_master(config_text(tables), directory) as master:
-            web = json.loads(get(master.url("web"), "/info")[1])
-            task = json.loads(get(master.url("task"), "/info")[1])
-        assert web["uid"] == task["uid"] == user.pw_uid
-        assert web["env"] == "file"
-        assert task["env"] == "table"  # `env` wins over the file
+        config = config_text(tables, server='env_file = "server.env"\n')
+        with running_master(config, directory) as master:
+            seen = {g: json.loads(get(master.url(g), "/info")[1]) for g in ("web", "task", "spare")}
+        assert {info["uid"] for info in seen.values()} == {user.pw_uid}
+        # [server] env_file, then the group's, then env: each later one wins.
+        assert {g: info["env"] for g, info in seen.items()} == {
+            "web": "file",
+            "task": "table",
+            "spare": "server",
+        }
 
 
 @pytest.mark.parametrize(
@@ -55,6 +65,22 @@ def test_start_refuses_an_env_file(mode: int | None, text: str, problem: str) ->
     assert result.returncode == 2
     assert f"{directory / 'config.toml'}: groups.web.env_file: " in result.stderr
     assert problem in result.stderr
+
+
+def test_start_names_a_bad_server_env_file_once() -> None:
+    directory = make_dir()
+    (directory / "all.env").write_text("A=1\n")
+    (directory / "all.env").chmod(0o644)
+    config = config_text(
+        group_table("web", 1) + group_table("task", 1), server='env_file = "all.env"\n'
+    )
+    (directory / "config.toml").write_text(config)
+    result = cli("start", "-d", cwd=directory)
+    if result.returncode == 0:
+        cli("stop", "--fast", cwd=directory)
+    assert result.returncode == 2
+    assert result.stderr.count("server.env_file: ") == 1
+    assert "is open to other users (mode 644)" in result.stderr
 
 
 @pytest.mark.parametrize(("mode", "warned"), [(0o644, True), (0o640, False)])
