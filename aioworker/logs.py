@@ -117,18 +117,19 @@ class Relay:
                 return
             if not data:
                 return
-            try:
-                if self.lost:
-                    note = f"[relay] {self.lost} bytes of worker output lost: log not writable\n"
-                    os.write(2, note.encode())
+            if self.lost:
+                note = f"[relay] {self.lost} bytes of worker output lost: log not writable\n"
+                if _write_all(note.encode()) is None:
                     self.lost = 0
-                os.write(2, data)
-            except OSError as exc:
-                if not self.lost:
-                    logging.getLogger("aioworker.master").error(
-                        "cannot write the workers' output to the log: %s; dropping it", exc
-                    )
+            if self.lost:
                 self.lost += len(data)
+                continue
+            error = _write_all(data)
+            if error is not None:
+                logging.getLogger("aioworker.master").error(
+                    "cannot write the workers' output to the log: %s; dropping it", error
+                )
+                self.lost = len(data)
 
     def in_worker(self) -> None:
         """In a freshly forked worker: stdout and stderr go to the master from now on (the
@@ -148,6 +149,17 @@ class Relay:
         for fd in (self.read_fd, self.write_fd):
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+def _write_all(data: bytes) -> OSError | None:
+    """Write `data` to stderr whole (a write to a file may be partial once the disk fills)."""
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(2, view) :]
+    except OSError as exc:
+        return exc
+    return None
 
 
 _relay: Relay | None = None

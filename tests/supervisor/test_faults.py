@@ -86,6 +86,10 @@ def test_master_survives_signals_and_commands_with_broken_directories() -> None:
                 (ctl / "gone").rename(ctl / "c")
                 d.barrier()
                 _count(d, "web", 2)
+                # Space again: the workers' output lost meanwhile is counted in the log.
+                (logs / "filler").unlink()
+                os.kill(d.pid, signal.SIGHUP)  # new workers: their import lines
+                wait_until(_logged(logs / "d" / "aw.log", "bytes of worker output lost"), 20)
                 served = load.ok
                 wait_until(lambda: load.ok > served + 20, 20, "requests after the faults")
             assert load.failures == []
