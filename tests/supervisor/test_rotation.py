@@ -8,7 +8,7 @@ import signal
 
 from tests.helpers.daemon import alive, children, daemon
 from tests.helpers.faults import unix_user
-from tests.helpers.master import config_text, get, group_table, make_dir
+from tests.helpers.master import config_text, get, group_table, make_dir, running_master
 from tests.helpers.wait import wait_until
 
 
@@ -60,3 +60,24 @@ def test_reload_moves_the_log_to_a_new_log_file_or_says_why_not() -> None:
     assert f"reload: the log continues in {second}" in first.read_text()
     assert "ready group=web slot=1" not in first.read_text()
     assert "restart the master" not in first.read_text() + second.read_text()
+
+
+def test_reload_applies_the_log_level_and_names_what_needs_a_restart() -> None:
+    directory = make_dir()
+    text = config_text(group_table("web", 1))
+    with running_master(text, directory) as master:
+        config = directory / "config.toml"
+        config.write_text(
+            text.replace("[server]\n", '[server]\nlog_level = "warning"\nuser = "nobody"\n')
+        )
+        since = master.mark()
+        master.signal(signal.SIGHUP)
+        master.wait_for(r"WARNING aioworker.master: reload: server.user changed: restart", since)
+        master.signal(signal.SIGTTIN)  # its INFO line must not appear
+        config.write_text(text)
+        master.signal(signal.SIGHUP)
+        master.wait_for(r"INFO aioworker.master: reloading group=web generation=2", since)
+        assert not master.all_matches(r"count group=web now 2", since)
+        assert not master.all_matches(
+            r"INFO aioworker.master: reloading group=web generation=1", since
+        )
