@@ -1,4 +1,5 @@
-"""Log rotation after the workers dropped privileges: the master alone writes the log file."""
+"""The log file: rotation after the workers dropped privileges (the master alone writes it), and
+what a reload changes in logging (log_file, log_level)."""
 
 from __future__ import annotations
 
