@@ -69,7 +69,12 @@ class Config:
         return self.path.parent if self.path is not None else Path.cwd()
 
     def resolve(self, relative: str) -> Path:
-        return (self.base_dir / relative).resolve() if relative else Path()
+        """`relative` from `base_dir`, its directory's links resolved, never its last part:
+        a file planted as a link must be refused, not followed."""
+        if not relative:
+            return Path()
+        path = Path(os.path.abspath(self.base_dir / relative))
+        return path.parent.resolve() / path.name if path.name else path
 
     @property
     def pid_path(self) -> Path:

@@ -10,8 +10,8 @@ them, and `aioworker.config.changes` compares two configs with them.
 Which keys need a restart follows what `aioworker.supervisor.reloading` can apply: a reload
 replaces each group's workers with new ones forked from the running master, so whatever a new
 worker reads (app, limits, env, timeouts, count) applies; what the master set up once at start
-(listeners, pid file, control socket, log file, privileges, apps imported before forking with
-preload) does not. The master itself re-applies `log_level`, `watch` and `[metrics] listen`.
+(listeners, pid file, control socket, privileges, apps imported before forking with preload)
+does not. The master itself re-applies `log_level`, `log_file`, `watch` and `[metrics] listen`.
 """
 
 from __future__ import annotations
@@ -228,9 +228,12 @@ class ServerSettings:
         restart=True,
     )
     log_level: str = _f("info", "lowest level of the messages logged", choices=LOG_LEVELS)
-    log_file: str = _f("", "log file; used in daemon mode (-d), stderr otherwise", restart=True)
+    log_file: str = _f("", "log file; used in daemon mode (-d), stderr otherwise")
     user: str = _f("", "default user the workers run as when started as root", restart=True)
     group: str = _f("", "default group the workers run as when started as root", restart=True)
+    env_file: str = _f(
+        "", "env_file of every group, read before the group's own (which wins, as env does)"
+    )
     # A reload restarts the file watcher on the new paths (unless `start --watch` set them).
     watch: tuple[str, ...] = _f((), "paths whose .py files trigger a rolling reload on change")
     # HttpSettings is frozen, so one shared default instance is safe.
@@ -276,6 +279,11 @@ class GroupSettings:
     reloadable: bool = _f(True, "whether reload replaces this group's workers")
     preload: bool = _f(False, "import the app in the master before forking", restart=True)
     env: tuple[tuple[str, str], ...] = _f((), "environment variables set in each worker")
+    env_file: str = _f(
+        "",
+        "file of KEY=VALUE lines added to env (env wins), read as root before the privilege "
+        "drop; refused if others can read or write it",
+    )
     timeout: float = _f(
         30.0, "seconds the event loop may stay blocked before kill", minimum=0, zero="off"
     )

@@ -5,22 +5,27 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Sequence
 
-from aioworker.config import Config
+from aioworker.config import Config, GroupSettings
 from aioworker.importer import describe_error, import_from_string
-from aioworker.supervisor.process import resolve_ids
+from aioworker.supervisor.process import become_worker, resolve_ids
 
 __all__ = ["check_apps", "check_apps_isolated", "check_ids", "summary"]
 
 
 def check_apps(config: Config) -> list[str]:
     """Import every group's app in this process; one `file: table.key: problem` per failure."""
+    return _import_problems(config, config.groups) + check_ids(config)
+
+
+def _import_problems(config: Config, groups: Sequence[GroupSettings]) -> list[str]:
     where = str(config.path) if config.path is not None else "<config>"
     base = str(config.base_dir)
     if base not in sys.path:
         sys.path.insert(0, base)
     problems = []
-    for group in config.groups:
+    for group in groups:
         key = "main" if group.main else "app"
         target = group.main or group.app
         try:
@@ -33,7 +38,7 @@ def check_apps(config: Config) -> list[str]:
             continue
         if not callable(obj):
             problems.append(f"{where}: groups.{group.name}.{key}: {target} is not callable")
-    return problems + check_ids(config)
+    return problems
 
 
 def check_ids(config: Config) -> list[str]:
@@ -52,8 +57,19 @@ def check_ids(config: Config) -> list[str]:
 
 
 def check_apps_isolated(config: Config) -> list[str]:
-    """`check_apps` in a forked child, so the master never imports app code itself (reload
-    must import it afresh in each new worker)."""
+    """`check_apps` in a forked child per group, which becomes that group's worker first (its
+    environment, user and group), so the import does exactly what a worker's will: a file it
+    creates belongs to the worker's user, not to root. The master itself never imports app
+    code (reload must import it afresh in each new worker)."""
+    problems = check_ids(config)
+    if problems:
+        return problems
+    for group in config.groups:  # (a bad server.env_file is named once, not per group)
+        problems += [p for p in _in_child(config, group) if p not in problems]
+    return problems
+
+
+def _in_child(config: Config, group: GroupSettings) -> list[str]:
     read_fd, write_fd = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -62,7 +78,16 @@ def check_apps_isolated(config: Config) -> list[str]:
         os.close(read_fd)
         code = 0
         try:
-            os.write(write_fd, json.dumps(check_apps(config)).encode())
+            try:
+                become_worker(config, group, 0)
+            except ValueError as exc:
+                found = [f"{config.path or '<config>'}: {exc}"]
+            except (KeyError, OSError) as exc:
+                where = config.path or "<config>"
+                found = [f"{where}: groups.{group.name}.user: cannot switch to it: {exc}"]
+            else:
+                found = _import_problems(config, [group])
+            os.write(write_fd, json.dumps(found).encode())
         except BaseException:
             code = 1
         os._exit(code)
@@ -75,7 +100,7 @@ def check_apps_isolated(config: Config) -> list[str]:
     try:
         problems: list[str] = json.loads(b"".join(chunks) or b"[]")
     except ValueError:
-        problems = ["importing the apps crashed the checking process"]
+        problems = [f"importing group {group.name}'s app crashed the checking process"]
     return problems
 
 

@@ -103,7 +103,7 @@ class ControlServer(OneShotService):
 
     def _remove_stale(self) -> None:
         try:
-            mode = os.stat(self.path).st_mode
+            mode = os.lstat(self.path).st_mode  # a link is "not a socket": left alone
         except FileNotFoundError:
             return
         if not stat.S_ISSOCK(mode):

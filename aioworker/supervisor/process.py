@@ -8,13 +8,27 @@ importing each other.
 
 from __future__ import annotations
 
+import ctypes
 import grp
 import logging
 import os
 import pwd
 import signal
+import threading
 
-__all__ = ["BOOT_ERROR", "describe_exit", "drop_privileges", "resolve_ids", "set_title"]
+from aioworker.config import Config, GroupSettings
+from aioworker.config.envfile import read_env_file
+
+__all__ = [
+    "BOOT_ERROR",
+    "become_worker",
+    "describe_exit",
+    "die_with_master",
+    "drop_privileges",
+    "resolve_ids",
+    "set_title",
+    "start_lifeline",
+]
 
 log = logging.getLogger("aioworker.worker")
 
@@ -61,6 +75,29 @@ def resolve_ids(user: str, group: str) -> tuple[int, int, str] | None:
     return uid, gid, name
 
 
+def become_worker(config: Config, group: GroupSettings, slot: int) -> tuple[int, int, str] | None:
+    """Take a worker's identity: its environment, then its group's user and group (the worker
+    and the import check both call this, so an import does the same in either). Returns the
+    (uid, gid, name) switched to; KeyError names an unknown user or group, ValueError a bad
+    env_file (`server.env_file: problem` or `groups.NAME.env_file: problem`)."""
+    os.environ["AIOWORKER_GROUP"] = group.name
+    os.environ["AIOWORKER_WORKER"] = str(slot)
+    for key, name in (
+        ("server.env_file", config.server.env_file),
+        (f"groups.{group.name}.env_file", group.env_file),
+    ):
+        if name:  # as root still: the file may be readable by root alone
+            try:
+                os.environ.update(read_env_file(config.resolve(name)))
+            except ValueError as exc:
+                raise ValueError(f"{key}: {exc}") from None
+    os.environ.update(dict(group.env))
+    ids = resolve_ids(group.user or config.server.user, group.group or config.server.group)
+    if ids is not None:
+        drop_privileges(*ids)
+    return ids
+
+
 def drop_privileges(uid: int, gid: int, name: str) -> None:
     """Switch to uid/gid with the user's supplementary groups (root only; else a no-op)."""
     if os.getuid() != 0:
@@ -85,3 +122,55 @@ def set_title(title: str) -> None:
     except ImportError:
         return
     setproctitle.setproctitle(title)
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+# The read end of the master's lifeline pipe; the master alone holds the write end, so the
+# read end sees EOF the moment the master dies, however it dies (kill -9 included).
+_lifeline = -1
+
+
+def start_lifeline() -> int:
+    """In the master, before forking workers: the pipe `die_with_master` watches in each worker.
+    Returns the write end, which the master keeps and every worker must close."""
+    global _lifeline
+    _lifeline, write_fd = os.pipe()
+    return write_fd
+
+
+def die_with_master(master: int, grace: float) -> None:
+    """In a worker: end when the master `master` dies, even while the app blocks the loop.
+
+    The kernel sends SIGTERM when the parent dies (PR_SET_PDEATHSIG; cleared by a change of
+    credentials, so call this again after dropping privileges); a master that died before
+    that is caught by the parent pid check. SIGTERM drains gracefully only if the event loop
+    runs: a thread blocked on the lifeline pipe (no polling, no GIL held) wakes at the
+    master's death and, `grace` seconds later, sends SIGKILL, which no Python code can delay.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):  # no prctl: the lifeline alone does it
+        pass
+    if os.getppid() != master:  # the master died before the kernel watched it for us
+        os.kill(os.getpid(), signal.SIGTERM)
+    if _lifeline >= 0 and not any(t.name == "aioworker-lifeline" for t in threading.enumerate()):
+        threading.Thread(
+            target=_watch_lifeline,
+            args=(_lifeline, master, grace),
+            name="aioworker-lifeline",
+            daemon=True,
+        ).start()
+
+
+def _watch_lifeline(fd: int, master: int, grace: float) -> None:
+    try:
+        while os.read(fd, 1):
+            pass
+    except OSError:
+        pass
+    log.warning("the master (pid %d) is gone; stopping (killed in %.1fs if not)", master, grace)
+    os.kill(os.getpid(), signal.SIGTERM)
+    threading.Event().wait(grace)
+    os.kill(os.getpid(), signal.SIGKILL)

@@ -6,7 +6,7 @@ no longer has) keep their running value and are named in the log, key by key. `b
 the reload of groups by raising their generation; the plan then replaces each group's workers
 one slot at a time (new worker ready first, then the old one drains). Both are plain
 functions of plain data; `Reloading`, a mixin of Master, carries them out (and re-applies the
-log level, `[metrics]` through the hooks, and `watch`).
+log level and log file, `[metrics]` through the hooks, and `watch`).
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from aioworker import logs
 from aioworker.config import Config, ConfigError, GroupSettings, keep_running, load
 from aioworker.supervisor import plan as planner
+from aioworker.supervisor.paths import unsafe_location
 from aioworker.supervisor.records import Group, Worker
 from aioworker.supervisor.watch import PollingWatcher, ThreadWatcher, make_watcher
 
@@ -82,6 +84,30 @@ def bump(groups: Mapping[str, Group], names: Sequence[str] | None) -> Bumped:
             group.reloading = True
             reloaded.append(name)
     return Bumped(tuple(reloaded), tuple(skipped), tuple(unknown))
+
+
+def _switch_log_file(old: Config, new: Config) -> Config:
+    """Write the log to `new`'s log_file from now on; if that cannot be done, say why and keep
+    the running file (and its key in the returned config, so the next reload tries again)."""
+    running = logs.in_file()
+    if not running:
+        log.info("reload: server.log_file is used in daemon mode (-d) only")
+        return new
+    path = new.resolve(new.server.log_file) if new.server.log_file else None
+    problem = unsafe_location(path) if path is not None else "empty: the log would be lost"
+    if path is not None and not problem:
+        log.info("reload: the log continues in %s", path)
+        try:
+            logs.redirect_to_file(str(path))
+        except OSError as exc:
+            problem = f"cannot open {path}: {exc.strerror}"
+        else:
+            log.info("reload: logging to %s (before: %s)", path, running)
+            return new
+    log.error("reload: server.log_file: %s; still logging to %s", problem, running)
+    return dataclasses.replace(
+        new, server=dataclasses.replace(new.server, log_file=old.server.log_file)
+    )
 
 
 class Reloading:
@@ -160,6 +186,8 @@ class Reloading:
             log.warning("reload: %s", note)
         self.reload_notes = notes
         old, new = self.config, reconciled.config
+        if new.server.log_file != old.server.log_file:
+            new = _switch_log_file(old, new)
         if new.server.log_level != old.server.log_level:
             logging.getLogger().setLevel(new.server.log_level.upper())
             logging.getLogger("aioworker").setLevel(new.server.log_level.upper())

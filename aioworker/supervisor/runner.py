@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import stat
 import sys
+import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -14,6 +16,7 @@ from aioworker import logs
 from aioworker.config import Config, load, validate
 from aioworker.supervisor.hooks import Hook
 from aioworker.supervisor.master import Master
+from aioworker.supervisor.paths import unsafe_location
 from aioworker.supervisor.process import set_title
 
 __all__ = [
@@ -50,6 +53,10 @@ def run(
         validate(config)  # a Config built in code gets the checks a file gets
     else:
         config = load(config)
+    problem = _unsafe_files(config)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 1
     pid_path = config.pid_path if config.server.pid_file else None
     if pid_path is not None:
         try:
@@ -69,6 +76,7 @@ def run(
             return 1
         notify_fd = _daemonize(config)
     logs.setup(config.server.log_level)
+    _warn_open_secrets(config)
     if pid_path is not None:
         try:
             write_pid(pid_path, os.getpid())
@@ -140,16 +148,57 @@ def write_pid(path: Path, pid: int) -> None:
     global _master_pid
     _master_pid = pid
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{pid}.tmp")
-    tmp.write_text(f"{pid}\n")
-    os.replace(tmp, path)
+    # mkstemp: a new file (O_EXCL, O_NOFOLLOW) under a name no one can guess beforehand.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.write(fd, f"{pid}\n".encode())
+        os.fchmod(fd, 0o644)
+        os.close(fd)
+        os.replace(tmp, path)  # replaces a link itself, never what it points to
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def remove_pid(path: Path, pid: int) -> None:
     """Remove the pid file if it still names `pid` (a new master may own it by now)."""
-    if read_pid(path) == pid:
-        with contextlib.suppress(FileNotFoundError):
+    with contextlib.suppress(OSError):  # gone, or its directory read-only by now
+        if read_pid(path) == pid:
             path.unlink()
+
+
+def _warn_open_secrets(config: Config) -> None:
+    """Say so when config.toml holds `env` values (often secrets) and every user can read it."""
+    holders = [g.name for g in config.groups if g.env]
+    if config.path is None or not holders:
+        return
+    try:
+        mode = stat.S_IMODE(os.stat(config.path).st_mode)
+    except OSError:
+        return
+    if mode & 0o004:
+        log.warning(
+            "%s holds env values (groups %s) and every user can read it (mode %o): "
+            "chmod 640 it, or move secrets to an env_file of mode 600",
+            config.path,
+            ",".join(holders),
+            mode,
+        )
+
+
+def _unsafe_files(config: Config) -> str:
+    """The first file the master would create where another user could plant a link, as
+    `file: server.key: problem`, or ""."""
+    where = config.path or "<config>"
+    for key in ("pid_file", "log_file", "control_socket"):
+        value = getattr(config.server, key)
+        problem = unsafe_location(config.resolve(value)) if value else ""
+        if problem:
+            return f"{where}: server.{key}: {problem}"
+    return ""
 
 
 def _log_file_problem(config: Config) -> str:
@@ -158,7 +207,7 @@ def _log_file_problem(config: Config) -> str:
         return ""
     path = config.resolve(config.server.log_file)
     try:
-        os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640))
+        os.close(logs.open_log(path))
     except OSError as exc:
         where = config.path or "<config>"
         return f"{where}: server.log_file: cannot open {path}: {exc.strerror}"

@@ -42,7 +42,12 @@ class SignalHandling:
     def _dispatch_signals(self) -> None:
         while self._signals:
             name = signal.Signals(self._signals.popleft()).name[3:].lower()
-            getattr(self, f"handle_{name}")()
+            try:
+                getattr(self, f"handle_{name}")()
+            except Exception:
+                # A fault while handling one signal (a full disk, a removed directory, no
+                # descriptors left) must not take the master and every worker down with it.
+                log.exception("handling SIG%s failed; the master goes on", name.upper())
 
     def _install_signals(self) -> None:
         signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
@@ -78,8 +83,15 @@ class SignalHandling:
         self.reload()
 
     def handle_usr1(self) -> None:
-        reopened = logs.reopen()
-        log.info("log file %s", "reopened" if reopened else "not in use (stderr); nothing to do")
+        try:
+            reopened = logs.reopen()
+        except OSError as exc:
+            # The old file (or its descriptor, if it was removed) stays in use.
+            log.error("cannot reopen the log file: %s; still writing to the old one", exc)
+        else:
+            log.info(
+                "log file %s", "reopened" if reopened else "not in use (stderr); nothing to do"
+            )
         for w in self.workers.values():
             self._signal(w.pid, signal.SIGUSR1)
 

@@ -19,22 +19,30 @@ import traceback
 from collections.abc import Callable
 from typing import Any, NoReturn
 
+from aioworker import logs
 from aioworker.config import GroupSettings, TlsError, tls_context
 from aioworker.importer import describe_error, import_from_string
 from aioworker.supervisor import handover
 from aioworker.supervisor.hooks import WorkerContext, WorkerSpec
-from aioworker.supervisor.process import BOOT_ERROR, drop_privileges, resolve_ids, set_title
+from aioworker.supervisor.process import (
+    BOOT_ERROR,
+    become_worker,
+    die_with_master,
+    set_title,
+)
 
 __all__ = ["build_app", "import_target", "run"]
 
 log = logging.getLogger("aioworker.worker")
 
 
-def run(spec: WorkerSpec) -> NoReturn:
-    """Run the worker to completion and exit the process (never returns into the master's code)."""
+def run(spec: WorkerSpec, master: int) -> NoReturn:
+    """Run the worker to completion and exit the process (never returns into the master's code).
+
+    `master` is the master's pid: a worker whose master dies stops (see `die_with_master`)."""
     code = 1
     try:
-        code = _run(spec)
+        code = _run(spec, master)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     except BaseException:  # the worker must never unwind into the master's stack
@@ -51,25 +59,23 @@ def _notify(fd: int, line: str) -> None:
         os.write(fd, line.replace("\n", " ").encode("utf-8", "replace")[:1000] + b"\n")
 
 
-def _run(spec: WorkerSpec) -> int:
+def _run(spec: WorkerSpec, master: int) -> int:
     _reset_signals()
+    # The engine bounds a drain by graceful_timeout; one second more, then SIGKILL.
+    grace = spec.group.http.graceful_timeout + 1.0
+    die_with_master(master, grace)
+    logs.relay_in_worker()
     for fd in spec.close_fds:
         with contextlib.suppress(OSError):
             os.close(fd)
     group = spec.group
-    os.environ["AIOWORKER_GROUP"] = group.name
-    os.environ["AIOWORKER_WORKER"] = str(spec.slot)
-    os.environ.update(dict(group.env))
     set_title(f"aioworker: worker {group.name}[{spec.slot}]")
     try:
         # The engine and the loop are imported while still root: the interpreter's own files
         # may not be readable by the worker's user (a Python installed under /root).
         _preimport(group)
-        uid_gid = resolve_ids(
-            group.user or spec.config.server.user, group.group or spec.config.server.group
-        )
-        if uid_gid is not None:
-            drop_privileges(*uid_gid)
+        if become_worker(spec.config, group, spec.slot) is not None:
+            die_with_master(master, grace)  # the kernel forgets it on a change of user
         base = str(spec.config.base_dir)
         if base not in sys.path:
             sys.path.insert(0, base)
@@ -175,8 +181,6 @@ async def _serve(spec: WorkerSpec, loop: asyncio.AbstractEventLoop, target: Any)
     loop.add_signal_handler(signal.SIGQUIT, fast_exit)
 
     def reopen() -> None:
-        from aioworker import logs
-
         try:
             logs.reopen()
         except OSError as exc:
@@ -227,7 +231,6 @@ async def _serve(spec: WorkerSpec, loop: asyncio.AbstractEventLoop, target: Any)
     _call_hooks(spec, "worker_started", ctx)
     if group.max_requests:
         _watch_requests(ctx, group.max_requests + random.randint(0, group.max_requests_jitter))
-    _watch_parent(loop, stop)
     notify("ready")
     await stop.wait()
     server.close()
@@ -239,20 +242,6 @@ async def _serve(spec: WorkerSpec, loop: asyncio.AbstractEventLoop, target: Any)
     except asyncio.TimeoutError:
         log.warning("worker %s[%d] did not drain in time", group.name, spec.slot)
     return 0
-
-
-def _watch_parent(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
-    """Drain and exit when the master is gone (re-parented), instead of serving orphaned."""
-    parent = os.getppid()
-
-    def check() -> None:
-        if os.getppid() != parent:
-            log.warning("the master (pid %d) is gone; stopping", parent)
-            stop.set()
-        else:
-            loop.call_later(1.0, check)
-
-    loop.call_later(1.0, check)
 
 
 def _watch_requests(ctx: WorkerContext, limit: int) -> None:
@@ -278,7 +267,6 @@ async def _run_main(
     task = loop.create_task(fn())
     ctx = WorkerContext(spec, loop, None, notify)
     _call_hooks(spec, "worker_started", ctx)
-    _watch_parent(loop, stop)
     notify("ready")
     stopper = loop.create_task(stop.wait())
     await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)

@@ -56,10 +56,10 @@ def web(base: GroupSettings = WEB, **changes: Any) -> Config:
         ),
         pytest.param(
             dataclasses.replace(
-                server(group="www", log_file="x.log"),
+                server(group="www", log_file="x.log", pid_file="x.pid"),
                 groups=(dataclasses.replace(WEB, user="nobody", listen="unix:/tmp/s"), TASK),
             ),
-            ["server.log_file", "server.group", "groups.web.listen", "groups.web.user"],
+            ["server.pid_file", "server.group", "groups.web.listen", "groups.web.user"],
             id="several-in-file-order",
         ),
     ],

@@ -585,12 +585,7 @@ def test_workers_stop_when_the_master_is_killed() -> None:
         pids = [*master.ready_pids("web").values(), *master.ready_pids("task").values()]
         handles = [os.pidfd_open(pid) for pid in pids]
         try:
-            since = master.mark()
             master.proc.kill()
-            for pid in pids:
-                master.wait_for(
-                    rf"\[{pid}\] WARNING .* the master \(pid {master.proc.pid}\) is gone", since
-                )
             for fd in handles:
                 readable, _, _ = select.select([fd], [], [], 10)
                 assert readable == [fd], "a worker outlived its master"
