@@ -1,0 +1,122 @@
+"""Redis away, a full queue, two masters sharing one Redis: queued routes fail fast and cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from tests.helpers.burst import burst, fetch
+from tests.helpers.master import make_dir, running_master, spawn
+from tests.helpers.redis import RedisServer
+from tests.helpers.wait import wait_until
+from tests.queue.configs import queue_config, queue_group, web_group
+
+
+def test_redis_stopped_mid_run_queued_routes_503_at_once_fast_routes_fine(
+    redis: RedisServer,
+) -> None:
+    config = queue_config(redis.url, web_group() + queue_group())
+    with running_master(config) as master:
+        address = master.url("web")
+        assert asyncio.run(fetch(address, "/work?n=1&ms=1")).status == 200
+        mark = master.mark()
+        redis.stop()
+
+        answers = asyncio.run(burst(address, ["/work?n=2&ms=1"]))  # the one that finds out
+        answers += [asyncio.run(fetch(address, f"/work?n={i}&ms=1")) for i in range(20)]
+        assert {a.status for a in answers} == {503}
+        assert all(a.headers.get("retry-after") == "1" for a in answers)
+        slowest = max(a.seconds for a in answers)
+        assert slowest < 0.1, f"a queued route took {slowest:.3f}s to refuse"
+
+        fast = [asyncio.run(fetch(address, "/fast")) for _ in range(20)]
+        assert {(a.status, a.body) for a in fast} == {(200, b"fast")}
+        master.wait_for(r"redis unreachable at redis://", since=mark)
+        # Logged once per process, not per request.
+        assert len(master.all_matches(r"redis unreachable", since=mark)) <= 3
+
+        redis.start()
+        wait_until(lambda: asyncio.run(fetch(address, "/work?n=3&ms=1")).status == 200, 20.0)
+        answer = asyncio.run(fetch(address, "/work?n=4&ms=1"))
+        assert (answer.status, answer.body.split()[:2]) == (200, [b"done", b"4"])
+
+
+def test_full_queue_503_and_what_was_accepted_runs_on_a_second_master(
+    redis: RedisServer,
+) -> None:
+    """Web on one master (it only enqueues), the queue-fed group on another, one Redis."""
+    web = queue_config(
+        redis.url, web_group() + queue_group(queue_max=5, reply_timeout=0.5), consume=False
+    )
+    with running_master(web) as front:
+        address = front.url("web")
+        answers = asyncio.run(burst(address, [f"/work?n={i}&ms=1" for i in range(8)]))
+        statuses = sorted(a.status for a in answers)
+        assert statuses == [202] * 5 + [503] * 3, statuses
+        assert all(a.headers["retry-after"] == "1" for a in answers if a.status == 503)
+        assert all(b"queue is full" in a.body for a in answers if a.status == 503)
+        locations = {i: a.headers["location"] for i, a in enumerate(answers) if a.status == 202}
+
+        # Nothing runs them yet: the Location says pending.
+        pending = asyncio.run(fetch(address, next(iter(locations.values()))))
+        assert pending.status == 202
+
+        directory = make_dir()
+        (directory / "config.toml").write_text(queue_config(redis.url, queue_group()))
+        back = spawn(["start", "-c", "config.toml"], directory)
+        try:
+            back.wait_for(r"started pid=")
+
+            def all_done() -> bool:
+                results = [asyncio.run(fetch(address, path)) for path in locations.values()]
+                return all(r.status == 200 for r in results)
+
+            wait_until(all_done, 20.0)
+            for i, path in locations.items():
+                result = asyncio.run(fetch(address, path))
+                assert result.body.split()[:2] == [b"done", str(i).encode()]
+            # And now a request is answered directly, on its own connection.
+            direct = asyncio.run(fetch(address, "/work?n=99&ms=1"))
+            assert (direct.status, direct.body.split()[:2]) == (200, [b"done", b"99"])
+        finally:
+            back.stop()
+
+
+def test_an_idempotency_key_returns_the_same_job(redis: RedisServer) -> None:
+    config = queue_config(redis.url, web_group() + queue_group())
+    with running_master(config) as master:
+        address = master.url("web")
+
+        async def twice() -> list[str]:
+            key = {"Idempotency-Key": "order-42"}
+            first = await fetch(address, "/work?n=1&ms=1", headers=key)
+            second = await fetch(address, "/work?n=2&ms=1", headers=key)
+            other = await fetch(address, "/work?n=3&ms=1", headers={"Idempotency-Key": "x"})
+            assert (first.status, second.status, other.status) == (200, 200, 200)
+            assert first.body == second.body  # the first job's answer, n=1
+            return [a.headers["x-job-id"] for a in (first, second, other)]
+
+        first, second, other = asyncio.run(twice())
+        assert first == second != other
+
+
+def test_a_client_that_leaves_does_not_stop_its_job(redis: RedisServer) -> None:
+    config = queue_config(redis.url, web_group() + queue_group(count=1))
+    with running_master(config) as master:
+        address = master.url("web")
+
+        async def leave() -> str:
+            reader, writer = await asyncio.open_connection(*address)
+            writer.write(b"GET /work?n=7&ms=300 HTTP/1.1\r\nHost: t\r\nIdempotency-Key: k7\r\n\r\n")
+            await writer.drain()
+            writer.close()
+            began = time.monotonic()
+            while redis.command("EXISTS", "aioworker:idem:report:k7") != b":1\r\n":
+                await asyncio.sleep(0.01)  # polling Redis for the submission, not a delay
+            # The same key finds the same job, which ran to completion anyway.
+            again = await fetch(address, "/work?n=8&ms=1", headers={"Idempotency-Key": "k7"})
+            assert again.status == 200
+            assert time.monotonic() - began < 5.0
+            return again.body.decode()
+
+        assert asyncio.run(leave()).split()[:2] == ["done", "7"]
