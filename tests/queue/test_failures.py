@@ -106,7 +106,7 @@ def test_a_client_that_leaves_does_not_stop_its_job(redis: RedisServer) -> None:
         address = master.url("web")
 
         async def leave() -> str:
-            reader, writer = await asyncio.open_connection(*address)
+            _, writer = await asyncio.open_connection(*address)
             writer.write(b"GET /work?n=7&ms=300 HTTP/1.1\r\nHost: t\r\nIdempotency-Key: k7\r\n\r\n")
             await writer.drain()
             writer.close()
