@@ -21,6 +21,7 @@ instead of waiting for a connect timeout.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -103,15 +104,15 @@ class Broker:
 
     def __init__(self, url: str, *, result_ttl: float = 3600.0) -> None:
         # No retries inside redis-py: a failure must surface now and flip the state, and the
-        # reconnect task does the retrying. No socket timeout: blocking reads are bounded by
-        # their BLOCK argument; a connect is bounded at 1 s.
+        # reconnect task does the retrying.
         # A blocking pool of 64: a burst of 400 submissions waits for a connection instead
         # of opening 400 (redis-py's plain pool refuses past its limit: "Too many connections").
         pool = aioredis.BlockingConnectionPool.from_url(
             url,
             max_connections=64,
             timeout=None,
-            socket_timeout=None,
+            # Blocking reads wait at most 5 s (their BLOCK), so 10 s means a hung Redis.
+            socket_timeout=10.0,
             socket_connect_timeout=1.0,
             retry=Retry(NoBackoff(), 0),
             health_check_interval=0,
@@ -148,8 +149,8 @@ class Broker:
         while True:
             await asyncio.sleep(delay)
             try:
-                await self.redis.ping()
-            except _DOWN:
+                await asyncio.wait_for(self.redis.ping(), 1.0)
+            except (*_DOWN, asyncio.TimeoutError):
                 delay = min(delay * 2, 2.0)
                 continue
             self.up = True
@@ -160,7 +161,10 @@ class Broker:
     async def close(self) -> None:
         if self._reconnecting is not None:
             self._reconnecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reconnecting
         await self.redis.aclose()
+        await self.redis.connection_pool.disconnect(inuse_connections=True)
 
     # ---------------------------------------------------------------- the engine's side
 

@@ -3,6 +3,7 @@
 - ``/work?n=N``: blocks the loop for ``ms`` milliseconds (default 50), answers ``done N pid``.
 - ``/long``: blocks for ``ms`` milliseconds (default 5000), answers ``long done``.
 - ``/stream``: three body chunks, sent as separate events.
+- ``/crash``: the worker process exits at once (a job that kills every worker it meets).
 - ``/fast``: answers at once; served by the default group itself, never queued.
 """
 
@@ -26,6 +27,8 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         n = query.get("n", ["-"])[0]
         text = f"done {n} {os.getpid()}" if path.startswith("/work") else "long done"
         await _answer(send, 200, text.encode())
+    elif path.startswith("/crash"):
+        os._exit(7)
     elif path.startswith("/stream"):
         await send({"type": "http.response.start", "status": 200, "headers": []})
         for part in (b"one ", b"two ", b"three"):

@@ -120,3 +120,37 @@ def test_a_client_that_leaves_does_not_stop_its_job(redis: RedisServer) -> None:
             return again.body.decode()
 
         assert asyncio.run(leave()).split()[:2] == ["done", "7"]
+
+
+def test_a_job_that_kills_every_worker_fails_for_good_after_max_attempts(
+    redis: RedisServer,
+) -> None:
+    config = queue_config(
+        redis.url, web_group() + queue_group(max_attempts=2, visibility_timeout=0.5)
+    )
+    with running_master(config) as master:
+        address = master.url("web")
+        answer = asyncio.run(fetch(address, "/crash"))
+        assert (answer.status, answer.body) == (502, b"gave up after 2 attempts\n")
+        assert redis.command("LLEN", "aioworker:dead:report") == b":1\r\n"
+        master.wait_for(r"job \w+ gave up after 2 attempts \(dead-letter list\)")
+        # The workers serve on.
+        assert asyncio.run(fetch(address, "/work?n=1&ms=1")).status == 200
+
+
+def test_a_body_over_queue_max_body_bytes_gets_413(redis: RedisServer) -> None:
+    config = queue_config(redis.url, web_group() + queue_group(count=1))
+    config = config.replace("consume = true\n", "consume = true\nmax_body_bytes = 1000\n")
+    with running_master(config) as master:
+        address = master.url("web")
+
+        async def post(size: int) -> int:
+            reader, writer = await asyncio.open_connection(*address)
+            head = f"POST /work?n=1&ms=1 HTTP/1.1\r\nHost: t\r\nContent-Length: {size}\r\n"
+            writer.write(head.encode() + b"Connection: close\r\n\r\n" + b"x" * size)
+            status = int((await reader.readline()).split()[1])
+            writer.close()
+            return status
+
+        assert asyncio.run(post(1000)) == 200
+        assert asyncio.run(post(1001)) == 413
