@@ -37,7 +37,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from aioworker.queue.jobs import Event, encode_event
 
-__all__ = ["CONSUMERS", "Broker", "QueueFull", "QueueStats", "RedisDown", "Submitted", "key"]
+__all__ = ["CONSUMERS", "Broker", "QueueFull", "RedisDown", "Submitted", "key"]
 
 log = logging.getLogger("aioworker.queue")
 
@@ -60,18 +60,6 @@ class Submitted:
 
     job_id: str
     again: bool
-
-
-@dataclass(frozen=True, slots=True)
-class QueueStats:
-    """A queue-fed group's numbers as Redis holds them (shared by every master)."""
-
-    depth: int  # waiting, not yet taken by a worker
-    in_progress: int  # taken, not yet acknowledged
-    oldest_age: float  # seconds the oldest unacknowledged job has been in the stream
-    completed: int
-    failed: int
-    redelivered: int
 
 
 def key(kind: str, name: str) -> str:
@@ -345,35 +333,3 @@ class Broker:
         """Put a job that failed for good on the group's dead-letter list."""
         record = f"{job_id} {time.time():.3f} {reason}"
         await self.call(lambda: self.redis.lpush(key("dead", group), record))
-
-    # ---------------------------------------------------------------- numbers
-
-    async def stats(self, group: str) -> QueueStats:
-        stream = key("queue", group)
-
-        async def read() -> list[Any]:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.xlen(stream)
-                pipe.xpending(stream, CONSUMERS)
-                pipe.xrange(stream, count=1)
-                pipe.hgetall(key("stats", group))
-                pipe.time()
-                result: list[Any] = await pipe.execute(raise_on_error=False)
-                return result
-
-        length, pending, first, counters, now = await self.call(read)
-        running = int(pending["pending"]) if isinstance(pending, dict) else 0
-        length = length if isinstance(length, int) else 0
-        oldest = 0.0
-        if isinstance(first, list) and first:
-            millis = int(first[0][0].split(b"-")[0])
-            oldest = max(0.0, now[0] + now[1] / 1e6 - millis / 1000)
-        counts = {k.decode(): int(v) for k, v in counters.items()} if counters else {}
-        return QueueStats(
-            depth=max(0, length - running),
-            in_progress=running,
-            oldest_age=oldest,
-            completed=counts.get("completed", 0),
-            failed=counts.get("failed", 0),
-            redelivered=counts.get("redelivered", 0),
-        )
