@@ -42,6 +42,7 @@ __all__ = ["CONSUMERS", "Broker", "QueueFull", "RedisDown", "Submitted", "key"]
 log = logging.getLogger("aioworker.queue")
 
 CONSUMERS = "workers"  # the consumer group every queue-fed worker of a group joins
+_INBOX_MAX = 100_000  # entries an inbox keeps (approximate trim): far more than are waited on
 _T = TypeVar("_T")
 _DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 
@@ -69,8 +70,7 @@ def key(kind: str, name: str) -> str:
 
 
 # Atomic: the idempotency lookup, the queue_max check and the XADD cannot interleave with
-# another engine's submission. KEYS: stream, idempotency key ('' = none), job marker, the
-# submitting process's wake stream (its reply reader then reads the new job's replies too).
+# another engine's submission. KEYS: stream, idempotency key ('' = none), job marker.
 # ARGV: queue_max, idempotency ttl ms, result ttl ms, job id, head, body.
 _SUBMIT = """
 if KEYS[2] ~= '' then
@@ -81,8 +81,6 @@ if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then return {'full', ''} end
 redis.call('XADD', KEYS[1], '*', 'id', ARGV[4], 'head', ARGV[5], 'body', ARGV[6])
 redis.call('SET', KEYS[3], '1', 'PX', ARGV[3])
 if KEYS[2] ~= '' then redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[2]) end
-redis.call('XADD', KEYS[4], 'MAXLEN', '1', '*', 'w', '1')
-redis.call('PEXPIRE', KEYS[4], ARGV[3])
 return {'new', ARGV[4]}
 """
 
@@ -162,7 +160,6 @@ class Broker:
         fields: dict[bytes, bytes],
         *,
         queue_max: int,
-        wake: str,
         idempotency: str = "",
         idempotency_ttl: float = 86400.0,
     ) -> Submitted:
@@ -177,7 +174,7 @@ class Broker:
             fields[b"head"],
             fields[b"body"],
         ]
-        key_list = [key("queue", group), idem, key("job", job_id), wake]
+        key_list = [key("queue", group), idem, key("job", job_id)]
         kind, found = await self.call(lambda: self._submit(keys=key_list, args=args))
         if kind == b"full":
             raise QueueFull(group)
@@ -193,17 +190,6 @@ class Broker:
             (key.decode(), [(entry.decode(), fields) for entry, fields in entries])
             for key, entries in found or ()
         ]
-
-    async def wake(self, key: str) -> None:
-        """Interrupt the blocking read of the reader whose wake stream is `key`."""
-
-        async def write() -> None:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.xadd(key, {b"w": b"1"}, maxlen=1)
-                pipe.pexpire(key, self.result_ttl_ms)
-                await pipe.execute()
-
-        await self.call(write)
 
     async def stored_reply(self, job_id: str) -> tuple[bool, list[tuple[str, dict[bytes, bytes]]]]:
         """Whether the job is known, and every reply entry stored so far."""
@@ -299,15 +285,22 @@ class Broker:
         attempt, cancelled = await self.call(both)
         return int(attempt), bool(cancelled)
 
-    async def reply(self, job_id: str, *events: Event) -> None:
-        """Append reply events in one round trip; the reply expires result_ttl after its last
-        write."""
+    async def reply(self, job_id: str, *events: Event, inbox: str = "") -> None:
+        """Append reply events in one round trip: to the job's reply stream (kept result_ttl
+        after its last write, for the Location) and, tagged with the job id, to the inbox of
+        the process waiting for it."""
 
         async def write() -> None:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for event in events:
-                    pipe.xadd(key("reply", job_id), encode_event(event))  # type: ignore[arg-type]
+                    fields = encode_event(event)
+                    pipe.xadd(key("reply", job_id), fields)  # type: ignore[arg-type]
+                    if inbox:
+                        tagged = {**fields, b"j": job_id.encode()}
+                        pipe.xadd(inbox, tagged, maxlen=_INBOX_MAX, approximate=True)  # type: ignore[arg-type]
                 pipe.pexpire(key("reply", job_id), self.result_ttl_ms)
+                if inbox:
+                    pipe.pexpire(inbox, self.result_ttl_ms)
                 await pipe.execute()
 
         await self.call(write)

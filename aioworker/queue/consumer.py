@@ -113,11 +113,11 @@ class Consumer:
                 reason = f"gave up after {attempt - 1} attempts"
                 log.error("group %s: job %s %s (dead-letter list)", group, job.id, reason)
                 await self.broker.bury(group, job.id, reason)
-                await self.broker.reply(job.id, Failed(502, reason))
+                await self.broker.reply(job.id, Failed(502, reason), inbox=job.reply_to)
                 await self.broker.finish(group, entry, job.id, "failed")
                 return
             if attempt > 1:
-                await self.broker.reply(job.id, Reset(attempt))
+                await self.broker.reply(job.id, Reset(attempt), inbox=job.reply_to)
             outcome = await self._run_app(job, entry)
             await self.broker.finish(group, entry, job.id, outcome)
         except RedisDown:
@@ -162,7 +162,7 @@ class Consumer:
                     events.append(End())
                     finished.set()
                 if events:
-                    await broker.reply(job.id, *events)
+                    await broker.reply(job.id, *events, inbox=job.reply_to)
 
         toucher = asyncio.get_running_loop().create_task(self._keep(entry))
         try:
@@ -172,16 +172,20 @@ class Consumer:
         except Exception:
             log.exception("group %s: the app failed on job %s", self.group.name, job.id)
             if not state["started"]:
-                await broker.reply(job.id, Failed(500, "the app raised an exception"))
+                await broker.reply(
+                    job.id, Failed(500, "the app raised an exception"), inbox=job.reply_to
+                )
                 return "failed"
         finally:
             finished.set()
             toucher.cancel()
         if not state["started"]:
-            await broker.reply(job.id, Failed(500, "the app returned without a response"))
+            await broker.reply(
+                job.id, Failed(500, "the app returned without a response"), inbox=job.reply_to
+            )
             return "failed"
         if not state["ended"]:
-            await broker.reply(job.id, *held, End())
+            await broker.reply(job.id, *held, End(), inbox=job.reply_to)
         return "completed"
 
     async def _keep(self, entry: str) -> None:

@@ -57,9 +57,10 @@ class Job:
     http_version: str = "1.1"
     client: tuple[str, int] | None = None
     server: tuple[str, int] | None = None
+    reply_to: str = ""  # the waiting process's inbox stream ('' = none waits)
 
 
-def job_from_scope(scope: Scope, body: bytes, job_id: str) -> Job:
+def job_from_scope(scope: Scope, body: bytes, job_id: str, reply_to: str = "") -> Job:
     """The job for an HTTP scope and its whole body."""
     client = scope.get("client")
     server = scope.get("server")
@@ -76,6 +77,7 @@ def job_from_scope(scope: Scope, body: bytes, job_id: str) -> Job:
         http_version=scope.get("http_version", "1.1"),
         client=(str(client[0]), int(client[1])) if client else None,
         server=(str(server[0]), int(server[1] or 0)) if server else None,
+        reply_to=reply_to,
     )
 
 
@@ -102,6 +104,7 @@ def encode_job(job: Job) -> dict[bytes, bytes]:
         "http_version": job.http_version,
         "client": list(job.client) if job.client else None,
         "server": list(job.server) if job.server else None,
+        "reply_to": job.reply_to,
     }
     return {b"id": job.id.encode(), b"head": json.dumps(head).encode(), b"body": job.body}
 
@@ -131,6 +134,7 @@ def decode_job(fields: Fields) -> Job:
             http_version=str(head["http_version"]),
             client=_pair(head["client"]),
             server=_pair(head["server"]),
+            reply_to=str(head.get("reply_to", "")),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise JobError(f"not a job: {exc!r}") from None

@@ -151,8 +151,8 @@ class QueueRelay:
         for name, value in scope.get("headers", ()):
             if bytes(name).lower() == _IDEMPOTENCY:
                 idempotency = bytes(value).decode("latin-1")[:200]
-        job = job_from_scope(scope, body, uuid.uuid4().hex)
         replies = self.replies
+        job = job_from_scope(scope, body, uuid.uuid4().hex, replies.inbox)
         job_id = job.id
         queue = replies.watch(job_id)  # before the job exists: no reply can be missed
         try:
@@ -160,15 +160,13 @@ class QueueRelay:
                 group.name,
                 encode_job(job),
                 queue_max=group.queue_max,
-                wake=replies.wake_key,
                 idempotency=idempotency,
                 idempotency_ttl=self.settings.idempotency_ttl,
             )
             if submitted.job_id != job_id:  # an earlier submission with this Idempotency-Key
                 replies.unwatch(job_id)
                 job_id = submitted.job_id
-                queue = replies.watch(job_id)
-                await broker.wake(replies.wake_key)
+                queue = replies.follow(job_id)
         except RedisDown:
             replies.unwatch(job_id)
             await self._unavailable(send, "Service Unavailable: the queue is unreachable")
@@ -330,9 +328,8 @@ class QueueRelay:
         if not reply.done:
             # The reader hands over every entry from the first: fold them into a fresh Reply.
             reply = Reply()
-            queue = self.replies.watch(job_id)
+            queue = self.replies.follow(job_id)
             try:
-                await self.broker.wake(self.replies.wake_key)
                 while not reply.done:
                     try:
                         entries = await asyncio.wait_for(queue.get(), _SSE_KEEPALIVE)

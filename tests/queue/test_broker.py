@@ -77,9 +77,7 @@ def test_submit_refuses_past_queue_max_and_keeps_what_it_accepted(
         for i in range(5):
             fields = encode_job(Job(f"job{i}", "GET", "/", b"/", b"", ()))
             try:
-                accepted.append(
-                    (await broker.submit("g", fields, queue_max=3, wake="aioworker:wake:t")).job_id
-                )
+                accepted.append((await broker.submit("g", fields, queue_max=3)).job_id)
             except QueueFull:
                 pass
         assert accepted == ["job0", "job1", "job2"]
