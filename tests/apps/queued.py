@@ -3,12 +3,14 @@
 - ``/work?n=N``: blocks the loop for ``ms`` milliseconds (default 50), answers ``done N pid``.
 - ``/long``: blocks for ``ms`` milliseconds (default 5000), answers ``long done``.
 - ``/stream``: three body chunks, sent as separate events.
+- ``/nap?ms=N``: awaits asyncio.sleep (the loop stays free), answers ``napped``.
 - ``/crash``: the worker process exits at once (a job that kills every worker it meets).
 - ``/fast``: answers at once; served by the default group itself, never queued.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from urllib.parse import parse_qs
@@ -27,6 +29,9 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         n = query.get("n", ["-"])[0]
         text = f"done {n} {os.getpid()}" if path.startswith("/work") else "long done"
         await _answer(send, 200, text.encode())
+    elif path.startswith("/nap"):
+        await asyncio.sleep(float(query.get("ms", ["300"])[0]) / 1000)
+        await _answer(send, 200, b"napped")
     elif path.startswith("/crash"):
         os._exit(7)
     elif path.startswith("/stream"):

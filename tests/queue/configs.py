@@ -22,7 +22,7 @@ def web_group(**keys: object) -> str:
 
 
 def queue_group(**keys: object) -> str:
-    """The queue-fed group `report`: /work, /long, /stream and /crash."""
+    """The queue-fed group `report`: /work, /long, /stream, /nap and /crash."""
     values: dict[str, object] = {
         "count": 2,
         "reply_timeout": 30.0,
@@ -33,7 +33,7 @@ def queue_group(**keys: object) -> str:
         "[groups.report]",
         f'app = "{APP}"',
         "queue = true",
-        'routes = ["/work", "/long", "/stream", "/crash"]',
+        'routes = ["/work", "/long", "/stream", "/crash", "/nap"]',
         *(f"{k} = {v}" for k, v in values.items()),
     ]
     return "\n".join(lines) + "\n"

@@ -154,3 +154,50 @@ def test_a_body_over_queue_max_body_bytes_gets_413(redis: RedisServer) -> None:
 
         assert asyncio.run(post(1000)) == 200
         assert asyncio.run(post(1001)) == 413
+
+
+def test_cancel_on_disconnect_drops_a_job_nobody_started(redis: RedisServer) -> None:
+    front_config = queue_config(redis.url, web_group() + queue_group(), consume=False)
+    front_config = front_config.replace(
+        "consume = false\n", "consume = false\ncancel_on_disconnect = true\n"
+    )
+    with running_master(front_config) as front:
+        address = front.url("web")
+
+        async def leave() -> None:
+            _, writer = await asyncio.open_connection(*address)
+            writer.write(b"GET /work?n=1&ms=1 HTTP/1.1\r\nHost: t\r\n\r\n")
+            await writer.drain()
+            while redis.command("XLEN", "aioworker:queue:report") != b":1\r\n":
+                await asyncio.sleep(0.01)  # polling Redis for the submission, not a delay
+            writer.close()
+
+        asyncio.run(leave())
+        wait_until(lambda: redis.command("KEYS", "aioworker:cancel:*").startswith(b"*1\r\n"), 10)
+
+        directory = make_dir()
+        (directory / "config.toml").write_text(queue_config(redis.url, queue_group()))
+        back = spawn(["start", "-c", "config.toml"], directory)
+        try:
+            back.wait_for(r"started pid=")
+            wait_until(
+                lambda: (
+                    redis.command("HGET", "aioworker:stats:report", "cancelled") == b"$1\r\n1\r\n"
+                ),
+                10,
+            )
+            assert redis.command("HGET", "aioworker:stats:report", "completed") == b"$-1\r\n"
+            assert redis.command("XLEN", "aioworker:queue:report") == b":0\r\n"
+        finally:
+            back.stop()
+
+
+def test_queue_concurrency_runs_async_jobs_side_by_side(redis: RedisServer) -> None:
+    config = queue_config(redis.url, web_group() + queue_group(count=1, queue_concurrency=4))
+    with running_master(config) as master:
+        began = time.monotonic()
+        answers = asyncio.run(burst(master.url("web"), ["/nap?ms=400"] * 8))
+        took = time.monotonic() - began
+        assert {(a.status, a.body) for a in answers} == {(200, b"napped")}
+        # One at a time this is 8 x 0.4 s = 3.2 s; four at a time, two rounds.
+        assert took < 2.4, took
