@@ -12,6 +12,18 @@ from tests.helpers.wait import wait_until
 from tests.queue.configs import queue_config, queue_group, web_group
 
 
+async def _submit_and_leave(
+    redis: RedisServer, address: tuple[str, int], raw: bytes, shows: tuple[str, ...]
+) -> None:
+    """Send a request, wait until Redis has its job (`shows` answers 1), then hang up."""
+    _, writer = await asyncio.open_connection(*address)
+    writer.write(raw)
+    await writer.drain()
+    while redis.command(*shows) != b":1\r\n":
+        await asyncio.sleep(0.01)  # polling Redis for the submission, not a delay
+    writer.close()
+
+
 def test_redis_stopped_mid_run_queued_routes_503_at_once_fast_routes_fine(
     redis: RedisServer,
 ) -> None:
@@ -106,13 +118,9 @@ def test_a_client_that_leaves_does_not_stop_its_job(redis: RedisServer) -> None:
         address = master.url("web")
 
         async def leave() -> str:
-            _, writer = await asyncio.open_connection(*address)
-            writer.write(b"GET /work?n=7&ms=300 HTTP/1.1\r\nHost: t\r\nIdempotency-Key: k7\r\n\r\n")
-            await writer.drain()
-            writer.close()
             began = time.monotonic()
-            while redis.command("EXISTS", "aioworker:idem:report:k7") != b":1\r\n":
-                await asyncio.sleep(0.01)  # polling Redis for the submission, not a delay
+            raw = b"GET /work?n=7&ms=300 HTTP/1.1\r\nHost: t\r\nIdempotency-Key: k7\r\n\r\n"
+            await _submit_and_leave(redis, address, raw, ("EXISTS", "aioworker:idem:report:k7"))
             # The same key finds the same job, which ran to completion anyway.
             again = await fetch(address, "/work?n=8&ms=1", headers={"Idempotency-Key": "k7"})
             assert again.status == 200
@@ -165,12 +173,8 @@ def test_cancel_on_disconnect_drops_a_job_nobody_started(redis: RedisServer) -> 
         address = front.url("web")
 
         async def leave() -> None:
-            _, writer = await asyncio.open_connection(*address)
-            writer.write(b"GET /work?n=1&ms=1 HTTP/1.1\r\nHost: t\r\n\r\n")
-            await writer.drain()
-            while redis.command("XLEN", "aioworker:queue:report") != b":1\r\n":
-                await asyncio.sleep(0.01)  # polling Redis for the submission, not a delay
-            writer.close()
+            raw = b"GET /work?n=1&ms=1 HTTP/1.1\r\nHost: t\r\n\r\n"
+            await _submit_and_leave(redis, address, raw, ("XLEN", "aioworker:queue:report"))
 
         asyncio.run(leave())
         wait_until(lambda: redis.command("KEYS", "aioworker:cancel:*").startswith(b"*1\r\n"), 10)
