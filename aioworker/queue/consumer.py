@@ -18,9 +18,12 @@ import contextlib
 import logging
 import os
 import socket
+import time
+from dataclasses import dataclass, field
 
 from aioworker._types import ASGIApp, Message
 from aioworker.config import GroupSettings
+from aioworker.http.counters import ServerState
 from aioworker.queue.broker import Broker, RedisDown
 from aioworker.queue.jobs import (
     Chunk,
@@ -40,16 +43,29 @@ __all__ = ["Consumer"]
 log = logging.getLogger("aioworker.queue")
 
 
+@dataclass(eq=False)
+class _Running:
+    """A job in progress, as the scoreboard shows requests (status names the oldest one)."""
+
+    method: str
+    path: str
+    started: float = field(default_factory=time.monotonic)
+
+
 class Consumer:
-    """One queue-fed worker's runners."""
+    """One queue-fed worker's runners.
+
+    Its `state` counts jobs as the engine counts requests (in progress, answered by status
+    class, latency), so the observability hook copies them into the worker's scoreboard slot:
+    `status` shows a queue-fed worker's jobs, and the job a blocked worker is running.
+    """
 
     def __init__(self, app: ASGIApp, group: GroupSettings, broker: Broker) -> None:
         self.app = app
         self.group = group
         self.broker = broker
         self.name = f"{socket.gethostname()}:{os.getpid()}"
-        self.running = 0
-        self.done = 0
+        self.state = ServerState()
         self._stopping = asyncio.Event()
         self._claim_every = min(1.0, group.visibility_timeout / 4)
 
@@ -103,7 +119,6 @@ class Consumer:
             with contextlib.suppress(RedisDown):
                 await self.broker.finish(group, entry, "", "failed")
             return
-        self.running += 1
         try:
             attempt, cancelled = await self.broker.start_attempt(group, job.id)
             if cancelled:
@@ -123,12 +138,25 @@ class Consumer:
         except RedisDown:
             # The job stays pending; it is claimed again once Redis is back.
             log.debug("group %s: job %s interrupted: redis down", group, job.id)
-        finally:
-            self.running -= 1
-            self.done += 1
+
+    @property
+    def running(self) -> int:
+        return self.state.in_progress
 
     async def _run_app(self, job: Job, entry: str) -> str:
         """Run the app on the job, writing each event as it is sent; return the outcome."""
+        running = _Running(job.method, job.path)
+        self.state.request_started(running)
+        status: list[int] = []
+        try:
+            outcome = await self._answer(job, entry, status)
+        finally:
+            elapsed = time.monotonic() - running.started
+            self.state.request_ended(running, status[0] if status else None, elapsed)
+        return outcome
+
+    async def _answer(self, job: Job, entry: str, status: list[int]) -> str:
+        """Run the app on the job and write its reply; `status` receives the status sent."""
         broker = self.broker
         state = {"started": False, "ended": False}
         sent_body = False
@@ -151,6 +179,7 @@ class Consumer:
                 state["started"] = True
                 headers = tuple((bytes(k), bytes(v)) for k, v in message.get("headers", ()))
                 held.append(Start(int(message["status"]), headers))
+                status.append(int(message["status"]))
             elif kind == "http.response.body" and state["started"] and not state["ended"]:
                 events: list[Event] = [*held]
                 held.clear()
@@ -172,6 +201,7 @@ class Consumer:
         except Exception:
             log.exception("group %s: the app failed on job %s", self.group.name, job.id)
             if not state["started"]:
+                status.append(500)
                 await broker.reply(
                     job.id, Failed(500, "the app raised an exception"), inbox=job.reply_to
                 )
@@ -180,6 +210,7 @@ class Consumer:
             finished.set()
             toucher.cancel()
         if not state["started"]:
+            status.append(500)
             await broker.reply(
                 job.id, Failed(500, "the app returned without a response"), inbox=job.reply_to
             )

@@ -66,7 +66,8 @@ async def run_consumer(
         return BOOT_ERROR
     broker = Broker(spec.config.queue.url, result_ttl=spec.config.queue.result_ttl)
     consumer = Consumer(app, group, broker)
-    ctx = WorkerContext(spec, loop, None, notify, extra={"consumer": consumer})
+    # The consumer stands where a server would: the hooks read its `state` counters.
+    ctx = WorkerContext(spec, loop, consumer, notify)
     started(ctx)
     notify("ready")
     runners = loop.create_task(consumer.run())

@@ -13,6 +13,7 @@ from aioworker.supervisor.control import request
 from tests.helpers.burst import burst
 from tests.helpers.master import PYTHON, MasterProcess, running_master
 from tests.helpers.redis import RedisServer
+from tests.helpers.wait import wait_until
 from tests.queue.configs import queue_config, queue_group, web_group
 
 METRICS = '\n[metrics]\nlisten = "http://127.0.0.1:0"\n'
@@ -82,3 +83,25 @@ def test_depth_and_oldest_age_of_jobs_nobody_pulls_then_redis_away(redis: RedisS
         redis.stop()
         assert _queue(master) == {"reachable": False}
         assert _metrics(master) == {"aioworker_queue_reachable": 0.0}
+
+
+def test_queue_fed_workers_count_their_jobs_in_the_scoreboard(redis: RedisServer) -> None:
+    config = queue_config(redis.url, web_group() + queue_group(count=1, reply_timeout=0.2))
+    with running_master(config) as master:
+        answers = asyncio.run(burst(master.url("web"), [f"/work?n={i}&ms=1" for i in range(5)]))
+        assert {a.status for a in answers} == {200}
+        socket_path = master.directory / "aioworker.sock"
+
+        def report() -> dict[str, Any]:
+            doc = request(socket_path, "status")
+            found: dict[str, Any] = next(g for g in doc["groups"] if g["name"] == "report")
+            return found
+
+        wait_until(lambda: report()["requests"] == 5, 10.0)
+        assert report()["workers"][0]["responses"] == {"2xx": 5}
+
+        # A job running now is the worker's request in progress, shown with its path.
+        assert asyncio.run(burst(master.url("web"), ["/long?ms=3000"]))[0].status == 202
+        wait_until(lambda: report()["workers"][0]["oldest_request"] is not None, 10.0)
+        oldest = report()["workers"][0]["oldest_request"]
+        assert (oldest["method"], oldest["path"]) == ("GET", "/long")
