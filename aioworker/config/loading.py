@@ -284,6 +284,15 @@ def _check_queue_group(config: Config, group: GroupSettings, prefix: str, fail: 
     _check_import_string(group.app, f"{prefix}.app", fail)
     if not group.routes or "/" in group.routes:
         raise fail(f"{prefix}.routes", "a queue-fed group needs routes other than '/'")
+    default = config.default_group
+    deadline = default.http.request_timeout if default is not None else 0.0
+    if default is not None and deadline and group.reply_timeout >= deadline:
+        # The default group's engine waits for the answer: its request_timeout would cut the
+        # wait with a 504 before the 202 and Location.
+        raise fail(
+            f"{prefix}.reply_timeout",
+            f"must be less than groups.{default.name}.request_timeout ({deadline:g}s)",
+        )
 
 
 def _check_meta(settings: Any, prefix: str, fail: Any) -> None:

@@ -70,6 +70,11 @@ def report(**keys: str) -> str:
             id="max-attempts-zero",
         ),
         pytest.param(
+            WEB + "request_timeout = 20.0\n" + QUEUE + report(reply_timeout="20"),
+            "groups.report.reply_timeout: must be less than groups.web.request_timeout (20s)",
+            id="reply-timeout-past-request-timeout",
+        ),
+        pytest.param(
             WEB + QUEUE + report(queue="1"),
             "groups.report.queue: expected true or false, got 1",
             id="queue-not-bool",
