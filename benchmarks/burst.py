@@ -90,7 +90,7 @@ def _config(directory: Path, web: int, task: int, redis_port: int | None) -> Pat
         'routes = ["/task"]',
     ]
     if redis_port is not None:
-        lines += ["queue = true", "reply_timeout = 60.0"]
+        lines += ["queue = true", "reply_timeout = 50.0"]
         lines += ["", "[queue]", f'url = "redis://127.0.0.1:{redis_port}/0"']
     else:
         lines += [f'listen = "http://127.0.0.1:{task}"']
