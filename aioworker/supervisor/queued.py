@@ -26,12 +26,18 @@ log = logging.getLogger("aioworker.worker")
 
 
 def relay_app(config: Config, group: GroupSettings, app: Any) -> Any:
-    """`app`, wrapped in the queue relay when `group` is the default group and any group is
-    queue-fed; else `app` itself."""
+    """`app`, wrapped in the queue relay when `group` takes requests for queue-fed groups: the
+    default group for all of them (and their Locations), another listening group for those
+    whose routes it lists too (a front group that keeps a burst off the default group's
+    workers); else `app` itself."""
     queued = [g for g in config.groups if g.queue]
     default = config.default_group
-    if not queued or default is None or default.name != group.name:
+    if not queued or not group.listen:
         return app
+    if default is None or default.name != group.name:
+        queued = [g for g in queued if set(g.routes) & set(group.routes)]
+        if not queued:
+            return app
     from aioworker.queue.relay import queued_app
 
     return queued_app(app, queued, config.queue)

@@ -7,9 +7,11 @@ import os
 import signal
 import socket
 
+from aioworker.supervisor.control import request
 from tests.helpers.burst import Answer, burst, fetch
 from tests.helpers.master import running_master
 from tests.helpers.redis import RedisServer
+from tests.helpers.wait import wait_until
 from tests.queue.configs import queue_config, queue_group, web_group
 
 BURST = 400
@@ -83,3 +85,25 @@ def test_kill_9_of_a_queue_worker_mid_burst_loses_nothing(redis: RedisServer) ->
         master.wait_for(rf"pid={victim}\b.*(killed|signal)")
         redelivered = redis.command("HGET", "aioworker:stats:report", "redelivered")
         assert redelivered.split(b"\r\n")[1] not in (b"", b"0"), redelivered
+
+
+def test_a_front_group_relays_the_burst_and_the_default_group_stays_idle(
+    redis: RedisServer,
+) -> None:
+    """A listening group whose routes are the queue-fed group's takes the burst (nginx sends
+    those paths to it); the default group's workers see none of it."""
+    front = web_group().replace("[groups.web]", "[groups.front]")
+    front += 'routes = ["/work"]\n'
+    config = queue_config(redis.url, web_group() + front + queue_group())
+    with running_master(config) as master:
+        paths = [f"/work?n={i}&ms=1" for i in range(100)]
+        answers = asyncio.run(burst(master.url("front"), paths))
+        _check(answers)
+        assert all("x-job-id" in a.headers for a in answers), "answered through the queue"
+
+        def served() -> dict[str, int]:
+            doc = request(master.directory / "aioworker.sock", "status")
+            return {g["name"]: g["requests"] for g in doc["groups"]}
+
+        wait_until(lambda: served()["front"] == 100, 10.0)
+        assert served()["web"] == 0
