@@ -7,6 +7,8 @@ workers for `/task`:
 
     queue-fed   [groups.task] queue = true: the web group enqueues /task/... in Redis (a
                 redis-server started for the run) and relays the answers
+    queue-front the same, with a front group of 1 worker (routes /task, its own port) that
+                takes the burst and relays it, as nginx would send /task to it
     direct      [groups.task] listen on its own port: the burst goes straight to it, as the
                 nginx front door would send it
 
@@ -41,6 +43,8 @@ FAST_GAP = 0.02
 
 SETUPS = {
     "queue-fed": "web group (2 workers) enqueues /task in Redis; queue-fed task group, 2 workers",
+    "queue-front": "as queue-fed, but a front group (1 worker, routes /task) takes the burst "
+    "and enqueues it",
     "direct": "web group (2 workers) for /; task group (2 workers) on its own port for /task",
 }
 
@@ -69,7 +73,9 @@ def _pong(port: int) -> bool:
         return False
 
 
-def _config(directory: Path, web: int, task: int, redis_port: int | None) -> Path:
+def _config(
+    directory: Path, web: int, task: int, redis_port: int | None, front: bool = False
+) -> Path:
     lines = [
         "[server]",
         f'pid_file = "{directory / "aioworker.pid"}"',
@@ -84,6 +90,19 @@ def _config(directory: Path, web: int, task: int, redis_port: int | None) -> Pat
         # Waiting relays are requests in progress of the web group.
         "max_requests_in_progress = 2000",
         "",
+        *(
+            [
+                "[groups.front]",
+                f'app = "{servers.EXAMPLE_APP}"',
+                f'listen = "http://127.0.0.1:{task}"',
+                "count = 1",
+                'routes = ["/task"]',
+                "max_requests_in_progress = 2000",
+                "",
+            ]
+            if front
+            else []
+        ),
         "[groups.task]",
         f'app = "{servers.EXAMPLE_APP}"',
         f"count = {WORKERS}",
@@ -113,18 +132,19 @@ def _latencies(records: list[dict[str, Any]]) -> dict[str, float]:
 def _one(ctx: Context, label: str, seconds: float) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix=f"bench-burst-{label}-"))
     web, task = free_port(), free_port()
-    redis_port = free_port() if label == "queue-fed" else None
+    front = label == "queue-front"
+    redis_port = free_port() if label.startswith("queue") else None
     redis = _redis(redis_port) if redis_port is not None else None
     try:
-        config = _config(tmp, web, task, redis_port)
-        ports = [web] if redis_port is not None else [web, task]
-        server = servers.start_master(config, ports, 2 * WORKERS, ctx.server_cpus)
+        config = _config(tmp, web, task, redis_port, front)
+        ports = [web] if redis_port is not None and not front else [web, task]
+        server = servers.start_master(config, ports, 2 * WORKERS + front, ctx.server_cpus)
         try:
             idle = arrivals.run(
                 {"port": web, "arrivals": _fast_arrivals(seconds, web), "timeout": 60},
                 ctx.load_cpus,
             )
-            slow_port = web if redis_port is not None else task
+            slow_port = web if redis_port is not None and not front else task
             plan = [[0.0, SLOW, slow_port]] * BURST + _fast_arrivals(seconds, web)
             loaded = arrivals.run({"port": web, "arrivals": plan, "timeout": 90}, ctx.load_cpus)
         finally:
@@ -156,7 +176,7 @@ def run(ctx: Context) -> dict[str, Any]:
     if not has_redis:
         ctx.note("burst: redis-server is missing (scripts/install); queue-fed setup skipped")
     for label in SETUPS:
-        if label == "queue-fed" and not has_redis:
+        if label.startswith("queue") and not has_redis:
             continue
         ctx.progress(f"burst: {label}")
         result["setups"][label] = _one(ctx, label, seconds)
