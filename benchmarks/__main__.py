@@ -9,6 +9,7 @@ from typing import Any
 
 from benchmarks import (
     blocked,
+    burst,
     features,
     isolation,
     mixed,
@@ -21,7 +22,16 @@ from benchmarks import (
 from benchmarks.context import Context
 from benchmarks.procs import cpu_split
 
-SCENARIOS = ("throughput", "isolation", "restart", "blocked", "mixed", "features", "memory")
+SCENARIOS = (
+    "throughput",
+    "isolation",
+    "restart",
+    "blocked",
+    "mixed",
+    "features",
+    "burst",
+    "memory",
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -115,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         results["mixed"] = mixed.run(ctx)
     if "features" in chosen:
         results["features"] = features.run(ctx)
+    if "burst" in chosen:
+        results["burst"] = burst.run(ctx)
     # RSS is sampled in every scenario that runs: idle after start, then after its load.
     results["memory"] = ctx.memory
     results["meta"] = {

@@ -128,12 +128,12 @@ async def run_plan(plan: dict[str, Any]) -> dict[str, Any]:
     start = loop.time()
     late = 0.0
     tasks: list[asyncio.Task[dict[str, Any]]] = []
-    for at, path in plan["arrivals"]:
+    for at, path, *to in plan["arrivals"]:  # an arrival may name its own port: [at, path, port]
         delay = start + float(at) - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
         late = max(late, loop.time() - start - float(at))
-        tasks.append(asyncio.ensure_future(fetch(port, path, timeout)))
+        tasks.append(asyncio.ensure_future(fetch(int(to[0]) if to else port, path, timeout)))
     requests = await asyncio.gather(*tasks)
     for at_path, record in zip(plan["arrivals"], requests, strict=True):
         record["at"] = at_path[0]

@@ -13,6 +13,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from benchmarks.burst import burst_md
 from benchmarks.features import features_md
 from benchmarks.ratios import versus_md
 from benchmarks.wrk import tool_name, wrk_path
@@ -336,6 +337,7 @@ def tables(results: dict[str, Any]) -> list[str]:
         ("blocked", blocked_md),
         ("mixed", mixed_md),
         ("features", features_md),
+        ("burst", burst_md),
     ):
         if key in results:
             lines += [*render(results[key]), ""]

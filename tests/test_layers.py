@@ -30,6 +30,7 @@ LAYERS: dict[str, int] = {
     "aioworker.sockets": 2,
     "aioworker.http": 3,
     "aioworker.frontdoor": 3,
+    "aioworker.queue": 3,
     "aioworker.supervisor": 4,
     "aioworker.observe": 5,
     "aioworker.launch": 6,

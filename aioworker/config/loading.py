@@ -29,6 +29,7 @@ from aioworker.config.settings import (
     HttpSettings,
     Listen,
     MetricsSettings,
+    QueueSettings,
     ServerSettings,
     meta,
     parse_listen,
@@ -42,6 +43,7 @@ __all__ = [
     "HttpSettings",
     "Listen",
     "MetricsSettings",
+    "QueueSettings",
     "ServerSettings",
     "from_dict",
     "load",
@@ -61,6 +63,7 @@ class Config:
     server: ServerSettings = field(default_factory=ServerSettings)
     groups: tuple[GroupSettings, ...] = ()
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    queue: QueueSettings = field(default_factory=QueueSettings)
     path: Path | None = None
 
     @property
@@ -139,6 +142,7 @@ _GROUP_KEYS = {
     f.name: f for f in dataclasses.fields(GroupSettings) if f.name not in ("name", "http")
 }
 _METRICS_KEYS = {f.name: f for f in dataclasses.fields(MetricsSettings)}
+_QUEUE_KEYS = {f.name: f for f in dataclasses.fields(QueueSettings)}
 
 
 def load(path: str | os.PathLike[str]) -> Config:
@@ -163,7 +167,7 @@ def from_dict(data: Mapping[str, Any], path: Path | None = None) -> Config:
     def fail(key: str, problem: str) -> ConfigError:
         return ConfigError(f"{where}: {key}: {problem}")
 
-    _check_keys(data, {"server": None, "groups": None, "metrics": None}, "", fail)
+    _check_keys(data, {"server": None, "groups": None, "metrics": None, "queue": None}, "", fail)
 
     server_table = _table(data, "server", fail)
     _check_keys(server_table, {**_SERVER_KEYS, **_HTTP_KEYS}, "server", fail)
@@ -192,7 +196,10 @@ def from_dict(data: Mapping[str, Any], path: Path | None = None) -> Config:
         MetricsSettings(),
     )
     _check_keys(_table(data, "metrics", fail), _METRICS_KEYS, "metrics", fail)
-    config = Config(server=server, groups=tuple(groups), metrics=metrics, path=path)
+    queue_table = _table(data, "queue", fail)
+    _check_keys(queue_table, _QUEUE_KEYS, "queue", fail)
+    queue = _build(QueueSettings, _QUEUE_KEYS, queue_table, "queue", fail, QueueSettings())
+    config = Config(server=server, groups=tuple(groups), metrics=metrics, queue=queue, path=path)
     validate(config, where)
     return config
 
@@ -206,6 +213,9 @@ def validate(config: Config, where: str = "<config>") -> None:
     if not config.groups:
         raise fail("groups", "no groups defined; add at least one [groups.NAME] table")
     _check_meta(config.server, "server", fail)
+    _check_meta(config.queue, "queue", fail)
+    if config.queue.url and not config.queue.url.startswith(("redis://", "rediss://", "unix://")):
+        raise fail("queue.url", f"{config.queue.url!r} is not redis://HOST:PORT/DB")
     _check_forwarded(config.server.http, "server", fail)
     _check_access_format(config.server.http, "server", fail)
     ports: dict[tuple[str, int | str], str] = {}
@@ -214,11 +224,13 @@ def validate(config: Config, where: str = "<config>") -> None:
         _check_meta(group, prefix, fail)
         _check_forwarded(group.http, prefix, fail)
         _check_access_format(group.http, prefix, fail)
-        if group.listen and group.main:
+        if group.queue:
+            _check_queue_group(config, group, prefix, fail)
+        elif group.listen and group.main:
             raise fail(f"{prefix}.main", "a group has either listen (with app) or main, not both")
-        if not group.listen and not group.main:
+        elif not group.listen and not group.main:
             raise fail(prefix, "needs listen and app (a server) or main (a coroutine)")
-        if group.listen:
+        if group.listen and not group.queue:
             if not group.app:
                 raise fail(f"{prefix}.app", "required when listen is set ('pkg.module:attr')")
             _check_import_string(group.app, f"{prefix}.app", fail)
@@ -237,7 +249,7 @@ def validate(config: Config, where: str = "<config>") -> None:
             tls = tls_problem(group, address.tls, config.base_dir)
             if tls is not None:
                 raise fail(f"{prefix}.{tls[0]}", tls[1])
-        else:
+        elif group.main:
             _check_import_string(group.main, f"{prefix}.main", fail)
         for route in group.routes:
             if not route.startswith("/"):
@@ -258,6 +270,29 @@ def validate(config: Config, where: str = "<config>") -> None:
             raise fail(
                 "metrics.listen", f"{config.metrics.listen} is also used by groups.{ports[key]}"
             )
+
+
+def _check_queue_group(config: Config, group: GroupSettings, prefix: str, fail: Any) -> None:
+    """A queue-fed group: an app, routes the default group enqueues, a [queue] url, no listener."""
+    if not config.queue.url:
+        raise fail(f"{prefix}.queue", "needs [queue] url (the Redis the jobs go through)")
+    if group.listen or group.main:
+        key = "listen" if group.listen else "main"
+        raise fail(f"{prefix}.{key}", "a queue-fed group has no listen or main: it pulls jobs")
+    if not group.app:
+        raise fail(f"{prefix}.app", "required for a queue-fed group ('pkg.module:attr')")
+    _check_import_string(group.app, f"{prefix}.app", fail)
+    if not group.routes or "/" in group.routes:
+        raise fail(f"{prefix}.routes", "a queue-fed group needs routes other than '/'")
+    default = config.default_group
+    deadline = default.http.request_timeout if default is not None else 0.0
+    if default is not None and deadline and group.reply_timeout >= deadline:
+        # The default group's engine waits for the answer: its request_timeout would cut the
+        # wait with a 504 before the 202 and Location.
+        raise fail(
+            f"{prefix}.reply_timeout",
+            f"must be less than groups.{default.name}.request_timeout ({deadline:g}s)",
+        )
 
 
 def _check_meta(settings: Any, prefix: str, fail: Any) -> None:

@@ -20,6 +20,7 @@ from aioworker.config.settings import (
     GroupSettings,
     HttpSettings,
     MetricsSettings,
+    QueueSettings,
     ServerSettings,
     meta,
 )
@@ -105,6 +106,7 @@ _SECTIONS: tuple[tuple[str, type], ...] = (
     ("`[groups.NAME]`", GroupSettings),
     ("Engine limits and timeouts", HttpSettings),
     ("`[metrics]`", MetricsSettings),
+    ("`[queue]`", QueueSettings),
 )
 
 
@@ -240,6 +242,9 @@ def render_config() -> str:
             "# count = 1\n",
             "\n[metrics]\n",
             _table(_keys(MetricsSettings), ()),
+            "\n# Queue-fed groups (docs/queue.md) need a Redis: set url, then `queue = true` in a"
+            " group.\n[queue]\n",
+            _table(_keys(QueueSettings), ()),
         ]
     )
 

@@ -28,6 +28,7 @@ __all__ = [
     "Listen",
     "Meta",
     "MetricsSettings",
+    "QueueSettings",
     "ServerSettings",
     "meta",
     "parse_listen",
@@ -301,6 +302,24 @@ class GroupSettings:
     max_rss_mb: int = _f(0, "recycle a worker whose memory stays above this", minimum=0, zero="off")
     strict_routes: bool = _f(False, "answer 404 for paths outside routes")
     hosts: tuple[str, ...] = _f((), "HOST:PORT of every machine running this group (front proxy)")
+    # Queue-fed groups (docs/queue.md): the default group's workers put requests for `routes`
+    # on the group's Redis stream; this group's workers pull them, one at a time by default.
+    queue: bool = _f(
+        False, "fed from the [queue] Redis stream instead of a listener (no listen)", restart=True
+    )
+    reply_timeout: float = _f(
+        30.0,
+        "seconds a queued request's client waits for the answer; then 202 with a Location",
+        above=0,
+    )
+    queue_max: int = _f(10000, "pending jobs in the group's stream; beyond it 503", minimum=1)
+    visibility_timeout: float = _f(
+        60.0, "seconds a job may stay with a silent (dead) worker before another claims it", above=0
+    )
+    max_attempts: int = _f(
+        3, "deliveries of one job before it fails for good (dead-letter list, 502)", minimum=1
+    )
+    queue_concurrency: int = _f(1, "jobs one queue-fed worker runs at once", minimum=1)
     http: HttpSettings = _f(HttpSettings(), "engine limits and timeouts")  # noqa: RUF009
 
     @property
@@ -310,7 +329,7 @@ class GroupSettings:
 
     @property
     def address(self) -> Listen | None:
-        """The parsed listen address, or None for a `main` group."""
+        """The parsed listen address, or None for a `main` or queue-fed group."""
         return parse_listen(self.listen) if self.listen else None
 
     @property
@@ -324,3 +343,30 @@ class MetricsSettings:
 
     # A reload binds a changed listener first and closes the old one only once that worked.
     listen: str = _f("", "http://HOST:PORT for /metrics, /healthz and /readyz ('' = off)")
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSettings:
+    """The [queue] table: the Redis that queue-fed groups share (docs/queue.md)."""
+
+    url: str = _f(
+        "", "redis://HOST:PORT/DB of the Redis (or Valkey) holding the queues ('' = none)"
+    )
+    consume: bool = _f(
+        True, "run the queue-fed groups' workers here (false: this host only enqueues)"
+    )
+    max_body_bytes: int = _f(
+        1024 * 1024, "largest request body put on a queue; larger gets 413", minimum=1
+    )
+    result_ttl: float = _f(
+        3600.0, "seconds a finished job's response stays fetchable at its Location", above=0
+    )
+    idempotency_ttl: float = _f(
+        86400.0, "seconds an Idempotency-Key keeps returning the same job", above=0
+    )
+    retry_after: int = _f(
+        1, "Retry-After seconds sent with 503 when Redis is down or a queue is full", minimum=0
+    )
+    cancel_on_disconnect: bool = _f(
+        False, "drop a job whose client went away before a worker started it"
+    )

@@ -29,6 +29,7 @@ from aioworker.http.counters import LATENCY_BUCKETS
 from aioworker.observe import metrics as prometheus
 from aioworker.observe import status as status_doc
 from aioworker.observe.metrics import MetricsServer
+from aioworker.observe.queues import QueueNumbers, render_metrics
 from aioworker.observe.scoreboard import (
     BUSY_AFTER,
     DRAINING,
@@ -91,6 +92,7 @@ class Observability(Hook):
         self.rss: dict[int, int] = {}
         self._next_rss = 0.0
         self._group_index: dict[str, int] = {}
+        self.queues: QueueNumbers | None = None
         # In the worker only:
         self._writer: SlotWriter | None = None
         self._beat: Heartbeat | None = None
@@ -105,6 +107,7 @@ class Observability(Hook):
             return
         self.master = master
         self._group_index = {name: i for i, name in enumerate(master.groups)}
+        self.queues = QueueNumbers(master.config)
         # Room for every worker twice (a rolling reload overlaps old and new) plus TTIN.
         capacity = 2 * sum(g.count for g in master.groups.values()) + self.spare_slots
         self.board = Scoreboard.create(capacity, LATENCY_BUCKETS)
@@ -125,6 +128,10 @@ class Observability(Hook):
     def config_reloaded(self, master: MasterControl, old: Config) -> None:
         """Move the metrics endpoint when `[metrics] listen` changed: the new listener is
         bound first, so a failure keeps the old one serving."""
+        if self.master is master:
+            if self.queues is not None:
+                self.queues.close()
+            self.queues = QueueNumbers(master.config)
         listen = master.config.metrics.listen
         serving = self.metrics.listen if self.metrics is not None else ""
         if self.master is not master or listen == serving:
@@ -218,14 +225,15 @@ class Observability(Hook):
             return status
         samples = self.board.snapshot() if self.board is not None else []
         rss = {pid: read_rss(pid) or 0 for pid in master.workers}
-        return status_doc.build(
+        doc = status_doc.build(
             status, samples, time.monotonic(), rss, blocked_after=self.watchdog.blocked_after
         )
+        return self.queues.add_to_status(doc) if self.queues is not None else doc
 
     def _metrics(self) -> str:
         assert self.master is not None
         samples = self.board.snapshot() if self.board is not None else []
-        return prometheus.render(
+        text = prometheus.render(
             self.master.status(),
             samples,
             time.monotonic(),
@@ -233,6 +241,7 @@ class Observability(Hook):
             self.rss,
             blocked_after=self.watchdog.blocked_after,
         )
+        return text + (render_metrics(self.queues.read()) if self.queues is not None else "")
 
     def _ready(self) -> tuple[bool, str]:
         assert self.master is not None

@@ -185,8 +185,9 @@ def render(doc: Mapping[str, Any], width: int = 120) -> str:
         total = sum(restarts.values())
         why = ", ".join(f"{k} {v}" for k, v in sorted(restarts.items()))
         lines.append("")
+        where = group.get("listen") or ("(queue)" if "queue" in group else "(main)")
         lines.append(
-            f"{group['name']}  {group['state']}  {group.get('listen') or '(main)'}  "
+            f"{group['name']}  {group['state']}  {where}  "
             f"{group['ready']}/{group['expected']} ready  {group.get('requests', 0)} requests  "
             f"restarts {total}" + (f" ({why})" if why else "")
         )
@@ -217,6 +218,20 @@ def render(doc: Mapping[str, Any], width: int = 120) -> str:
         for row in rows:
             text = "  " + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:-1]))
             lines.append((text + "  " + row[-1])[:width].rstrip())
+        queue = group.get("queue")
+        if queue is not None:
+            lines.append("  " + _queue_line(queue))
         for exit_line in group.get("last_exits", [])[-3:]:
             lines.append(f"  last exit: {exit_line}"[:width])
     return "\n".join(lines) + "\n"
+
+
+def _queue_line(queue: Mapping[str, Any]) -> str:
+    """A queue-fed group's numbers, for the table."""
+    if not queue.get("reachable"):
+        return "queue: redis unreachable"
+    return (
+        f"queue: depth {queue['depth']}  oldest {format_duration(queue['oldest_age'])}  "
+        f"in progress {queue['in_progress']}  completed {queue['completed']}  "
+        f"failed {queue['failed']}  redelivered {queue['redelivered']}"
+    )

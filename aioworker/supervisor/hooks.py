@@ -95,7 +95,7 @@ class WorkerContext:
 
     spec: WorkerSpec
     loop: asyncio.AbstractEventLoop
-    server: Any  # aioworker.http.server.Server, or None for a `main` group
+    server: Any  # aioworker.http.server.Server, a queue Consumer, or None for a `main` group
     notify: Callable[[str], None]  # send one line to the master
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -218,7 +218,10 @@ class Master(Children, Reloading, SignalHandling, Steering):
         for settings in self.config.groups:
             app = self._preload(settings) if settings.preload else None
             sockets = self._bind(settings) if settings.listen else None
-            self.groups[settings.name] = Group(settings, sockets, settings.workers, app=app)
+            # A host that only enqueues ([queue] consume = false) runs none of a queue-fed
+            # group's workers: another master pulls its jobs from the shared Redis.
+            count = 0 if settings.queue and not self.config.queue.consume else settings.workers
+            self.groups[settings.name] = Group(settings, sockets, count, app=app)
             if sockets is not None:
                 log.info(
                     "listening group=%s url=%s sockets=%d",

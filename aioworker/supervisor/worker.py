@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 from aioworker import logs
 from aioworker.config import GroupSettings, TlsError, tls_context
 from aioworker.importer import describe_error, import_from_string
-from aioworker.supervisor import handover
+from aioworker.supervisor import handover, queued
 from aioworker.supervisor.hooks import WorkerContext, WorkerSpec
 from aioworker.supervisor.process import (
     BOOT_ERROR,
@@ -199,6 +199,11 @@ async def _serve(spec: WorkerSpec, loop: asyncio.AbstractEventLoop, target: Any)
 
     if group.main:
         return await _run_main(spec, loop, target, stop, notify)
+    if group.queue:
+        return await queued.run_consumer(
+            spec, loop, target, stop, notify, lambda ctx: _call_hooks(spec, "worker_started", ctx)
+        )
+    target = queued.relay_app(spec.config, group, target)
 
     from aioworker.http.server import Server
 
@@ -241,6 +246,7 @@ async def _serve(spec: WorkerSpec, loop: asyncio.AbstractEventLoop, target: Any)
         await asyncio.wait_for(server.wait_closed(), group.http.graceful_timeout + 5.0)
     except asyncio.TimeoutError:
         log.warning("worker %s[%d] did not drain in time", group.name, spec.slot)
+    await queued.close_relay(target)
     return 0
 
 

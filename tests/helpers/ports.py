@@ -19,3 +19,12 @@ def other_listener() -> Iterator[socket.socket]:
         other.bind(("127.0.0.1", 0))
         other.listen()
         yield other
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 free right now, for a server that cannot bind port 0 and report
+    it (redis-server). Another process could take it before it is used; that fails loudly."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port

@@ -1,0 +1,89 @@
+"""The broker against a real redis-server: reachability tracked, not probed per call."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+
+from aioworker.queue.broker import Broker, QueueFull, RedisDown
+from aioworker.queue.jobs import Job, encode_job
+from aioworker.queue.stats import StatsReader
+from tests.helpers.redis import RedisServer
+
+
+def _run(
+    loop_factory: Callable[[], asyncio.AbstractEventLoop], coro: Coroutine[Any, Any, None]
+) -> None:
+    """Run `coro` to the end on a new loop in a thread, as the engine tests' servers run (uvloop's
+    close() on pytest's main thread did not return here)."""
+    failures: list[BaseException] = []
+
+    def main() -> None:
+        try:
+            with asyncio.Runner(loop_factory=loop_factory) as runner:
+                runner.run(coro)
+        except BaseException as exc:  # handed to the test's thread
+            failures.append(exc)
+
+    thread = threading.Thread(target=main)
+    thread.start()
+    thread.join(60)
+    assert not thread.is_alive(), "the scenario did not finish"
+    if failures:
+        raise failures[0]
+
+
+def test_once_down_every_call_fails_at_once_until_redis_returns(
+    redis: RedisServer,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def scenario() -> None:
+        broker = Broker(redis.url)
+        await broker.redis.ping()
+        redis.stop()
+        with pytest.raises(RedisDown):
+            await broker.call(broker.redis.ping)
+        assert not broker.up
+        # A Redis that accepts connections and never answers: a call that tried it would hang
+        # (until the 10 s socket timeout); the tracked state answers without trying.
+        with socket.create_server(("127.0.0.1", redis.port)):
+            for _ in range(100):
+                with pytest.raises(RedisDown):
+                    await asyncio.wait_for(broker.call(broker.redis.ping), 1.0)
+        redis.start()
+        await asyncio.wait_for(broker.reachable.wait(), 10.0)
+        assert await broker.call(broker.redis.ping)
+        await broker.close()
+
+    with caplog.at_level(logging.WARNING, logger="aioworker.queue"):
+        _run(loop_factory, scenario())
+    messages = [r.getMessage().split(" at ")[0] for r in caplog.records]
+    assert messages == ["redis unreachable", "redis reachable again"]
+
+
+def test_submit_refuses_past_queue_max_and_keeps_what_it_accepted(
+    redis: RedisServer, loop_factory: Callable[[], asyncio.AbstractEventLoop]
+) -> None:
+    async def scenario() -> None:
+        broker = Broker(redis.url)
+        accepted = []
+        for i in range(5):
+            fields = encode_job(Job(f"job{i}", "GET", "/", b"/", b"", ()))
+            try:
+                accepted.append((await broker.submit("g", fields, queue_max=3)).job_id)
+            except QueueFull:
+                pass
+        assert accepted == ["job0", "job1", "job2"]
+        await broker.close()
+
+    _run(loop_factory, scenario())
+    numbers = StatsReader(redis.url).read(["g"])
+    assert numbers is not None
+    assert (numbers["g"].depth, numbers["g"].in_progress) == (3, 0)
