@@ -1,6 +1,7 @@
 """permessage-deflate (RFC 7692) for WebSockets: agreeing on it, and zlib state made late.
 
-Only imported with the ws extra installed (websocket.py imports it under its ImportError guard).
+Only imported with the ws extra installed (websocket.py imports it when wsframes.py found
+websockets).
 """
 
 from __future__ import annotations
