@@ -18,6 +18,7 @@ from benchmarks import (
     restart,
     servers,
     throughput,
+    websocket,
 )
 from benchmarks.context import Context
 from benchmarks.procs import cpu_split
@@ -30,6 +31,7 @@ SCENARIOS = (
     "mixed",
     "features",
     "burst",
+    "websocket",
     "memory",
 )
 
@@ -42,7 +44,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "isolation chart to benchmarks/results/.",
     )
     parser.add_argument(
-        "--quick", action="store_true", help="short runs: about a minute and a half in total"
+        "--quick", action="store_true", help="short runs, one round each: a few minutes in total"
     )
     parser.add_argument(
         "--only",
@@ -127,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         results["features"] = features.run(ctx)
     if "burst" in chosen:
         results["burst"] = burst.run(ctx)
+    if "websocket" in chosen:
+        results["websocket"] = websocket.run(ctx)
     # RSS is sampled in every scenario that runs: idle after start, then after its load.
     results["memory"] = ctx.memory
     results["meta"] = {

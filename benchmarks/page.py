@@ -141,6 +141,15 @@ MORE_SCENARIOS = {
    5 rounds; each is compared with plain round by round. TLS is not measured: aioworker does not
    terminate TLS.
 """,
+    "websocket": """\
+**websocket**: `benchmarks/apps.py`'s `/ws` echo on one worker per server: aioworker, uvicorn
+   with each of its WebSocket implementations (`--ws websockets`, `websockets-sansio`,
+   `wsproto`) and granian. Each round starts every server afresh, one after the other, and
+   measures three things: the worker's RSS growth over N WebSockets opened and left idle, over
+   N; 50 connections each echoing 16-byte binary messages one at a time; 4 connections echoing
+   1 MiB messages. The client (`python -m benchmarks.websocket client`, on the load CPU) sends
+   raw frames with a zero mask key and offers no extension, so nothing is compressed.
+""",
 }
 
 MORE_READING = {
@@ -157,6 +166,12 @@ MORE_READING = {
   74% of 4 workers, so every server queues some short requests behind long ones; the p99 of the
   short requests shows how long. The two aioworker rows differ only in the listener: per-worker
   sockets with steering and moving, or one shared socket.
+""",
+    "websocket": """\
+- **websocket**: idle KiB per WebSocket is what holding a connection costs the worker (RSS
+  pages, so a few KiB either way is noise); msg/s counts echoes the client got back. "vs NAME"
+  is aioworker's figure over NAME's in the same round: above 1x for msg/s is faster, below 1x
+  for idle memory is smaller.
 """,
 }
 
@@ -273,7 +288,32 @@ def summary(results: dict[str, Any]) -> list[str]:
             f"uvicorn {theirs['short_p50_ms']['median']:,.1f} / "
             f"{theirs['short_p99_ms']['median']:,.0f} ms ({mixed['p99_ratio']:.3f}x at p99)."
         )
+    lines += _websocket_summary(results.get("websocket", {}))
     return ["## Summary", "", *lines, ""] if lines else []
+
+
+def _websocket_summary(data: dict[str, Any]) -> list[str]:
+    """One line: aioworker's idle memory and echo rates per WebSocket, and its ratios."""
+    ours = data.get("servers", {}).get("aioworker")
+    if not ours or not data.get("versus"):
+        return []
+    parts = []
+    for kind, what, digits in (
+        ("idle_kib", "idle KiB per WebSocket", 1),
+        ("small", "16 B echoes/s", 0),
+    ):
+        rivals = ", ".join(
+            f"{format_ratio(spread)} {rival}"
+            for rival, spread in data["versus"].get(kind, {}).items()
+        )
+        if ours[kind] is not None and rivals:
+            parts.append(f"{what} {ours[kind]:,.{digits}f} ({rivals})")
+    if not parts:
+        return []
+    return [
+        "- WebSockets, one worker each, aioworker: " + "; ".join(parts) + " (aioworker's figure "
+        "over each server's, per round)."
+    ]
 
 
 def render(results: dict[str, Any]) -> str:

@@ -46,17 +46,18 @@ def cpu_us_per_request(cpu_seconds: float, requests: int) -> float | None:
     return round(cpu_seconds * 1e6 / requests, 1)
 
 
-def versus_md(versus: dict[str, Any]) -> list[str]:
-    """aioworker's req/s over each rival's, round by round: median (lowest-highest)."""
+def versus_md(versus: dict[str, Any], what: str = "req/s", column: str = "mode") -> list[str]:
+    """aioworker's `what` over each rival's, round by round: median (lowest-highest), a row
+    per key of `versus` (under the heading `column`)."""
     if not versus:
         return []
     rivals = sorted({rival for row in versus.values() for rival in row})
     lines = [
         "",
-        "aioworker's req/s over each server's, round by round (rounds ran back to back): median "
-        "(lowest-highest).",
+        f"aioworker's {what} over each server's, round by round (rounds ran back to back): "
+        "median (lowest-highest).",
         "",
-        "| mode | " + " | ".join(f"vs {rival}" for rival in rivals) + " |",
+        f"| {column} | " + " | ".join(f"vs {rival}" for rival in rivals) + " |",
         "|---|" + "--:|" * len(rivals),
     ]
     for mode, row in versus.items():

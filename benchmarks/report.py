@@ -16,6 +16,7 @@ from typing import Any
 from benchmarks.burst import burst_md
 from benchmarks.features import features_md
 from benchmarks.ratios import versus_md
+from benchmarks.websocket import websocket_md
 from benchmarks.wrk import tool_name, wrk_path
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -338,6 +339,7 @@ def tables(results: dict[str, Any]) -> list[str]:
         ("mixed", mixed_md),
         ("features", features_md),
         ("burst", burst_md),
+        ("websocket", websocket_md),
     ):
         if key in results:
             lines += [*render(results[key]), ""]

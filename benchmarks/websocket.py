@@ -1,21 +1,26 @@
-"""The websocket scenario: idle memory per WebSocket and echo throughput, aioworker vs the rest.
+"""Scenario websocket: idle memory per WebSocket and echo throughput, aioworker vs the rest.
 
-`python -m benchmarks.websocket [--quick] [--idle N] [--rounds R]` runs, for each server with
-one worker (aioworker, uvicorn with its `websockets`, `websockets-sansio` and `wsproto`
-implementations, granian), in the same run and on the same pinning as the other scenarios
-(server on the first CPUs, the load generator on the last):
+`python -m benchmarks --only websocket` (also part of a full run and of `--quick`) runs, for each
+server with one worker (aioworker, uvicorn with its `websockets`, `websockets-sansio` and
+`wsproto` implementations, granian), on the same pinning as the other scenarios (server on the
+first CPUs, the load generator on the last):
 
 - idle: N WebSockets opened and left idle; (worker RSS after - before) / N;
 - small: 50 connections, each echoing 16-byte binary messages one at a time, messages/s;
 - large: 4 connections echoing 1 MiB binary messages, messages/s.
 
-`--deflate` offers permessage-deflate in every handshake, as browsers do, and measures only the
-idle memory (the servers that agree keep zlib state per connection).
+Each round starts every server afresh, one after the other (RSS never shrinks once a process
+has grown, so a second idle measurement on the same process would read ~0); aioworker's figures
+are compared with each other server's round by round (benchmarks/ratios.py).
+
+`python -m benchmarks.websocket [--quick] [--idle N] [--rounds R] [--deflate]` runs the same
+alone; `--deflate` offers permessage-deflate in every handshake, as browsers do, and measures
+only the idle memory (the servers that agree keep zlib state per connection).
 
 The load generator is this module's `client` mode in its own process: raw frames with a zero
 mask key (legal, and it keeps the client's cost out of the figure) and no extension offered,
-so no server compresses. Each figure is the median of `--rounds` runs; the machine is shared,
-so compare servers within one run, never across runs.
+so no server compresses. The machine is shared: compare servers within one run, never across
+runs.
 """
 
 from __future__ import annotations
@@ -30,9 +35,12 @@ import struct
 import subprocess
 import sys
 import time
+from dataclasses import asdict, dataclass
 from typing import Any
 
+from benchmarks.context import Context
 from benchmarks.procs import Server, affinity, cpu_split, free_port
+from benchmarks.ratios import ratio_spread, versus_md
 from benchmarks.servers import PY, ROOT, Availability, command, env
 
 APP = "benchmarks.apps:app"
@@ -130,6 +138,25 @@ def client_main(argv: list[str]) -> None:
 
 # -- the scenario -------------------------------------------------------------------------------
 
+# What is measured: key -> (the column on the page, digits shown).
+KINDS: dict[str, tuple[str, int]] = {
+    "idle_kib": ("idle KiB per WebSocket", 1),
+    "small": ("echo msg/s, 16 B (50 conns)", 0),
+    "large": ("echo msg/s, 1 MiB (4 conns)", 1),
+}
+
+
+@dataclass(frozen=True)
+class Plan:
+    idle: int  # WebSockets held open for the memory figure
+    rounds: int
+    seconds: float  # of each echo run, after a 1 s warm-up
+    deflate: bool = False  # offer permessage-deflate: idle memory only
+
+
+def plan(quick: bool) -> Plan:
+    return Plan(idle=1_000, rounds=1, seconds=2.0) if quick else Plan(10_000, 3, 8.0)
+
 
 def _server_argv(name: str, port: int, avail: Availability) -> list[str]:
     if name == "aioworker":
@@ -165,6 +192,7 @@ def _rss_kib(pids: list[int]) -> int:
 
 
 def _idle_run(server: Server, port: int, count: int, cpus: set[int] | None, deflate: bool) -> float:
+    """KiB of worker RSS per idle WebSocket."""
     before = _rss_kib(server.workers())
     proc = _client(["idle", str(port), str(count), "deflate" if deflate else "plain"], cpus)
     assert proc.stdout is not None
@@ -178,67 +206,119 @@ def _idle_run(server: Server, port: int, count: int, cpus: set[int] | None, defl
     proc.stdin.write("\n")
     proc.stdin.flush()
     proc.wait(60)
-    return (after - before) * 1024 / count
+    return (after - before) / count
 
 
 def _echo_run(port: int, conns: int, size: int, seconds: float, cpus: set[int] | None) -> float:
     proc = _client(["echo", str(port), str(conns), str(size), str(seconds)], cpus)
     out, _ = proc.communicate(timeout=seconds + 60)
-    result = json.loads(out.strip().splitlines()[-1])
+    lines = out.strip().splitlines()
+    if proc.returncode or not lines:
+        raise RuntimeError(f"echo client failed (exit {proc.returncode}): {out[-200:]!r}")
+    result = json.loads(lines[-1])
     return float(result["messages"]) / float(result["seconds"])
 
 
-def run(
-    quick: bool, idle: int, rounds: int, only: list[str], deflate: bool = False
-) -> dict[str, dict[str, Any]]:
-    """Each round starts every server afresh, one after the other: RSS never shrinks once a
-    process has grown, so a second idle measurement on the same process would read ~0, and
-    interleaving the servers spreads the machine's noise over all of them."""
-    server_cpus, load_cpus = cpu_split()
-    avail = Availability()
-    seconds = 3.0 if quick else 8.0
-    names = []
-    for name in only or SERVERS:
-        base = name.split("-", 1)[0]
-        if avail.has(base):
-            names.append(name)
-        else:
-            print(f"{name} skipped: {avail.missing[base]}", file=sys.stderr)
-    results: dict[str, dict[str, Any]] = {n: {"idle": [], "small": [], "large": []} for n in names}
-    for _ in range(rounds):
+def _one_round(ctx: Context, name: str, chosen: Plan) -> dict[str, float]:
+    port = free_port()
+    argv = _server_argv(name, port, ctx.avail)
+    server = Server(name, argv, [port], ctx.server_cpus, cwd=str(ROOT), env=env())
+    try:
+        server.wait_ready()
+        figures = {"idle_kib": _idle_run(server, port, chosen.idle, ctx.load_cpus, chosen.deflate)}
+        if not chosen.deflate:  # compressed echoes would not match the frames counted
+            figures["small"] = _echo_run(port, 50, 16, chosen.seconds, ctx.load_cpus)
+            figures["large"] = _echo_run(port, 4, 1 << 20, chosen.seconds, ctx.load_cpus)
+    finally:
+        ctx.stop(server, name)
+    return figures
+
+
+def measure(ctx: Context, chosen: Plan, only: tuple[str, ...] = SERVERS) -> dict[str, Any]:
+    """Each round starts every server afresh, one after the other: interleaving the servers
+    spreads the machine's noise over all of them. A round that fails is a note and a gap."""
+    names = [name for name in only if ctx.wanted(name.split("-", 1)[0])]
+    runs: dict[str, list[dict[str, float] | None]] = {name: [] for name in names}
+    for number in range(1, chosen.rounds + 1):
+        ctx.progress(f"websocket: round {number}/{chosen.rounds}")
         for name in names:
-            port = free_port()
-            argv = _server_argv(name, port, avail)
-            server = Server(name, argv, [port], server_cpus, cwd=str(ROOT), env=env())
             try:
-                server.wait_ready()
-                row = results[name]
-                row["idle"].append(_idle_run(server, port, idle, load_cpus, deflate))
-                if not deflate:  # compressed echoes would not match the frames counted
-                    row["small"].append(_echo_run(port, 50, 16, seconds, load_cpus))
-                    row["large"].append(_echo_run(port, 4, 1 << 20, seconds, load_cpus))
-                print(f"{name}: {row}", file=sys.stderr, flush=True)
-            finally:
-                server.stop()
-    return results
+                figures: dict[str, float] | None = _one_round(ctx, name, chosen)
+            except (RuntimeError, OSError, ValueError, subprocess.SubprocessError) as exc:
+                ctx.note(f"websocket {name}: {str(exc).splitlines()[0]}")
+                figures = None
+            runs[name].append(figures)
+            if figures is not None:
+                ctx.progress(
+                    f"  {name:<26} " + "  ".join(f"{k} {v:,.1f}" for k, v in figures.items())
+                )
+    return {"servers": summarise(runs), "versus": versus(runs), "plan": asdict(chosen)}
 
 
-def markdown(results: dict[str, dict[str, Any]], idle: int) -> str:
+def run(ctx: Context) -> dict[str, Any]:
+    return measure(ctx, plan(ctx.quick))
+
+
+def _rounds(rounds: list[dict[str, float] | None], kind: str) -> list[float | None]:
+    return [None if r is None or kind not in r else r[kind] for r in rounds]
+
+
+def summarise(runs: dict[str, list[dict[str, float] | None]]) -> dict[str, Any]:
+    """server -> each kind's median over the rounds that have it (None if none), and the rounds."""
+    out: dict[str, Any] = {}
+    for name, rounds in runs.items():
+        row: dict[str, Any] = {}
+        for kind in KINDS:
+            values = [v for v in _rounds(rounds, kind) if v is not None]
+            row[kind] = round(statistics.median(values), 1) if values else None
+        row["rounds"] = {kind: _rounds(rounds, kind) for kind in KINDS}
+        out[name] = row
+    return out
+
+
+def versus(runs: dict[str, list[dict[str, float] | None]]) -> dict[str, Any]:
+    """kind -> server -> aioworker's figure over the server's, per round: median, low, high."""
+    ours = runs.get("aioworker", [])
+    out: dict[str, Any] = {}
+    for kind in KINDS:
+        row = {}
+        for name, theirs in runs.items():
+            if name == "aioworker":
+                continue
+            pairs = [
+                (a, b)
+                for a, b in zip(_rounds(ours, kind), _rounds(theirs, kind), strict=False)
+                if a is not None and b is not None
+            ]
+            spread = ratio_spread([a for a, _ in pairs], [b for _, b in pairs])
+            if spread:
+                row[name] = spread
+        if row:
+            out[kind] = row
+    return out
+
+
+def websocket_md(data: dict[str, Any]) -> list[str]:
+    chosen = data["plan"]
+    rounds = f"{chosen['rounds']} round" + ("s" if chosen["rounds"] != 1 else "")
     lines = [
-        f"| server | idle KiB per WebSocket ({idle:,} open) | small echo msg/s (50 conns, 16 B) "
-        "| large echo msg/s (4 conns, 1 MiB) |",
-        "|---|---:|---:|---:|",
+        f"### WebSockets: one worker each, {chosen['idle']:,} idle WebSockets, echo runs of "
+        f"{chosen['seconds']:g} s; median of {rounds}, each server started afresh for each",
+        "",
+        "| server | " + " | ".join(label for label, _ in KINDS.values()) + " |",
+        "|---|" + "--:|" * len(KINDS),
     ]
-    for name, row in results.items():
-        lines.append(
-            f"| {name} | {statistics.median(row['idle']) / 1024:.1f} "
-            f"| {_median(row['small']):,.0f} | {_median(row['large']):,.1f} |"
-        )
-    return "\n".join(lines)
-
-
-def _median(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
+    for name, row in data["servers"].items():
+        cells = [
+            "-" if row[kind] is None else f"{row[kind]:,.{digits}f}"
+            for kind, (_, digits) in KINDS.items()
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    labelled = {KINDS[kind][0]: row for kind, row in data["versus"].items()}
+    if labelled:
+        lines += versus_md(labelled, what="figure", column="measure")
+        lines += ["", "For idle memory, below 1x means aioworker holds less per WebSocket."]
+    return lines
 
 
 def main() -> None:
@@ -246,9 +326,9 @@ def main() -> None:
         client_main(sys.argv[2:])
         return
     parser = argparse.ArgumentParser(prog="python -m benchmarks.websocket")
-    parser.add_argument("--quick", action="store_true", help="3 s echo runs instead of 8 s")
-    parser.add_argument("--idle", type=int, default=10_000, help="idle WebSockets to open")
-    parser.add_argument("--rounds", type=int, default=3, help="runs per figure (median shown)")
+    parser.add_argument("--quick", action="store_true", help="the settings of --quick")
+    parser.add_argument("--idle", type=int, help="idle WebSockets to open")
+    parser.add_argument("--rounds", type=int, help="runs per figure (median shown)")
     parser.add_argument("--server", action="append", choices=SERVERS, default=[])
     parser.add_argument(
         "--deflate",
@@ -256,9 +336,18 @@ def main() -> None:
         help="offer permessage-deflate as browsers do; measures idle memory only",
     )
     args = parser.parse_args()
-    results = run(args.quick, args.idle, args.rounds, args.server, args.deflate)
-    print(json.dumps({"results": results, "idle": args.idle, "cpus": os.cpu_count()}, indent=1))
-    print(markdown(results, args.idle))
+    chosen = plan(args.quick)
+    chosen = Plan(
+        idle=args.idle or chosen.idle,
+        rounds=args.rounds or chosen.rounds,
+        seconds=chosen.seconds,
+        deflate=args.deflate,
+    )
+    server_cpus, load_cpus = cpu_split()
+    ctx = Context(args.quick, Availability(), server_cpus, load_cpus)
+    results = measure(ctx, chosen, tuple(args.server) or SERVERS)
+    print(json.dumps({"websocket": results, "cpus": os.cpu_count()}, indent=1))
+    print("\n".join(websocket_md(results)))
 
 
 if __name__ == "__main__":

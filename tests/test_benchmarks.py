@@ -30,6 +30,7 @@ from benchmarks import (  # noqa: E402
     report,
     servers,
     throughput,
+    websocket,
 )
 from benchmarks.procs import free_port  # noqa: E402
 from benchmarks.wrk import Load, LoadRun  # noqa: E402
@@ -579,3 +580,79 @@ def test_callgrind_instructions_by_library() -> None:
         "httptools and llhttp": 100,
         "libc (memcpy, malloc, syscall wrappers)": 50,
     }
+
+
+# -- the websocket scenario (benchmarks/websocket.py): registration, figures, the page ----------
+
+
+def test_websocket_is_a_scenario_with_short_quick_settings() -> None:
+    assert "websocket" in bench_main.SCENARIOS
+    assert bench_main.parse_args(["--quick", "--only", "websocket"]).only == ["websocket"]
+    quick, full = websocket.plan(True), websocket.plan(False)
+    assert quick.rounds < full.rounds
+    assert quick.idle < full.idle
+    assert quick.seconds < full.seconds
+
+
+def _ws(idle: float, small: float, large: float) -> dict[str, float]:
+    return {"idle_kib": idle, "small": small, "large": large}
+
+
+# Three rounds; uvicorn-websockets failed its second, uvicorn-wsproto every one.
+WS_RUNS: dict[str, list[dict[str, float] | None]] = {
+    "aioworker": [_ws(4.0, 20000.0, 100.0), _ws(5.0, 18000.0, 90.0), _ws(6.0, 21000.0, 110.0)],
+    "uvicorn-websockets": [_ws(20.0, 10000.0, 50.0), None, _ws(30.0, 10000.0, 100.0)],
+    "uvicorn-wsproto": [None, None, None],
+    "granian": [_ws(8.0, 10000.0, 100.0), _ws(10.0, 9000.0, 60.0), _ws(6.0, 7000.0, 55.0)],
+}
+
+
+def test_websocket_medians_and_ratios_pair_only_rounds_both_ran() -> None:
+    table = websocket.summarise(WS_RUNS)
+    assert {k: table["aioworker"][k] for k in websocket.KINDS} == _ws(5.0, 20000.0, 100.0)
+    assert {k: table["uvicorn-websockets"][k] for k in websocket.KINDS} == _ws(25.0, 10000.0, 75.0)
+    assert table["uvicorn-websockets"]["rounds"]["idle_kib"] == [20.0, None, 30.0]
+    assert {k: table["uvicorn-wsproto"][k] for k in websocket.KINDS} == dict.fromkeys(
+        websocket.KINDS
+    )
+    versus = websocket.versus(WS_RUNS)
+    assert versus["small"] == {
+        "uvicorn-websockets": {"median": 2.05, "low": 2.0, "high": 2.1, "rounds": 2},
+        "granian": {"median": 2.0, "low": 2.0, "high": 3.0, "rounds": 3},
+    }
+    assert versus["idle_kib"]["granian"] == {"median": 0.5, "low": 0.5, "high": 1.0, "rounds": 3}
+    assert versus["large"]["uvicorn-websockets"]["median"] == 1.55
+
+
+def test_websocket_table_and_summary_on_the_page() -> None:
+    data = {
+        "servers": websocket.summarise(WS_RUNS),
+        "versus": websocket.versus(WS_RUNS),
+        "plan": {"idle": 10000, "rounds": 3, "seconds": 8.0, "deflate": False},
+    }
+    lines = page.render(_results(websocket=data)).splitlines()
+    assert (
+        "### WebSockets: one worker each, 10,000 idle WebSockets, echo runs of 8 s; median of 3 "
+        "rounds, each server started afresh for each"
+    ) in lines
+    assert "| aioworker | 5.0 | 20,000 | 100.0 |" in lines
+    assert "| uvicorn-websockets | 25.0 | 10,000 | 75.0 |" in lines
+    assert "| uvicorn-wsproto | - | - | - |" in lines
+    assert "| measure | vs granian | vs uvicorn-websockets |" in lines
+    assert "| idle KiB per WebSocket | 0.50x (0.50-1.00) | 0.20x (0.20-0.20) |" in lines
+    assert "| echo msg/s, 16 B (50 conns) | 2.00x (2.00-3.00) | 2.05x (2.00-2.10) |" in lines
+    assert "| echo msg/s, 1 MiB (4 conns) | 1.50x (1.00-2.00) | 1.55x (1.10-2.00) |" in lines
+    assert (
+        "- WebSockets, one worker each, aioworker: idle KiB per WebSocket 5.0 (0.20x (0.20-0.20) "
+        "uvicorn-websockets, 0.50x (0.50-1.00) granian); 16 B echoes/s 20,000 (2.05x "
+        "(2.00-2.10) uvicorn-websockets, 2.00x (2.00-3.00) granian) (aioworker's figure over "
+        "each server's, per round)."
+    ) in lines
+    assert any(line.startswith("5. **websocket**") for line in lines)
+    assert any(line.startswith("- **websocket**") for line in lines)
+
+
+def test_page_without_the_websocket_scenario_shows_none_of_it() -> None:
+    text = page.render(_results())
+    assert "WebSocket" not in text
+    assert "**websocket**" not in text
