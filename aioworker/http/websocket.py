@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Final, cast
+from typing import Any, Final, cast
 
 from aioworker._types import ASGIApp, Message, Scope
 from aioworker.http.access import Answered
 from aioworker.http.context import ServerContext
 from aioworker.http.framing import ClientDisconnected
+from aioworker.http.handshake import Handshake
 from aioworker.http.response import (
     CLOSE,
     error_response,
@@ -68,7 +69,49 @@ def response(ctx: ServerContext, status: int, headers: list[bytes], body: bytes 
 class WebSocket(WsTransport):
     """asyncio protocol and ASGI cycle of one WebSocket, from its handshake to its close."""
 
-    __slots__ = ()
+    # Slots, as in WsTransport: no __dict__ on an object every open WebSocket holds.
+    __slots__ = (
+        "cancelled",
+        "client",
+        "connected",
+        "counted",
+        "deny_body",
+        "deny_headers",
+        "deny_status",
+        "gone",
+        "handshake",
+        "method",
+        "scope",
+        "sent_length",
+        "started",
+        "status",
+        "task",
+    )
+
+    def __init__(
+        self,
+        ctx: ServerContext,
+        transport: asyncio.Transport,
+        client: tuple[str, int] | None,
+        scope: dict[str, Any],
+        handshake: Handshake,
+    ) -> None:
+        super().__init__(ctx, transport, scope["path"])
+        self.client = client
+        self.handshake = handshake
+        self.scope = scope
+        self.method = "GET"  # for the counters' active requests and the status page
+        self.status = 0  # of the handshake's answer, once given (for the access log)
+        self.sent_length = 0  # body bytes of that answer: a 101 has none
+        self.started = time.monotonic()
+        self.counted = False  # the handshake was counted as a request
+        self.connected = False  # websocket.connect was delivered
+        self.gone = False  # the TCP connection closed
+        self.deny_status = 0
+        self.deny_headers: list[bytes] = []
+        self.deny_body = bytearray()
+        self.task: asyncio.Task[None] | None = None
+        self.cancelled = False
 
     # -- what the server asks of every connection (context.ConnectionLike) ------------------
 

@@ -15,11 +15,10 @@ import logging
 import os
 import time
 from collections import deque
-from typing import Any, Final, cast
+from typing import Final, cast
 
 from aioworker._types import Message
 from aioworker.http.context import ServerContext
-from aioworker.http.handshake import Handshake
 
 try:
     from websockets.frames import Frame, Opcode
@@ -65,15 +64,8 @@ class WsTransport(asyncio.Protocol):
 
     # Slots: an idle WebSocket is mostly this object; a __dict__ would add ~1 KiB to each.
     __slots__ = (
-        "cancelled",
-        "client",
         "close_deadline",
-        "connected",
-        "counted",
         "ctx",
-        "deny_body",
-        "deny_headers",
-        "deny_status",
         "disconnect_code",
         "disconnect_reason",
         "drain_waiter",
@@ -81,55 +73,30 @@ class WsTransport(asyncio.Protocol):
         "fragment_text",
         "fragments",
         "frames",
-        "gone",
-        "handshake",
         "incoming",
         "last_ping",
-        "method",
         "path",
         "ping_payload",
         "ping_sent",
         "reading_paused",
-        "scope",
-        "sent_length",
         "settings",
-        "started",
         "state",
-        "status",
-        "task",
         "transport",
         "waiter",
         "write_paused",
     )
 
-    def __init__(
-        self,
-        ctx: ServerContext,
-        transport: asyncio.Transport,
-        client: tuple[str, int] | None,
-        scope: dict[str, Any],
-        handshake: Handshake,
-    ) -> None:
+    def __init__(self, ctx: ServerContext, transport: asyncio.Transport, path: str) -> None:
         self.ctx = ctx
         self.settings = ctx.settings
         self.transport = transport
-        self.client = client
-        self.handshake = handshake
-        self.scope = scope
-        self.method = "GET"  # for the counters' active requests and the status page
-        self.path: str = self.scope["path"]
+        self.path = path  # for log lines
         self.state = WsState.HANDSHAKE
-        self.status = 0  # of the handshake's answer, once given (for the access log)
-        self.sent_length = 0  # body bytes of that answer: a 101 has none
-        self.started = time.monotonic()
-        self.counted = False  # the handshake was counted as a request
         self.frames: Frames | None = None
         self.early = bytearray()  # bytes that came before the app accepted
         self.fragments: list[bytes] = []
         self.fragment_text = False
         self.incoming: deque[Message] = deque()
-        self.connected = False  # websocket.connect was delivered
-        self.gone = False  # the TCP connection closed
         self.disconnect_code = 1006
         self.disconnect_reason = ""
         self.waiter: asyncio.Future[None] | None = None
@@ -140,11 +107,6 @@ class WsTransport(asyncio.Protocol):
         self.ping_payload = b""
         self.last_ping = 0.0
         self.close_deadline = 0.0
-        self.deny_status = 0
-        self.deny_headers: list[bytes] = []
-        self.deny_body = bytearray()
-        self.task: asyncio.Task[None] | None = None
-        self.cancelled = False
 
     # -- asyncio.Protocol (the transport was handed over: connection_made is not called) -----
 
