@@ -33,6 +33,7 @@ class Children:
         exit_code: int
         pid: int
         _notify_fd: int | None
+        _start_failure: str
 
         def remove_reader(self, fd: int) -> None: ...
         def recycle_worker(self, pid: int, reason: str, cause: str = "") -> None: ...
@@ -165,7 +166,18 @@ class Children:
         self._tell_parent("ok")
 
     def _tell_parent(self, line: str) -> None:
-        if self._notify_fd is not None:
+        """Tell a waiting `start -d` "ok" now; an "error ..." is held (the first one) until
+        `report_start_failure`, once the master has cleaned up: the foreground process exits
+        on the line, and must not find the pid file still there."""
+        if line != "ok":
+            self._start_failure = self._start_failure or line
+            return
+        self.report_start_failure(line)
+
+    def report_start_failure(self, line: str = "") -> None:
+        """Write `line` (default: the held error) to a waiting `start -d`, once."""
+        line = line or self._start_failure
+        if self._notify_fd is not None and line:
             with contextlib.suppress(OSError):
                 os.write(self._notify_fd, line.encode("utf-8", "replace") + b"\n")
                 os.close(self._notify_fd)

@@ -82,6 +82,7 @@ class Master(Children, Reloading, SignalHandling, Steering):
         self._watcher: PollingWatcher | ThreadWatcher | None = None
         self._next_poll = 0.0
         self._notify_fd = notify_fd
+        self._start_failure = ""
         self._private_fds: set[int] = set()
         self.control: ControlServer | None = None
         self.log_relay: logs.Relay | None = None

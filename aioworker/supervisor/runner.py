@@ -89,11 +89,16 @@ def run(
                     os.write(notify_fd, f"error {message}\n".encode())
             return 1
     set_title(f"aioworker: master {config.path or ''}".rstrip())
+    master: Master | None = None
     try:
-        return Master(config, hooks=hooks, watch=watch, notify_fd=notify_fd).run()
+        master = Master(config, hooks=hooks, watch=watch, notify_fd=notify_fd)
+        return master.run()
     finally:
-        if pid_path is not None and os.getpid() == _master_pid:
-            remove_pid(pid_path, _master_pid)
+        if os.getpid() == _master_pid:
+            if pid_path is not None:
+                remove_pid(pid_path, _master_pid)
+            if master is not None:
+                master.report_start_failure()  # after the cleanup the foreground checks
 
 
 _master_pid = os.getpid()
