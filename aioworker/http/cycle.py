@@ -248,7 +248,8 @@ class RequestCycle(Response):
 
     def end_body(self) -> None:
         self.body_complete = True
-        self.wake()
+        if self.waiter is not None:  # nearly always None: spare a call per request
+            self.wake()
 
     def disconnect(self) -> None:
         self.disconnected = True

@@ -106,11 +106,11 @@ class RequestParser:
         "_events",
         "_head_bytes",
         "_headers",
-        "_in_head",
         "_parser",
         "_raw_head",
         "_upgrade_left",
         "_url",
+        "in_head",
         "max_body_bytes",
         "max_header_bytes",
         "max_headers",
@@ -138,13 +138,10 @@ class RequestParser:
         self._begun = 0  # messages begun so far
         self._upgrade_left = 0  # body bytes of an Upgrade request still to come
         self._body_bytes = 0
-        self._in_head = False
+        # True while a request head has started but is not complete (for timeouts). A plain
+        # attribute, not a property: the connection reads it after every read.
+        self.in_head = False
         self._error: ParseError | None = None
-
-    @property
-    def in_head(self) -> bool:
-        """True while a request head has started but is not complete (for timeouts)."""
-        return self._in_head
 
     def feed(self, data: bytes) -> list[Event]:
         """Parse `data`; return the events it completes. Raise ParseError on bad input."""
@@ -154,7 +151,7 @@ class RequestParser:
         self._events = events
         if self._upgrade_left:
             return self._upgrade_body(data, events)
-        was_in_head = self._in_head
+        was_in_head = self.in_head
         begun = self._begun
         try:
             self._parser.feed_data(data)
@@ -191,7 +188,7 @@ class RequestParser:
             error = self._error or ParseError(400, _reason(exc))
             error.events = events
             raise error from None
-        if self._in_head and was_in_head and self._begun == begun:
+        if self.in_head and was_in_head and self._begun == begun:
             # httptools buffers an incomplete header line internally, so callbacks alone would
             # not see a client that sends one endless header: count raw bytes too, but only
             # when all of `data` belongs to one unfinished head. Adding a whole read that also
@@ -215,7 +212,7 @@ class RequestParser:
     # -- httptools callbacks (called from inside feed_data) -----------------------------
 
     def on_message_begin(self) -> None:
-        self._in_head = True
+        self.in_head = True
         self._url = b""
         self._headers = []
         self._head_bytes = 0
@@ -231,7 +228,7 @@ class RequestParser:
         self._head_bytes += len(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if not self._in_head:
+        if not self.in_head:
             # A trailer field after a chunked body. Appending it would change the headers of a
             # scope the app already holds (a trailing "authorization" read as a header):
             # RFC 9110 section 6.5.1 forbids merging them. Dropped, but bounded all the same.
@@ -251,7 +248,7 @@ class RequestParser:
             self._fail(431, "too many header fields")
 
     def on_headers_complete(self) -> None:
-        self._in_head = False
+        self.in_head = False
         if self._head_bytes > self.max_header_bytes:
             self._fail(431, "request header section too large")
         parser = self._parser
