@@ -32,6 +32,9 @@ class ParseError(Exception):
 class RequestHead:
     """A complete request line and header section."""
 
+    # RequestParser.on_headers_complete sets these slots itself, without __init__ (a Python
+    # call per request): a new field is added there too (tests/http/test_parser.py checks).
+
     __slots__ = (
         "content_length",
         "expect_continue",
@@ -93,6 +96,7 @@ _METHODS: Final = {
     m: m.decode("ascii")
     for m in (b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH")
 }
+_new_object: Final = object.__new__
 _LIMITS: Final = HttpSettings()  # the defaults of a parser built without the server's settings
 
 
@@ -293,20 +297,20 @@ class RequestParser:
             content_length = None
         elif content_length is None:
             content_length = 0
-        self._events.append(
-            RequestHead(
-                _METHODS.get(method) or method.decode("ascii"),
-                raw_path,
-                query_string,
-                http_version,
-                self._headers,
-                # RFC 9112 section 6.1: an HTTP/1.0 message with Transfer-Encoding has faulty
-                # framing for any 1.0 hop in front; serve it, then close the connection.
-                parser.should_keep_alive() and not (chunked and http_version == "1.0"),
-                content_length,
-                expect_continue,
-            )
-        )
+        # Filled in here rather than through RequestHead.__init__: a Python call fewer.
+        head = _new_object(RequestHead)
+        head.method = _METHODS.get(method) or method.decode("ascii")
+        head.raw_path = raw_path
+        head.query_string = query_string
+        head.http_version = http_version
+        head.headers = self._headers
+        # RFC 9112 section 6.1: an HTTP/1.0 message with Transfer-Encoding has faulty
+        # framing for any 1.0 hop in front; serve it, then close the connection.
+        head.keep_alive = parser.should_keep_alive() and not (chunked and http_version == "1.0")
+        head.content_length = content_length
+        head.expect_continue = expect_continue
+        head.upgrade = False
+        self._events.append(head)
 
     def on_body(self, body: bytes) -> None:
         if self.max_body_bytes:
