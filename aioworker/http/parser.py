@@ -34,6 +34,8 @@ class RequestHead:
 
     # RequestParser.on_headers_complete sets these slots itself, without __init__ (a Python
     # call per request): a new field is added there too (tests/http/test_parser.py checks).
+    # A NamedTuple built by tuple.__new__ was slower overall (+960 instructions per request):
+    # 3.11 specialises attribute reads of slots, not of a named tuple's fields.
 
     __slots__ = (
         "content_length",
