@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.cli.test_cli import aioworker
+from tests.helpers.daemon import cli as aioworker
 from tests.helpers.master import make_dir
 
 DEEP_CONFIG = """

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.cli.test_cli import ONE, aioworker
+from tests.cli.test_cli import ONE
+from tests.helpers.daemon import cli as aioworker
 from tests.helpers.master import config_text, get, make_dir, running_master
 
 TWO = ONE.replace("count = 1", "count = 2") + ONE.replace("groups.web", "groups.task")

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.cli.test_cli import aioworker
+from tests.helpers.daemon import cli as aioworker
 from tests.helpers.master import MasterProcess, config_text, make_dir, running_master, spawn
 from tests.helpers.tls import client_context, self_signed
 
