@@ -270,7 +270,7 @@ class QueueRelay:
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
             (b"location", location.encode()),
-            (b"retry-after", str(self.settings.retry_after).encode()),
+            *self._retry,
         ]
         await self._answer(
             send,
