@@ -288,7 +288,9 @@ class QueueRelay:
             await self._answer(send, _plain(404, "Not Found: no such job\n"))
             return
         if scope["method"] not in ("GET", "HEAD"):
-            await self._answer(send, _plain(405, "Method Not Allowed\n", [(b"allow", b"GET")]))
+            await self._answer(
+                send, _plain(405, "Method Not Allowed\n", [(b"allow", b"GET, HEAD")])
+            )
             return
         try:
             known, entries = await self.broker.stored_reply(job_id)
