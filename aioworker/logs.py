@@ -10,6 +10,7 @@ import sys
 __all__ = [
     "FORMAT",
     "Relay",
+    "flush_std",
     "open_log",
     "redirect_to_file",
     "relay_in_worker",
@@ -67,12 +68,17 @@ def open_log(path: str | os.PathLike[str]) -> int:
     )
 
 
-def _dup_to_std(path: str) -> None:
+def flush_std() -> None:
+    """Flush stdout and stderr before their descriptors change, the process forks or exits; a
+    full disk, a closed stream or an app's replacement stream that fails is no reason to fail
+    (at worst a line is lost or written twice)."""
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(Exception):
             stream.flush()
-        except (OSError, ValueError):
-            pass
+
+
+def _dup_to_std(path: str) -> None:
+    flush_std()
     fd = open_log(path)
     try:
         os.dup2(fd, 1)
@@ -135,11 +141,7 @@ class Relay:
         """In a freshly forked worker: stdout and stderr go to the master from now on (the
         read end is among the descriptors the worker closes)."""
         global _log_file
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
+        flush_std()
         os.dup2(self.write_fd, 1)
         os.dup2(self.write_fd, 2)
         os.close(self.write_fd)

@@ -178,6 +178,10 @@ UVICORN_FLAGS = {
     "--reload": "--watch",
     "--timeout-keep-alive": "--keepalive-timeout {}",
     "--timeout-graceful-shutdown": "--graceful-timeout {}",
+    "--ssl-certfile": "--certfile {}",
+    "--ssl-keyfile": "--keyfile {}",
+    "--ssl-ca-certs": "--ca-certs {}",
+    "--ssl-ciphers": "--ciphers {}",
 }
 
 

@@ -45,14 +45,8 @@ FORMATS: Final[dict[str, str]] = {
 }
 
 
-class _Fields(dict[str, str]):
-    """Every field, set to its own name; any other key fails the template."""
-
-    def __missing__(self, key: str) -> str:
-        raise KeyError(key)
-
-
-_SAMPLE: Final = _Fields({name: name for name in FIELDS})
+# Every field, set to its own name: a template that formats with it formats with real values.
+_SAMPLE: Final = {name: name for name in FIELDS}
 
 
 def parse_format(value: str) -> tuple[str, str, frozenset[str]]:

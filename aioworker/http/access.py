@@ -56,10 +56,12 @@ def _clf_time() -> str:
 class AccessLog:
     """Formats and logs the line of one answered request."""
 
-    __slots__ = ("fields", "style", "template")
+    __slots__ = ("fields", "headers", "style", "template")
 
     def __init__(self, access_log_format: str) -> None:
         self.style, self.template, self.fields = parse_format(access_log_format)
+        # The request headers the format uses, as the scope names them -> field.
+        self.headers = {_HEADERS[name]: name for name in self.fields & _HEADERS.keys()}
 
     def log(self, cycle: Answered, elapsed: float) -> None:
         if not logger.isEnabledFor(logging.INFO):
@@ -72,7 +74,6 @@ class AccessLog:
 
     def values(self, cycle: Answered, elapsed: float) -> dict[str, str]:
         """The fields this format uses, as strings."""
-        fields = self.fields
         scope = cycle.scope
         client = scope["client"]
         raw_path = scope["raw_path"]
@@ -94,9 +95,9 @@ class AccessLog:
             "size_clf": str(size) if size else "-",
             "duration_ms": f"{elapsed * 1000:.1f}",
         }
-        if "time" in fields:
+        if "time" in self.fields:
             values["time"] = _clf_time()
-        wanted = {_HEADERS[name]: name for name in fields & _HEADERS.keys()}
+        wanted = self.headers
         if wanted:
             for name in wanted.values():
                 values[name] = "-"

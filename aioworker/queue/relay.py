@@ -270,7 +270,7 @@ class QueueRelay:
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
             (b"location", location.encode()),
-            (b"retry-after", str(self.settings.retry_after).encode()),
+            *self._retry,
         ]
         await self._answer(
             send,
@@ -288,7 +288,9 @@ class QueueRelay:
             await self._answer(send, _plain(404, "Not Found: no such job\n"))
             return
         if scope["method"] not in ("GET", "HEAD"):
-            await self._answer(send, _plain(405, "Method Not Allowed\n", [(b"allow", b"GET")]))
+            await self._answer(
+                send, _plain(405, "Method Not Allowed\n", [(b"allow", b"GET, HEAD")])
+            )
             return
         try:
             known, entries = await self.broker.stored_reply(job_id)

@@ -3,10 +3,11 @@
 The numbers live in Redis, shared by every master using it: depth (waiting, not yet taken),
 in progress (taken, not acknowledged: XPENDING), the age of the oldest unacknowledged job (its
 stream entry id is its enqueue time in milliseconds, compared with Redis's own clock), and the
-counters the consumers keep (completed, failed, redelivered, cancelled). The master has no event
-loop, so this uses redis-py's blocking client with a 0.25 s timeout, and after a failure it does
-not try again for 2 s: a `status` or a scrape while Redis is away costs the master at most one
-timeout per 2 s, and shows the group's queue as unreachable.
+counters the consumers keep (completed, failed, redelivered; `cancelled` is counted in
+``aioworker:stats:GROUP`` but not shown). The master has no event loop, so this uses redis-py's
+blocking client with a 0.25 s timeout, and after a failure it does not try again for 2 s: a
+`status` or a scrape while Redis is away costs the master at most one timeout per 2 s, and
+shows the group's queue as unreachable.
 """
 
 from __future__ import annotations

@@ -355,11 +355,7 @@ class Master(Children, Reloading, SignalHandling, Steering):
         )
         spec.handover = theirs
         self._call_hooks("before_spawn", self, spec)
-        for stream in (sys.stdout, sys.stderr):
-            # A full disk fails the flush; the master must not die of it (at worst the
-            # child writes the unflushed lines a second time).
-            with contextlib.suppress(OSError, ValueError):
-                stream.flush()
+        logs.flush_std()  # or the child would write the unflushed lines a second time
         try:
             pid = os.fork()
         except OSError as exc:  # out of processes or memory

@@ -48,9 +48,7 @@ def run(spec: WorkerSpec, master: int) -> NoReturn:
     except BaseException:  # the worker must never unwind into the master's stack
         log.exception("worker %s[%d] crashed", spec.group.name, spec.slot)
     finally:
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                stream.flush()
+        logs.flush_std()
         os._exit(code)
 
 
@@ -172,9 +170,7 @@ async def _serve(spec: WorkerSpec, loop: asyncio.AbstractEventLoop, target: Any)
     stop = asyncio.Event()
 
     def fast_exit() -> None:
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                stream.flush()
+        logs.flush_std()
         os._exit(0)
 
     loop.add_signal_handler(signal.SIGTERM, stop.set)

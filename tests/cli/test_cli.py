@@ -9,11 +9,11 @@ import shutil
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from aioworker.cli import commands as cli
+from tests.helpers.daemon import cli as aioworker
 from tests.helpers.master import (
     APPS,
     PYTHON,
@@ -33,22 +33,6 @@ app = "tests.apps.testapp:app"
 listen = "http://127.0.0.1:0"
 count = 1
 """
-
-
-def aioworker(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    # As a user runs it: output to a pipe is block-buffered unless the program flushes it.
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
-    env["PYTHONPATH"] = str(ROOT)  # where tests.apps.testapp is
-    return subprocess.run(
-        [PYTHON, "-m", "aioworker", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
 
 
 def test_help_lists_every_command_and_serve_lists_every_engine_limit() -> None:

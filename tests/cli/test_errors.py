@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.cli.test_cli import aioworker
+from tests.helpers.daemon import cli as aioworker
 from tests.helpers.master import make_dir
 
 DEEP_CONFIG = """
@@ -52,6 +52,8 @@ def test_an_import_error_shows_its_type_and_where_it_was_raised(argv: list[str])
         pytest.param(["--workers", "4"], "--count 4", id="workers"),
         pytest.param(["--reload"], "--watch", id="reload"),
         pytest.param(["--uds", "/run/app.sock"], "--listen unix:/run/app.sock", id="uds"),
+        pytest.param(["--ssl-certfile", "c.pem"], "--certfile c.pem", id="ssl-certfile"),
+        pytest.param(["--ssl-ca-certs", "ca.pem"], "--ca-certs ca.pem", id="ssl-ca-certs"),
     ],
 )
 def test_serve_answers_uvicorns_flags_with_its_own(flags: list[str], hint: str) -> None:

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.cli.test_cli import ONE, aioworker
+from tests.cli.test_cli import ONE
+from tests.helpers.daemon import cli as aioworker
 from tests.helpers.master import config_text, get, make_dir, running_master
 
 TWO = ONE.replace("count = 1", "count = 2") + ONE.replace("groups.web", "groups.task")
@@ -79,3 +80,21 @@ def test_stop_and_start_one_group_wait_for_the_outcome() -> None:
         assert failed.returncode == 1, (failed.stdout, failed.stderr)
         assert "aioworker start: group task could not be started: " in failed.stderr
         assert "RuntimeError: import failed on purpose" in failed.stderr
+
+
+def test_reload_without_a_control_socket_sends_hup_and_says_it_cannot_wait() -> None:
+    directory = make_dir()
+    with running_master(config_text(ONE, server='control_socket = ""\n'), directory) as master:
+        since = master.mark()
+        result = aioworker("reload", cwd=directory)
+        assert result.returncode == 0, result.stderr
+        assert "no control socket to wait on" in result.stdout
+        master.wait_for(r"reloading group=web generation=1", since)
+
+
+def test_reload_with_no_reloadable_group_says_so() -> None:
+    directory = make_dir()
+    with running_master(config_text(ONE + "reloadable = false\n"), directory):
+        result = aioworker("reload", cwd=directory)
+        assert result.returncode == 0, result.stderr
+        assert "nothing to reload" in result.stdout

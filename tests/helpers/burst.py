@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["Answer", "burst", "fetch"]
+__all__ = ["Answer", "burst", "fetch", "unchunk"]
 
 
 @dataclass
@@ -52,11 +52,12 @@ async def fetch(
         name, _, value = line.partition(":")
         found[name.strip().lower()] = value.strip()
     if found.get("transfer-encoding") == "chunked":
-        body = _unchunk(body)
+        body = unchunk(body)
     return Answer(status, body, time.monotonic() - began, found)
 
 
-def _unchunk(data: bytes) -> bytes:
+def unchunk(data: bytes) -> bytes:
+    """A chunked body's data (RFC 9112 section 7.1), up to the last chunk or the end."""
     out = b""
     while data:
         size_line, _, data = data.partition(b"\r\n")

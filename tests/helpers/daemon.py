@@ -22,6 +22,7 @@ from tests.helpers.wait import wait_until
 
 def cli(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """`python -m aioworker ARGS` as a user runs it, to completion."""
+    # As a user runs it: output to a pipe is block-buffered unless the program flushes it.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     env["PYTHONPATH"] = str(ROOT)  # where tests.apps.testapp is
     return subprocess.run(

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from tests.helpers.burst import unchunk
 from tests.helpers.master import MasterProcess, make_dir, spawn, spawn_python
 
 FRAMEWORKS = ("starlette", "fastapi", "quart", "litestar", "falcon", "django")
@@ -80,18 +81,8 @@ def exchange(port: int, raw: bytes) -> Answer:
         )
     )
     if ("transfer-encoding", "chunked") in headers:
-        body = dechunk(body)
+        body = unchunk(body)
     return Answer(int(status_line.split()[1]), headers, body)
-
-
-def dechunk(body: bytes) -> bytes:
-    out = b""
-    while True:
-        size_line, _, body = body.partition(b"\r\n")
-        size = int(size_line.split(b";")[0], 16)
-        if size == 0:
-            return out
-        out, body = out + body[:size], body[size + 2 :]
 
 
 def chosen_framing(ours: Answer, theirs: Answer) -> Answer:

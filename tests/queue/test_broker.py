@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from aioworker.queue.broker import Broker, QueueFull, RedisDown
-from aioworker.queue.jobs import Job, encode_job
+from aioworker.queue.jobs import End, Job, encode_job
 from aioworker.queue.stats import StatsReader
 from tests.helpers.redis import RedisServer
 
@@ -87,3 +87,26 @@ def test_submit_refuses_past_queue_max_and_keeps_what_it_accepted(
     numbers = StatsReader(redis.url).read(["g"])
     assert numbers is not None
     assert (numbers["g"].depth, numbers["g"].in_progress) == (3, 0)
+
+
+def test_result_ttl_and_idempotency_ttl_are_the_expiries_redis_keeps(
+    redis: RedisServer, loop_factory: Callable[[], asyncio.AbstractEventLoop]
+) -> None:
+    """The defaults are an hour and a day: keys expiring within 20 s come from the settings."""
+
+    async def scenario() -> None:
+        broker = Broker(redis.url, result_ttl=20.0)
+        fields = encode_job(Job("ttl1", "GET", "/", b"/", b"", ()))
+        await broker.submit("g", fields, queue_max=3, idempotency="k", idempotency_ttl=10.0)
+        await broker.reply("ttl1", End())
+        await broker.close()
+
+    _run(loop_factory, scenario())
+
+    def seconds_left(name: str) -> int:
+        reply = redis.command("TTL", name)  # `:N\r\n`; -1 no expiry, -2 no key
+        return int(reply[1:].strip())
+
+    assert 15 <= seconds_left("aioworker:job:ttl1") <= 20
+    assert 15 <= seconds_left("aioworker:reply:ttl1") <= 20
+    assert 5 <= seconds_left("aioworker:idem:g:k") <= 10

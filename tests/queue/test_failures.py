@@ -205,3 +205,12 @@ def test_queue_concurrency_runs_async_jobs_side_by_side(redis: RedisServer) -> N
         assert {(a.status, a.body) for a in answers} == {(200, b"napped")}
         # One at a time this is 8 x 0.4 s = 3.2 s; four at a time, two rounds.
         assert took < 2.4, took
+
+
+def test_retry_after_is_what_the_queue_table_says(redis: RedisServer) -> None:
+    """Nobody consumes: the job outlives reply_timeout and the 202 says when to come back."""
+    config = queue_config(redis.url, web_group() + queue_group(reply_timeout=0.2), consume=False)
+    config = config.replace("consume = false\n", "consume = false\nretry_after = 7\n")
+    with running_master(config) as master:
+        answer = asyncio.run(fetch(master.url("web"), "/work?n=1&ms=1"))
+        assert (answer.status, answer.headers["retry-after"]) == (202, "7"), answer

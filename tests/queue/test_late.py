@@ -76,3 +76,22 @@ def test_bad_locations(redis: RedisServer, path: str, status: int) -> None:
     config = queue_config(redis.url, web_group() + queue_group(count=1))
     with running_master(config) as master:
         assert asyncio.run(fetch(master.url("web"), path)).status == status
+
+
+def test_a_location_answers_only_get_and_head(redis: RedisServer) -> None:
+    config = queue_config(redis.url, web_group() + queue_group(count=1))
+    with running_master(config) as master:
+
+        async def delete() -> bytes:
+            reader, writer = await asyncio.open_connection(*master.url("web"))
+            writer.write(
+                b"DELETE /_aioworker/jobs/report/0123abcd HTTP/1.1\r\nHost: t\r\n"
+                b"Connection: close\r\n\r\n"
+            )
+            answer = await reader.read(-1)
+            writer.close()
+            return answer
+
+        head = asyncio.run(delete()).partition(b"\r\n\r\n")[0].lower()
+        assert head.startswith(b"http/1.1 405 ")
+        assert b"\r\nallow: get, head\r\n" in head + b"\r\n"

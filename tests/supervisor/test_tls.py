@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.cli.test_cli import aioworker
+from tests.helpers.daemon import cli as aioworker
 from tests.helpers.master import MasterProcess, config_text, make_dir, running_master, spawn
 from tests.helpers.tls import client_context, self_signed
 
@@ -145,6 +145,16 @@ def test_reload_serves_renewed_certificates_and_open_connections_go_on() -> None
             "groups.web.ciphers: 'NOPE' selects no cipher OpenSSL knows",
             id="bad-ciphers",
         ),
+        pytest.param(
+            ('keyfile = "server.key"\n', 'keyfile = "server.key"\nca_certs = "missing.crt"\n'),
+            "groups.web.ca_certs: cannot read {dir}/missing.crt: No such file or directory",
+            id="missing-ca-certs",
+        ),
+        pytest.param(
+            ('keyfile = "server.key"\n', 'keyfile = "server.key"\nca_certs = "server.key"\n'),
+            "groups.web.ca_certs: cannot load {dir}/server.key:",
+            id="key-as-ca-certs",
+        ),
     ],
 )
 def test_bad_tls_settings_are_config_errors_naming_the_key(
@@ -158,3 +168,31 @@ def test_bad_tls_settings_are_config_errors_naming_the_key(
     assert result.returncode == 2, result.stdout
     where = directory / "config.toml"
     assert f"{where}: {message.format(dir=directory)}" in result.stderr
+
+
+REFUSED = (ssl.SSLError, httpx.TransportError)
+
+
+def test_ca_certs_admits_only_clients_with_a_certificate_it_signed() -> None:
+    directory = make_dir()
+    cert, _ = self_signed(directory)
+    client_cert, client_key = self_signed(directory, "client")
+    stranger_cert, stranger_key = self_signed(directory, "stranger")
+    mutual = HTTPS.replace(
+        'keyfile = "server.key"\n', 'keyfile = "server.key"\nca_certs = "client.crt"\n'
+    )
+    with running_master(config_text(mutual), directory) as master:
+        port = _https_port(master)
+        # Refused: with TLS 1.3 the client learns it from an alert or a closed connection after
+        # its side of the handshake, so either error stands for the refusal.
+        with pytest.raises(REFUSED):  # no client certificate
+            _get(port, cert)
+        stranger = client_context(cert)
+        stranger.load_cert_chain(stranger_cert, stranger_key)
+        with pytest.raises(REFUSED), httpx.Client(verify=stranger) as client:
+            client.get(f"https://127.0.0.1:{port}/")
+        known = client_context(cert)
+        known.load_cert_chain(client_cert, client_key)
+        with httpx.Client(verify=known) as client:
+            response = client.get(f"https://127.0.0.1:{port}/")
+        assert (response.status_code, response.text) == (200, "https")
