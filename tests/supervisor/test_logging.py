@@ -75,6 +75,9 @@ def test_reload_applies_the_log_level_and_names_what_needs_a_restart() -> None:
         master.signal(signal.SIGHUP)
         master.wait_for(r"WARNING aioworker.master: reload: server.user changed: restart", since)
         master.signal(signal.SIGTTIN)  # its INFO line must not appear
+        # Handled before the next HUP: the kernel delivers pending signals lowest number first,
+        # so a HUP sent while TTIN still waits would restore INFO before TTIN's line.
+        wait_until(lambda: len(children(master.proc.pid)) == 2, 20, "the TTIN's new worker")
         config.write_text(text)
         master.signal(signal.SIGHUP)
         master.wait_for(r"INFO aioworker.master: reloading group=web generation=2", since)
