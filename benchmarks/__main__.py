@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,18 @@ SCENARIOS = (
     "websocket",
     "memory",
 )
+
+
+# The scenarios after throughput, in the order they run (and appear in the results).
+RUNS: dict[str, Callable[[Context], Any]] = {
+    "isolation": isolation.run,
+    "restart": restart.run,
+    "blocked": blocked.run,
+    "mixed": mixed.run,
+    "features": features.run,
+    "burst": burst.run,
+    "websocket": websocket.run,
+}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -117,20 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     if "throughput" in chosen or chosen == ("memory",):
         # Memory alone still needs servers that ran: the throughput pass gives idle and loaded RSS.
         results["throughput"] = throughput.run(ctx)
-    if "isolation" in chosen:
-        results["isolation"] = isolation.run(ctx)
-    if "restart" in chosen:
-        results["restart"] = restart.run(ctx)
-    if "blocked" in chosen:
-        results["blocked"] = blocked.run(ctx)
-    if "mixed" in chosen:
-        results["mixed"] = mixed.run(ctx)
-    if "features" in chosen:
-        results["features"] = features.run(ctx)
-    if "burst" in chosen:
-        results["burst"] = burst.run(ctx)
-    if "websocket" in chosen:
-        results["websocket"] = websocket.run(ctx)
+    for name, scenario in RUNS.items():
+        if name in chosen:
+            results[name] = scenario(ctx)
     # RSS is sampled in every scenario that runs: idle after start, then after its load.
     results["memory"] = ctx.memory
     results["meta"] = {
