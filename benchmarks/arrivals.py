@@ -142,20 +142,45 @@ async def run_plan(plan: dict[str, Any]) -> dict[str, Any]:
     return {"hold": hold, "requests": requests, "late_ms_max": round(late * 1000, 3)}
 
 
-def run(plan: dict[str, Any], cpus: set[int] | None) -> dict[str, Any]:
-    """Run `plan` in a client process pinned to `cpus` (the load generator's); its result."""
-    proc = subprocess.run(
+def start(plan: dict[str, Any], cpus: set[int] | None) -> tuple[subprocess.Popen[str], str]:
+    """Start a client process for `plan`, pinned to `cpus` (the load generator's)."""
+    proc = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.arrivals"],
-        input=json.dumps(plan),
-        capture_output=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         preexec_fn=affinity(cpus),
-        timeout=float(plan.get("timeout", 30.0)) + 120,
     )
+    return proc, json.dumps(plan)
+
+
+def finish(started: tuple[subprocess.Popen[str], str], timeout: float) -> dict[str, Any]:
+    """The result of a client process from `start`."""
+    proc, plan = started
+    try:
+        out, err = proc.communicate(plan, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
     if proc.returncode != 0:
-        raise RuntimeError(f"arrivals client failed:\n{proc.stderr[-2000:]}")
-    result: dict[str, Any] = json.loads(proc.stdout)
+        raise RuntimeError(f"arrivals client failed:\n{err[-2000:]}")
+    result: dict[str, Any] = json.loads(out)
     return result
+
+
+def run(plan: dict[str, Any], cpus: set[int] | None) -> dict[str, Any]:
+    """Run `plan` in a client process pinned to `cpus` (the load generator's); its result."""
+    return finish(start(plan, cpus), float(plan.get("timeout", 30.0)) + 120)
+
+
+def together(plans: list[dict[str, Any]], cpus: set[int] | None) -> list[dict[str, Any]]:
+    """Run the plans at the same time, each in its own client process (as separate users would
+    send them: one client's work on its own connections does not delay another's)."""
+    started = [start(plan, cpus) for plan in plans]
+    timeout = max(float(plan.get("timeout", 30.0)) for plan in plans) + 120
+    return [finish(one, timeout) for one in started]
 
 
 def main() -> None:

@@ -22,20 +22,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
 from aioworker.queue.jobs import Event, encode_event
+from aioworker.queue.resp import Arg, Client, ReplyError
 
 __all__ = ["CONSUMERS", "Broker", "QueueFull", "RedisDown", "Submitted", "key"]
 
@@ -44,7 +39,7 @@ log = logging.getLogger("aioworker.queue")
 CONSUMERS = "workers"  # the consumer group every queue-fed worker of a group joins
 _INBOX_MAX = 100_000  # entries an inbox keeps (approximate trim): far more than are waited on
 _T = TypeVar("_T")
-_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+_DOWN = (OSError,)  # ConnectionError included: the client's every transport failure
 
 
 class RedisDown(Exception):
@@ -85,34 +80,42 @@ return {'new', ARGV[4]}
 """
 
 
+_SUBMIT_SHA = hashlib.sha1(_SUBMIT.encode()).hexdigest()
+_Pending = tuple[list[str], list[bytes | int | str], "asyncio.Future[Any]"]
+
+
+def _noscript(result: Any) -> bool:
+    return isinstance(result, ReplyError) and str(result).startswith("NOSCRIPT")
+
+
+Entries = list[tuple[str, dict[bytes, bytes]]]
+
+
+def _fields(flat: list[bytes] | None) -> dict[bytes, bytes]:
+    """A stream entry's field list [f1, v1, f2, v2, ...] as a dict ({} for a deleted entry)."""
+    if not flat:
+        return {}
+    return dict(zip(flat[0::2], flat[1::2], strict=True))
+
+
+def _entries(raw: list[Any] | None) -> Entries:
+    return [(entry.decode(), _fields(flat)) for entry, flat in raw or ()]
+
+
 class Broker:
     """One Redis client per process, with its reachability tracked."""
 
     def __init__(self, url: str, *, result_ttl: float = 3600.0) -> None:
-        # No retries inside redis-py: a failure must surface now and flip the state, and the
-        # reconnect task does the retrying.
-        # A blocking pool of 64: a burst of 400 submissions waits for a connection instead
-        # of opening 400 (redis-py's plain pool refuses past its limit: "Too many connections").
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=64,
-            timeout=None,
-            # Blocking reads wait at most 5 s (their BLOCK), so 10 s means a hung Redis.
-            socket_timeout=10.0,
-            socket_connect_timeout=1.0,
-            retry=Retry(NoBackoff(), 0),
-            health_check_interval=0,
-        )
-        self.redis = aioredis.Redis(connection_pool=pool)
+        # Blocking reads wait at most 5 s (their BLOCK), so 10 s more means a hung Redis.
+        self.client = Client(url, timeout=10.0, connect_timeout=1.0)
         self.url = url
         self.result_ttl_ms = int(result_ttl * 1000)
         self.up = True  # optimistic until the first error: the first request finds out
         self.reachable = asyncio.Event()  # set while `up`
         self.reachable.set()
         self._reconnecting: asyncio.Task[None] | None = None
-        self._submit = self.redis.register_script(_SUBMIT)
-        self._batch: list[tuple[list[str], list[bytes | int | str], asyncio.Future[Any]]] = []
-        self._flushing: set[asyncio.Task[None]] = set()
+        self._batch: list[_Pending] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     async def call(self, make: Callable[[], Awaitable[_T]]) -> _T:
         """Run one Redis operation; RedisDown at once while Redis is known to be down."""
@@ -130,6 +133,7 @@ class Broker:
         self.up = False
         self.reachable.clear()
         log.warning("redis unreachable at %s: %s; retrying with backoff", self.url, exc)
+        self.client.drop()  # blocking reads on a hung Redis included
         self._reconnecting = asyncio.get_running_loop().create_task(self._reconnect())
 
     async def _reconnect(self) -> None:
@@ -137,7 +141,7 @@ class Broker:
         while True:
             await asyncio.sleep(delay)
             try:
-                await asyncio.wait_for(self.redis.ping(), 1.0)
+                await asyncio.wait_for(self.client.execute("PING"), 1.0)
             except (*_DOWN, asyncio.TimeoutError):
                 delay = min(delay * 2, 2.0)
                 continue
@@ -151,8 +155,11 @@ class Broker:
             self._reconnecting.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reconnecting
-        await self.redis.aclose()
-        await self.redis.connection_pool.disconnect(inuse_connections=True)
+        await self.client.close()
+
+    async def ping(self) -> bool:
+        """Whether Redis answers now (RedisDown when it does not, or is known not to)."""
+        return bool(await self.call(lambda: self.client.execute("PING")))
 
     # ---------------------------------------------------------------- the engine's side
 
@@ -179,39 +186,42 @@ class Broker:
         key_list = [key("queue", group), idem, key("job", job_id)]
         if not self.up:
             raise RedisDown(self.url)
-        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Any] = loop.create_future()
         self._batch.append((key_list, args, done))
-        if len(self._batch) == 1:
-            self._flushing.add(asyncio.get_running_loop().create_task(self._flush()))
+        if self._flusher is None:
+            self._flusher = loop.create_task(self._flush())
         kind, found = await done
         if kind == b"full":
             raise QueueFull(group)
         return Submitted(found.decode(), kind == b"again")
 
     async def _flush(self) -> None:
-        """Send every submission made in this loop turn in one pipeline: a burst of requests
-        costs one write and one read instead of one round trip (and pool checkout) each."""
-        await asyncio.sleep(0)  # let the other requests of this turn join the batch
-        batch, self._batch = self._batch, []
+        """Send the waiting submissions in one pipeline, and again for those that came while it
+        was in flight, until none wait: a burst of 400 requests costs a few round trips on one
+        connection instead of a pipeline (and a pooled connection) per loop turn. One pipeline
+        at a time also keeps the jobs of this process in their arrival order."""
         try:
+            await asyncio.sleep(0)  # let the other requests of this turn join the batch
+            while self._batch:
+                batch, self._batch = self._batch, []
+                await self._send(batch)
+        finally:
+            self._flusher = None
 
-            async def send() -> list[Any]:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for key_list, args, _ in batch:
-                        await self._submit(keys=key_list, args=args, client=pipe)
-                    results: list[Any] = await pipe.execute(raise_on_error=False)
-                    return results
-
-            results = await self.call(send)
+    async def _send(self, batch: list[_Pending]) -> None:
+        try:
+            results = await self.call(lambda: self._evalsha(batch))
+            missing = [p for p, r in zip(batch, results, strict=True) if _noscript(r)]
+            if missing:  # a Redis restarted (or SCRIPT FLUSH) since the script was loaded
+                await self.call(lambda: self.client.execute("SCRIPT", "LOAD", _SUBMIT))
+                again = iter(await self.call(lambda: self._evalsha(missing)))
+                results = [next(again) if _noscript(r) else r for r in results]
         except RedisDown as exc:
             for _, _, done in batch:
                 if not done.done():
                     done.set_exception(RedisDown(str(exc)))
             return
-        finally:
-            task = asyncio.current_task()
-            if task is not None:
-                self._flushing.discard(task)
         for (_, _, done), result in zip(batch, results, strict=True):
             if done.done():
                 continue
@@ -220,32 +230,37 @@ class Broker:
             else:
                 done.set_result(result)
 
+    async def _evalsha(self, batch: list[_Pending]) -> list[Any]:
+        # EVALSHA straight away, without a SCRIPT EXISTS round trip per batch: a NOSCRIPT
+        # answer (Redis restarted, SCRIPT FLUSH) is rare and handled above.
+        return await self.client.pipeline(
+            [["EVALSHA", _SUBMIT_SHA, len(keys), *keys, *args] for keys, args, _ in batch]
+        )
+
     async def read_streams(
         self, streams: dict[str, str], block: float
-    ) -> list[tuple[str, list[tuple[str, dict[bytes, bytes]]]]]:
+    ) -> list[tuple[str, Entries]]:
         """Entries of several streams after their given ids, waiting up to `block` seconds."""
         ms = max(1, int(block * 1000))
-        found: Any = await self.call(lambda: self.redis.xread(streams, block=ms))  # type: ignore[arg-type]
-        return [
-            (key.decode(), [(entry.decode(), fields) for entry, fields in entries])
-            for key, entries in found or ()
-        ]
+        args: list[Arg] = ["XREAD", "BLOCK", ms, "STREAMS", *streams, *streams.values()]
+        found: Any = await self.call(lambda: self.client.blocking(*args, block=block))
+        return [(name.decode(), _entries(entries)) for name, entries in found or ()]
 
-    async def stored_reply(self, job_id: str) -> tuple[bool, list[tuple[str, dict[bytes, bytes]]]]:
+    async def stored_reply(self, job_id: str) -> tuple[bool, Entries]:
         """Whether the job is known, and every reply entry stored so far."""
-
-        async def both() -> tuple[Any, Any]:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.exists(key("job", job_id))
-                pipe.xrange(key("reply", job_id))
-                known, entries = await pipe.execute()
-                return known, entries
-
-        known, entries = await self.call(both)
-        return bool(known), [(entry.decode(), fields) for entry, fields in entries]
+        known, entries = await self.call(
+            lambda: self.client.pipeline(
+                [["EXISTS", key("job", job_id)], ["XRANGE", key("reply", job_id), "-", "+"]]
+            )
+        )
+        return bool(known), _entries(entries)
 
     async def cancel(self, job_id: str) -> None:
-        await self.call(lambda: self.redis.set(key("cancel", job_id), b"1", px=self.result_ttl_ms))
+        await self.call(
+            lambda: self.client.execute(
+                "SET", key("cancel", job_id), b"1", "PX", self.result_ttl_ms
+            )
+        )
 
     # ---------------------------------------------------------------- the consumer's side
 
@@ -253,13 +268,15 @@ class Broker:
         """Create the group's stream and consumer group (once; another worker may win)."""
         try:
             await self.call(
-                lambda: self.redis.xgroup_create(key("queue", group), CONSUMERS, "0", mkstream=True)
+                lambda: self.client.execute(
+                    "XGROUP", "CREATE", key("queue", group), CONSUMERS, "0", "MKSTREAM"
+                )
             )
-        except ResponseError as exc:
+        except ReplyError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    async def _rejoin(self, group: str, exc: ResponseError) -> None:
+    async def _rejoin(self, group: str, exc: ReplyError) -> None:
         # A Redis restarted without persistence (or a FLUSHALL) lost the consumer group.
         if "NOGROUP" not in str(exc):
             raise exc
@@ -270,20 +287,17 @@ class Broker:
         self, group: str, consumer: str, block: float
     ) -> tuple[str, dict[bytes, bytes]] | None:
         """The next new job for this consumer, waiting up to `block` seconds."""
-        stream = key("queue", group)
+        args: list[Arg] = ["XREADGROUP", "GROUP", CONSUMERS, consumer, "COUNT", 1]
+        args += ["BLOCK", max(1, int(block * 1000)), "STREAMS", key("queue", group), ">"]
         try:
-            found: Any = await self.call(
-                lambda: self.redis.xreadgroup(
-                    CONSUMERS, consumer, {stream: ">"}, count=1, block=max(1, int(block * 1000))
-                )
-            )
-        except ResponseError as exc:
+            found: Any = await self.call(lambda: self.client.blocking(*args, block=block))
+        except ReplyError as exc:
             await self._rejoin(group, exc)
             return None
         if not found or not found[0][1]:
             return None
-        entry, fields = found[0][1][0]
-        return entry.decode(), fields
+        entry, flat = found[0][1][0]
+        return entry.decode(), _fields(flat)
 
     async def claim(
         self, group: str, consumer: str, idle: float
@@ -292,77 +306,74 @@ class Broker:
         stream = key("queue", group)
         try:
             result: Any = await self.call(
-                lambda: self.redis.xautoclaim(
-                    stream, CONSUMERS, consumer, int(idle * 1000), count=1
+                lambda: self.client.execute(
+                    "XAUTOCLAIM", stream, CONSUMERS, consumer, int(idle * 1000), "0-0", "COUNT", 1
                 )
             )
-        except ResponseError as exc:
+        except ReplyError as exc:
             await self._rejoin(group, exc)
             return None
-        for entry, fields in result[1]:
-            if fields:  # an entry deleted while pending comes back empty
-                return entry.decode(), fields
+        for entry, flat in result[1]:
+            if flat:  # an entry deleted while pending comes back empty (Redis 6.2)
+                return entry.decode(), _fields(flat)
         return None
 
     async def touch(self, group: str, consumer: str, entry: str) -> None:
         """Reset a running job's idle time so it is not claimed while its worker is alive."""
         await self.call(
-            lambda: self.redis.xclaim(
-                key("queue", group), CONSUMERS, consumer, 0, [entry], justid=True
+            lambda: self.client.execute(
+                "XCLAIM", key("queue", group), CONSUMERS, consumer, 0, entry, "JUSTID"
             )
         )
 
     async def start_attempt(self, group: str, job_id: str) -> tuple[int, bool]:
         """Count a delivery of the job; return the attempt number and whether it was cancelled."""
-
-        async def both() -> tuple[Any, Any]:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.hincrby(key("attempts", group), job_id, 1)
-                pipe.exists(key("cancel", job_id))
-                attempt, cancelled = await pipe.execute()
-                return attempt, cancelled
-
-        attempt, cancelled = await self.call(both)
+        attempt, cancelled = await self.call(
+            lambda: self.client.pipeline(
+                [["HINCRBY", key("attempts", group), job_id, 1], ["EXISTS", key("cancel", job_id)]]
+            )
+        )
         return int(attempt), bool(cancelled)
 
     async def reply(self, job_id: str, *events: Event, inbox: str = "") -> None:
         """Append reply events in one round trip: to the job's reply stream (kept result_ttl
         after its last write, for the Location) and, tagged with the job id, to the inbox of
         the process waiting for it."""
-
-        async def write() -> None:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for event in events:
-                    fields = encode_event(event)
-                    pipe.xadd(key("reply", job_id), fields)  # type: ignore[arg-type]
-                    if inbox:
-                        tagged = {**fields, b"j": job_id.encode()}
-                        pipe.xadd(inbox, tagged, maxlen=_INBOX_MAX, approximate=True)  # type: ignore[arg-type]
-                pipe.pexpire(key("reply", job_id), self.result_ttl_ms)
-                if inbox:
-                    pipe.pexpire(inbox, self.result_ttl_ms)
-                await pipe.execute()
-
-        await self.call(write)
+        stream = key("reply", job_id)
+        commands: list[list[Any]] = []
+        for event in events:
+            flat = [x for pair in encode_event(event).items() for x in pair]
+            commands.append(["XADD", stream, "*", *flat])
+            if inbox:
+                commands.append(
+                    ["XADD", inbox, "MAXLEN", "~", _INBOX_MAX, "*", *flat, b"j", job_id]
+                )
+        commands.append(["PEXPIRE", stream, self.result_ttl_ms])
+        if inbox:
+            commands.append(["PEXPIRE", inbox, self.result_ttl_ms])
+        await self._checked(commands)
 
     async def finish(self, group: str, entry: str, job_id: str, outcome: str) -> None:
         """Acknowledge and delete the job's entry and count it (completed, failed...)."""
+        stream = key("queue", group)
+        commands: list[list[Any]] = [
+            ["XACK", stream, CONSUMERS, entry],
+            ["XDEL", stream, entry],
+            ["HDEL", key("attempts", group), job_id],
+        ]
+        if outcome:
+            commands.append(["HINCRBY", key("stats", group), outcome, 1])
+        await self._checked(commands)
 
-        async def write() -> None:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.xack(key("queue", group), CONSUMERS, entry)
-                pipe.xdel(key("queue", group), entry)
-                pipe.hdel(key("attempts", group), job_id)
-                if outcome:
-                    pipe.hincrby(key("stats", group), outcome, 1)
-                await pipe.execute()
-
-        await self.call(write)
+    async def _checked(self, commands: list[list[Any]]) -> None:
+        for result in await self.call(lambda: self.client.pipeline(commands)):
+            if isinstance(result, ReplyError):
+                raise result
 
     async def count(self, group: str, counter: str) -> None:
-        await self.call(lambda: self.redis.hincrby(key("stats", group), counter, 1))
+        await self.call(lambda: self.client.execute("HINCRBY", key("stats", group), counter, 1))
 
     async def bury(self, group: str, job_id: str, reason: str) -> None:
         """Put a job that failed for good on the group's dead-letter list."""
         record = f"{job_id} {time.time():.3f} {reason}"
-        await self.call(lambda: self.redis.lpush(key("dead", group), record))
+        await self.call(lambda: self.client.execute("LPUSH", key("dead", group), record))

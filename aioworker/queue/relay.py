@@ -42,7 +42,7 @@ from aioworker.queue.jobs import (
     encode_job,
     job_from_scope,
 )
-from aioworker.queue.replies import Batch, Replies
+from aioworker.queue.replies import HungUp, Mailbox, Replies
 
 __all__ = ["JOBS", "QueueRelay", "queued_app"]
 
@@ -154,7 +154,7 @@ class QueueRelay:
         replies = self.replies
         job = job_from_scope(scope, body, uuid.uuid4().hex, replies.inbox)
         job_id = job.id
-        queue = replies.watch(job_id)  # before the job exists: no reply can be missed
+        mailbox = replies.watch(job_id)  # before the job exists: no reply can be missed
         try:
             submitted = await broker.submit(
                 group.name,
@@ -166,7 +166,7 @@ class QueueRelay:
             if submitted.job_id != job_id:  # an earlier submission with this Idempotency-Key
                 replies.unwatch(job_id)
                 job_id = submitted.job_id
-                queue = replies.follow(job_id)
+                mailbox = replies.follow(job_id)
         except RedisDown:
             replies.unwatch(job_id)
             await self._unavailable(send, "Service Unavailable: the queue is unreachable")
@@ -176,22 +176,17 @@ class QueueRelay:
             await self._unavailable(send, "Service Unavailable: the queue is full")
             return
         location = f"{JOBS}{group.name}/{job_id}"
-        relay = asyncio.ensure_future(self._relay(job_id, location, group, queue, send))
-        gone = asyncio.ensure_future(self._disconnected(receive))
+        # The answer is relayed in this task; one more task listens for the client leaving.
+        gone = asyncio.ensure_future(self._disconnected(receive, mailbox))
         try:
-            await asyncio.wait({relay, gone}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            gone.cancel()
-            replies.unwatch(job_id)
-        if not relay.done():
-            relay.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await relay
+            await self._relay(job_id, location, group, mailbox, send)
+        except HungUp:
             if self.settings.cancel_on_disconnect:
                 with contextlib.suppress(RedisDown):
                     await broker.cancel(job_id)
-            return
-        relay.result()  # its exception, if any, is the request's
+        finally:
+            gone.cancel()
+            replies.unwatch(job_id)
 
     async def _read_body(self, receive: Receive) -> bytes | None:
         limit = self.settings.max_body_bytes
@@ -209,16 +204,17 @@ class QueueRelay:
             if not message.get("more_body", False):
                 return b"".join(parts)
 
-    async def _disconnected(self, receive: Receive) -> None:
+    async def _disconnected(self, receive: Receive, mailbox: Mailbox) -> None:
         while (await receive())["type"] != "http.disconnect":
             pass
+        mailbox.hang_up()
 
     async def _relay(
         self,
         job_id: str,
         location: str,
         group: GroupSettings,
-        queue: asyncio.Queue[Batch],
+        mailbox: Mailbox,
         send: Send,
     ) -> None:
         deadline = time.monotonic() + group.reply_timeout
@@ -229,8 +225,8 @@ class QueueRelay:
                 await self._accepted(send, job_id, location)
                 return
             try:
-                entries = await asyncio.wait_for(queue.get(), None if started else left)
-            except asyncio.TimeoutError:
+                entries = await mailbox.get(None if started else left)
+            except TimeoutError:
                 continue
             if entries is None:
                 if started:
@@ -330,12 +326,12 @@ class QueueRelay:
         if not reply.done:
             # The reader hands over every entry from the first: fold them into a fresh Reply.
             reply = Reply()
-            queue = self.replies.follow(job_id)
+            mailbox = self.replies.follow(job_id)
             try:
                 while not reply.done:
                     try:
-                        entries = await asyncio.wait_for(queue.get(), _SSE_KEEPALIVE)
-                    except asyncio.TimeoutError:
+                        entries = await mailbox.get(_SSE_KEEPALIVE)
+                    except TimeoutError:
                         await send(_KEEPALIVE)
                         continue
                     if entries is None:

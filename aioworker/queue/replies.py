@@ -19,14 +19,69 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections import defaultdict
+from collections import defaultdict, deque
 
 from aioworker.queue.broker import Broker, RedisDown, key
 
-__all__ = ["Batch", "Replies"]
+__all__ = ["Batch", "HungUp", "Mailbox", "Replies"]
 
 Batch = list[tuple[str, dict[bytes, bytes]]] | None  # None: Redis went down
 _BLOCK = 5.0  # seconds one read may wait before it is sent again
+
+
+class HungUp(Exception):
+    """The client of the waiting request went away."""
+
+
+class Mailbox:
+    """One job's reply batches in arrival order, for the one request that waits on them.
+
+    An asyncio.Queue and a wait_for per wait cost a Task each time (Python 3.11); this is a
+    deque and one future, with a timer only while a deadline runs."""
+
+    __slots__ = ("_batches", "_hung_up", "_waiter")
+
+    def __init__(self) -> None:
+        self._batches: deque[Batch] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._hung_up = False
+
+    def put(self, batch: Batch) -> None:
+        self._batches.append(batch)
+        self._wake()
+
+    def hang_up(self) -> None:
+        """The client left: the waiting `get` raises HungUp."""
+        self._hung_up = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self, timeout: float | None = None) -> Batch:
+        """The next batch; TimeoutError when none came within `timeout` seconds."""
+        if not self._batches and not self._hung_up:
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            timer = None if timeout is None else loop.call_later(timeout, _expire, waiter)
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+                if timer is not None:
+                    timer.cancel()
+        if self._hung_up:
+            raise HungUp
+        if not self._batches:
+            raise TimeoutError
+        return self._batches.popleft()
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class Replies:
@@ -35,24 +90,24 @@ class Replies:
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
         self.inbox = f"aioworker:inbox:{uuid.uuid4().hex}"
-        self._queues: dict[str, asyncio.Queue[Batch]] = {}
+        self._queues: dict[str, Mailbox] = {}
         self._followers: dict[str, asyncio.Task[None]] = {}
         self._after = "0"
         self._kick = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    def watch(self, job_id: str) -> asyncio.Queue[Batch]:
-        """Wait for the replies of a job submitted with this inbox; its queue of batches."""
-        queue: asyncio.Queue[Batch] = asyncio.Queue()
+    def watch(self, job_id: str) -> Mailbox:
+        """Wait for the replies of a job submitted with this inbox; its mailbox."""
+        queue = Mailbox()
         self._queues[job_id] = queue
         self._kick.set()
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
         return queue
 
-    def follow(self, job_id: str) -> asyncio.Queue[Batch]:
+    def follow(self, job_id: str) -> Mailbox:
         """Wait for the replies of any job, read from its own reply stream."""
-        queue: asyncio.Queue[Batch] = asyncio.Queue()
+        queue = Mailbox()
         self._queues[job_id] = queue
         loop = asyncio.get_running_loop()
         self._followers[job_id] = loop.create_task(self._follow(job_id, queue))
@@ -72,20 +127,20 @@ class Replies:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def _follow(self, job_id: str, queue: asyncio.Queue[Batch]) -> None:
+    async def _follow(self, job_id: str, queue: Mailbox) -> None:
         after = "0"
         stream = key("reply", job_id)
         while True:
             try:
                 found = await self.broker.read_streams({stream: after}, _BLOCK)
             except RedisDown:
-                queue.put_nowait(None)
+                queue.put(None)
                 await self.broker.reachable.wait()
                 continue
             for _, entries in found:
                 if entries:
                     after = entries[-1][0]
-                    queue.put_nowait(entries)
+                    queue.put(entries)
 
     async def _run(self) -> None:
         while True:
@@ -98,7 +153,7 @@ class Replies:
             except RedisDown:
                 for job, waiting in self._queues.items():
                     if job not in self._followers:
-                        waiting.put_nowait(None)
+                        waiting.put(None)
                 await self.broker.reachable.wait()
                 continue
             batches: dict[str, list[tuple[str, dict[bytes, bytes]]]] = defaultdict(list)
@@ -110,4 +165,4 @@ class Replies:
             for job, batch in batches.items():
                 queue = self._queues.get(job)
                 if queue is not None and job not in self._followers:
-                    queue.put_nowait(batch)
+                    queue.put(batch)

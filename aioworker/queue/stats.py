@@ -4,8 +4,8 @@ The numbers live in Redis, shared by every master using it: depth (waiting, not 
 in progress (taken, not acknowledged: XPENDING), the age of the oldest unacknowledged job (its
 stream entry id is its enqueue time in milliseconds, compared with Redis's own clock), and the
 counters the consumers keep (completed, failed, redelivered; `cancelled` is counted in
-``aioworker:stats:GROUP`` but not shown). The master has no event loop, so this uses redis-py's
-blocking client with a 0.25 s timeout, and after a failure it does not try again for 2 s: a
+``aioworker:stats:GROUP`` but not shown). The master has no event loop, so this uses the
+blocking `SyncClient` with a 0.25 s timeout, and after a failure it does not try again for 2 s: a
 `status` or a scrape while Redis is away costs the master at most one timeout per 2 s, and
 shows the group's queue as unreachable.
 """
@@ -17,10 +17,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import redis
-from redis.exceptions import RedisError
-
 from aioworker.queue.broker import CONSUMERS, key
+from aioworker.queue.resp import SyncClient
 
 __all__ = ["QueueStats", "StatsReader"]
 
@@ -44,14 +42,16 @@ class QueueStats:
 
 
 def from_replies(length: Any, pending: Any, first: Any, counters: Any, now: Any) -> QueueStats:
-    """The numbers from the replies to XLEN, XPENDING, XRANGE - + COUNT 1, HGETALL, TIME."""
-    running = int(pending["pending"]) if isinstance(pending, dict) else 0
+    """The numbers from the replies to XLEN, XPENDING, XRANGE - + COUNT 1, HGETALL, TIME (an
+    error reply, a missing stream for instance, counts as nothing)."""
+    running = int(pending[0]) if isinstance(pending, list) and pending else 0
     total = length if isinstance(length, int) else 0
     oldest = 0.0
     if isinstance(first, list) and first:
         millis = int(first[0][0].split(b"-")[0])
         oldest = max(0.0, int(now[0]) + int(now[1]) / 1e6 - millis / 1000)
-    counts = {k.decode(): int(v) for k, v in counters.items()} if isinstance(counters, dict) else {}
+    pairs = zip(counters[0::2], counters[1::2], strict=True) if isinstance(counters, list) else ()
+    counts = {k.decode(): int(v) for k, v in pairs}
     return QueueStats(
         depth=max(0, total - running),
         in_progress=running,
@@ -67,9 +67,7 @@ class StatsReader:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.client = redis.Redis.from_url(
-            url, socket_timeout=_TIMEOUT, socket_connect_timeout=_TIMEOUT
-        )
+        self.client = SyncClient(url, timeout=_TIMEOUT)
         self._failed_at = -_QUIET_AFTER_FAILURE
 
     def read(self, groups: Sequence[str]) -> dict[str, QueueStats] | None:
@@ -77,19 +75,20 @@ class StatsReader:
         now = time.monotonic()
         if not groups or now - self._failed_at < _QUIET_AFTER_FAILURE:
             return None if groups else {}
+        commands: list[list[str | int]] = []
+        for group in groups:
+            stream = key("queue", group)
+            commands += [
+                ["XLEN", stream],
+                ["XPENDING", stream, CONSUMERS],
+                ["XRANGE", stream, "-", "+", "COUNT", 1],
+                ["HGETALL", key("stats", group)],
+                ["TIME"],
+            ]
         try:
-            pipe = self.client.pipeline(transaction=False)
-            for group in groups:
-                stream = key("queue", group)
-                pipe.xlen(stream)
-                pipe.xpending(stream, CONSUMERS)
-                pipe.xrange(stream, count=1)
-                pipe.hgetall(key("stats", group))
-                pipe.time()
-            replies = pipe.execute(raise_on_error=False)
-        except (RedisError, OSError):
+            replies = self.client.pipeline(commands)
+        except OSError:
             self._failed_at = now
-            self.client.connection_pool.disconnect()
             return None
         return {group: from_replies(*replies[i * 5 : i * 5 + 5]) for i, group in enumerate(groups)}
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import random
@@ -50,6 +51,17 @@ def run(spec: WorkerSpec, master: int) -> NoReturn:
     finally:
         logs.flush_std()
         os._exit(code)
+
+
+def settle_heap() -> None:
+    """Collect once, then freeze what is left: the interpreter's, the app's and the engine's
+    start-up objects live as long as the worker, and a full collection no longer walks them.
+
+    Measured in a web worker of a queue-fed setup (about 44,000 tracked objects after start-up):
+    a full collection triggered by a burst of 400 requests paused the loop for 35 ms, which
+    every request on that worker waited out."""
+    gc.collect()
+    gc.freeze()
 
 
 def _notify(fd: int, line: str) -> None:
@@ -191,6 +203,8 @@ async def _serve(spec: WorkerSpec, loop: asyncio.AbstractEventLoop, target: Any)
     loop.add_signal_handler(signal.SIGUSR1, reopen)
 
     def notify(line: str) -> None:
+        if line == "ready":  # every kind of worker says it once, with its app loaded
+            settle_heap()
         _notify(spec.notify_fd, line)
 
     if group.main:

@@ -9,6 +9,7 @@ Environment: HANG_STARTUP and FAIL_STARTUP act on lifespan startup, GREETING sho
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import time
@@ -80,6 +81,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
             "pid": os.getpid(),
             "uid": os.getuid(),
             "env": os.environ.get("GREETING"),
+            "frozen": gc.get_freeze_count(),
         }
     ).encode()
     await send(

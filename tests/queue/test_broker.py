@@ -46,20 +46,20 @@ def test_once_down_every_call_fails_at_once_until_redis_returns(
 ) -> None:
     async def scenario() -> None:
         broker = Broker(redis.url)
-        await broker.redis.ping()
+        await broker.ping()
         redis.stop()
         with pytest.raises(RedisDown):
-            await broker.call(broker.redis.ping)
+            await broker.ping()
         assert not broker.up
         # A Redis that accepts connections and never answers: a call that tried it would hang
         # (until the 10 s socket timeout); the tracked state answers without trying.
         with socket.create_server(("127.0.0.1", redis.port)):
             for _ in range(100):
                 with pytest.raises(RedisDown):
-                    await asyncio.wait_for(broker.call(broker.redis.ping), 1.0)
+                    await asyncio.wait_for(broker.ping(), 1.0)
         redis.start()
         await asyncio.wait_for(broker.reachable.wait(), 10.0)
-        assert await broker.call(broker.redis.ping)
+        assert await broker.ping()
         await broker.close()
 
     with caplog.at_level(logging.WARNING, logger="aioworker.queue"):
@@ -84,7 +84,9 @@ def test_submit_refuses_past_queue_max_and_keeps_what_it_accepted(
         await broker.close()
 
     _run(loop_factory, scenario())
-    numbers = StatsReader(redis.url).read(["g"])
+    reader = StatsReader(redis.url)
+    numbers = reader.read(["g"])
+    reader.close()
     assert numbers is not None
     assert (numbers["g"].depth, numbers["g"].in_progress) == (3, 0)
 
