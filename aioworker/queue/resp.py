@@ -77,6 +77,13 @@ class Address:
 
 def parse_url(url: str) -> Address:
     """The Address in a redis://, rediss:// or unix:// URL; ValueError for anything else."""
+    try:
+        return _address(url)
+    except ValueError as exc:  # a port or database that is not a number
+        raise ValueError(f"{url!r}: {exc}") from None
+
+
+def _address(url: str) -> Address:
     parts = urlsplit(url)
     query = parse_qs(parts.query)
     db_text = query.get("db", [""])[0]
@@ -144,7 +151,8 @@ class _Connection(asyncio.Protocol):
                 future.set_result(reply)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = exc or ConnectionError("redis closed the connection")
+        if self.lost is None:  # else abort() has said why
+            self.lost = exc or ConnectionError("redis closed the connection")
         self.transport = None
         if not self.closed.done():
             self.closed.set_result(None)

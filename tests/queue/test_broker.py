@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import threading
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 
@@ -15,28 +13,7 @@ from aioworker.queue.broker import Broker, QueueFull, RedisDown
 from aioworker.queue.jobs import End, Job, encode_job
 from aioworker.queue.stats import StatsReader
 from tests.helpers.redis import RedisServer
-
-
-def _run(
-    loop_factory: Callable[[], asyncio.AbstractEventLoop], coro: Coroutine[Any, Any, None]
-) -> None:
-    """Run `coro` to the end on a new loop in a thread, as the engine tests' servers run (uvloop's
-    close() on pytest's main thread did not return here)."""
-    failures: list[BaseException] = []
-
-    def main() -> None:
-        try:
-            with asyncio.Runner(loop_factory=loop_factory) as runner:
-                runner.run(coro)
-        except BaseException as exc:  # handed to the test's thread
-            failures.append(exc)
-
-    thread = threading.Thread(target=main)
-    thread.start()
-    thread.join(60)
-    assert not thread.is_alive(), "the scenario did not finish"
-    if failures:
-        raise failures[0]
+from tests.helpers.redis import run_in_thread as _run
 
 
 def test_once_down_every_call_fails_at_once_until_redis_returns(
