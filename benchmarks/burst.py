@@ -33,13 +33,16 @@ from typing import Any
 from benchmarks import arrivals, servers
 from benchmarks.context import Context
 from benchmarks.loadgen import percentile
-from benchmarks.procs import free_port
+from benchmarks.procs import Server, free_port, tree_cpu_seconds
+from benchmarks.wrk import Load
 
 WORKERS = 2
 BURST = 400
 SLOW = "/task/sleep?seconds=0.05"
 FAST = "/info"
 FAST_GAP = 0.02
+INSTANT = "/task/sleep?seconds=0"  # the slow route's handler, answering at once
+RELAY_S = 5.0
 
 SETUPS = {
     "queue-fed": "web group (2 workers) enqueues /task in Redis; queue-fed task group, 2 workers",
@@ -155,6 +158,7 @@ def _one(ctx: Context, label: str, seconds: float) -> dict[str, Any]:
                 ],
                 ctx.load_cpus,
             )
+            relayed = _relayed(ctx, server, slow_port, redis)
         finally:
             ctx.stop(server, label)
     finally:
@@ -172,6 +176,23 @@ def _one(ctx: Context, label: str, seconds: float) -> dict[str, Any]:
         "fast_idle_ms": _latencies(idle["requests"]),
         "fast_burst_ms": _latencies(fast),
         "fast_errors": sum(1 for r in fast if r["status"] != 200),
+        "relayed": relayed,
+    }
+
+
+def _relayed(
+    ctx: Context, server: Server, port: int, redis: subprocess.Popen[bytes] | None
+) -> dict[str, float]:
+    """A closed-loop load on the slow route with a handler that answers at once: what one
+    request costs the setup (req/s; CPU per request of the server's processes and of Redis)."""
+    before = (server.cpu_seconds(), tree_cpu_seconds(redis.pid) if redis else 0.0)
+    load = ctx.load(Load(f"http://127.0.0.1:{port}{INSTANT}", connections=32, duration=RELAY_S))
+    after = (server.cpu_seconds(), tree_cpu_seconds(redis.pid) if redis else 0.0)
+    done = max(1.0, load["rps"] * RELAY_S)
+    return {
+        "rps": load["rps"],
+        "server_us": round((after[0] - before[0]) / done * 1e6, 1),
+        "redis_us": round((after[1] - before[1]) / done * 1e6, 1),
     }
 
 
@@ -196,15 +217,22 @@ def burst_md(result: dict[str, Any]) -> list[str]:
         f"### Burst: {BURST} slow requests (50 ms each, blocking) at once, 2 task workers",
         "",
         "| setup | answers by status | errors | time to drain | fast p50 / p99 idle "
-        "| fast p50 / p99 during the burst |",
-        "|---|---|---|---|---|---|",
+        "| fast p50 / p99 during the burst | relayed req/s | CPU us/req: server, redis |",
+        "|---|---|---|---|---|---|--:|--:|",
     ]
     for label, r in result["setups"].items():
         statuses = ", ".join(f"{k}: {v}" for k, v in r["statuses"].items())
         idle, during = r["fast_idle_ms"], r["fast_burst_ms"]
+        relayed = r.get("relayed") or {"rps": 0, "server_us": 0, "redis_us": 0}
         lines.append(
             f"| {label} | {statuses} | {r['errors']} | {r['drain_s']} s "
-            f"| {idle['p50']} / {idle['p99']} ms | {during['p50']} / {during['p99']} ms |"
+            f"| {idle['p50']} / {idle['p99']} ms | {during['p50']} / {during['p99']} ms "
+            f"| {relayed['rps']:,.0f} | {relayed['server_us']}, {relayed['redis_us']} |"
         )
     lines += ["", *[f"- {k}: {v}" for k, v in result["described"].items()]]
+    lines += [
+        f"- relayed: `{INSTANT}` (a handler that answers at once) under a closed-loop load of "
+        f"32 connections for {RELAY_S:.0f} s after the burst, through the same setup: what the "
+        "path of one request costs (CPU of the master and every worker, and of redis-server)"
+    ]
     return lines

@@ -368,5 +368,5 @@ class QueueSettings:
         1, "Retry-After seconds sent with 503 when Redis is down or a queue is full", minimum=0
     )
     cancel_on_disconnect: bool = _f(
-        False, "drop a job whose client went away before a worker started it"
+        False, "drop a job whose client went away before a worker took it"
     )

@@ -52,10 +52,12 @@ class QueueFull(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Submitted:
-    """An accepted job: its id, and whether an earlier submission with its key made it."""
+    """An accepted job: its id, whether an earlier submission with its key made it, and its
+    stream entry ('' when it is that earlier one)."""
 
     job_id: str
     again: bool
+    entry: str = ""
 
 
 def key(kind: str, name: str) -> str:
@@ -73,10 +75,26 @@ if KEYS[2] ~= '' then
   if found then return {'again', found} end
 end
 if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then return {'full', ''} end
-redis.call('XADD', KEYS[1], '*', 'id', ARGV[4], 'head', ARGV[5], 'body', ARGV[6])
+local entry = redis.call('XADD', KEYS[1], '*', 'id', ARGV[4], 'head', ARGV[5], 'body', ARGV[6])
 redis.call('SET', KEYS[3], '1', 'PX', ARGV[3])
 if KEYS[2] ~= '' then redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[2]) end
-return {'new', ARGV[4]}
+return {'new', ARGV[4], entry}
+"""
+
+# A waiting client left: mark the job cancelled, and if no worker has taken its entry yet
+# (not in the consumer group's pending list), delete the entry and count it, so workers never
+# see it and need no check per job. KEYS: stream, cancel marker, stats. ARGV: entry ('' =
+# unknown), marker ttl ms. XPENDING fails (NOGROUP) before any worker joined: nobody took it.
+_CANCEL = """
+redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
+if ARGV[1] == '' then return 0 end
+local taken = redis.pcall('XPENDING', KEYS[1], 'workers', ARGV[1], ARGV[1], 1)
+if type(taken) == 'table' and taken.err == nil and #taken > 0 then return 0 end
+if redis.call('XDEL', KEYS[1], ARGV[1]) == 1 then
+  redis.call('HINCRBY', KEYS[3], 'cancelled', 1)
+  return 1
+end
+return 0
 """
 
 
@@ -191,10 +209,10 @@ class Broker:
         self._batch.append((key_list, args, done))
         if self._flusher is None:
             self._flusher = loop.create_task(self._flush())
-        kind, found = await done
+        kind, found, *entry = await done
         if kind == b"full":
             raise QueueFull(group)
-        return Submitted(found.decode(), kind == b"again")
+        return Submitted(found.decode(), kind == b"again", entry[0].decode() if entry else "")
 
     async def _flush(self) -> None:
         """Send the waiting submissions in one pipeline, and again for those that came while it
@@ -255,12 +273,12 @@ class Broker:
         )
         return bool(known), _entries(entries)
 
-    async def cancel(self, job_id: str) -> None:
-        await self.call(
-            lambda: self.client.execute(
-                "SET", key("cancel", job_id), b"1", "PX", self.result_ttl_ms
-            )
-        )
+    async def cancel(self, group: str, job_id: str, entry: str) -> bool:
+        """Cancel a job whose client left; whether it was dropped before any worker took it
+        (a job taken by a worker after a redelivery finds the mark and is dropped then)."""
+        keys = [key("queue", group), key("cancel", job_id), key("stats", group)]
+        args: list[Arg] = ["EVAL", _CANCEL, len(keys), *keys, entry, self.result_ttl_ms]
+        return bool(await self.call(lambda: self.client.execute(*args)))
 
     # ---------------------------------------------------------------- the consumer's side
 
@@ -326,14 +344,16 @@ class Broker:
             )
         )
 
-    async def start_attempt(self, group: str, job_id: str) -> tuple[int, bool]:
-        """Count a delivery of the job; return the attempt number and whether it was cancelled."""
+    async def redelivered(self, group: str, job_id: str) -> tuple[int, bool]:
+        """Count a redelivery of the job (a claim); return the attempt number and whether its
+        client cancelled it. A first delivery needs neither: it is attempt 1, and a job
+        cancelled before any worker took it was deleted from the stream (`cancel`)."""
         attempt, cancelled = await self.call(
             lambda: self.client.pipeline(
                 [["HINCRBY", key("attempts", group), job_id, 1], ["EXISTS", key("cancel", job_id)]]
             )
         )
-        return int(attempt), bool(cancelled)
+        return int(attempt) + 1, bool(cancelled)
 
     async def reply(self, job_id: str, *events: Event, inbox: str = "") -> None:
         """Append reply events in one round trip: to the job's reply stream (kept result_ttl

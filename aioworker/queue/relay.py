@@ -183,7 +183,7 @@ class QueueRelay:
         except HungUp:
             if self.settings.cancel_on_disconnect:
                 with contextlib.suppress(RedisDown):
-                    await broker.cancel(job_id)
+                    await broker.cancel(group.name, job_id, submitted.entry)
         finally:
             gone.cancel()
             replies.unwatch(job_id)

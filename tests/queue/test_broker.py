@@ -89,3 +89,34 @@ def test_result_ttl_and_idempotency_ttl_are_the_expiries_redis_keeps(
     assert 15 <= seconds_left("aioworker:job:ttl1") <= 20
     assert 15 <= seconds_left("aioworker:reply:ttl1") <= 20
     assert 5 <= seconds_left("aioworker:idem:g:k") <= 10
+
+
+def test_cancel_deletes_a_job_nobody_took_and_marks_one_a_worker_holds(
+    redis: RedisServer, loop_factory: Callable[[], asyncio.AbstractEventLoop]
+) -> None:
+    async def scenario() -> None:
+        broker = Broker(redis.url)
+        await broker.join("g")
+        waiting = await broker.submit(
+            "g", encode_job(Job("w", "GET", "/", b"/", b"", ())), queue_max=9
+        )
+        taken = await broker.submit(
+            "g", encode_job(Job("t", "GET", "/", b"/", b"", ())), queue_max=9
+        )
+        # A worker takes the older job ("w" was first: it is the one pulled) ...
+        pulled = await broker.pull("g", "worker-1", 0.1)
+        assert pulled is not None
+        assert pulled[0] == waiting.entry
+        # ... so cancelling it only marks it, and cancelling the other deletes it.
+        assert not await broker.cancel("g", "w", waiting.entry)
+        assert await broker.cancel("g", "t", taken.entry)
+        assert await broker.pull("g", "worker-1", 0.1) is None
+        # worker-1 died: the job is claimed by another, which counts the attempt and sees the mark.
+        claimed = await broker.claim("g", "worker-2", 0.0)
+        assert claimed is not None
+        assert await broker.redelivered("g", "w") == (2, True)
+        await broker.close()
+
+    _run(loop_factory, scenario())
+    assert redis.command("HGET", "aioworker:stats:g", "cancelled") == b"$1\r\n1\r\n"
+    assert redis.command("XLEN", "aioworker:queue:g") == b":1\r\n"
