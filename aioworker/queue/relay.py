@@ -233,10 +233,8 @@ class QueueRelay:
                     raise _Aborted(f"redis went down while job {job_id} was answering")
                 await self._unavailable(send, "Service Unavailable: the queue is unreachable")
                 return
-            for _, fields in entries:
-                event = _event(fields)
-                if event is None:
-                    continue
+            events = [e for _, fields in entries if (e := _event(fields)) is not None]
+            for index, event in enumerate(events):
                 if isinstance(event, Reset):
                     if started:
                         raise _Aborted(f"job {job_id} restarted after its answer had begun")
@@ -253,9 +251,13 @@ class QueueRelay:
                         {"type": "http.response.start", "status": event.status, "headers": headers}
                     )
                 elif isinstance(event, Chunk):
+                    # The last chunk and the end in one batch (a plain response): one message.
+                    last = index + 1 < len(events) and isinstance(events[index + 1], End)
                     await send(
-                        {"type": "http.response.body", "body": event.data, "more_body": True}
+                        {"type": "http.response.body", "body": event.data, "more_body": not last}
                     )
+                    if last:
+                        return
                 elif isinstance(event, End):
                     await send({"type": "http.response.body", "body": b""})
                     return
