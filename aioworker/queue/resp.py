@@ -4,8 +4,7 @@ Why not redis-py: `python -m benchmarks.queue_client` measured 194 us of client 
 with its asyncio client and 62 us here one at a time, 62 and 9 us in pipelines of 10, because
 redis-py wraps every command in a pool checkout, a retry object, a timeout scope and
 Python-level packing. A queued job takes four or five commands on the consumer's side and two
-or three on the waiting engine's: with redis-py that overhead was most of a job's cost (a
-queued route served 220 requests/s under `wrk -c32`, 490 with this client).
+or three on the waiting engine's: with redis-py that overhead was most of a job's cost.
 
 What it does, and no more:
 
