@@ -32,11 +32,12 @@ from typing import Any, TypeVar
 from aioworker.queue.jobs import Event, encode_event
 from aioworker.queue.resp import Arg, Client, ReplyError
 
-__all__ = ["CONSUMERS", "Broker", "QueueFull", "RedisDown", "Submitted", "key"]
+__all__ = ["CONSUMERS", "HUNG", "Broker", "QueueFull", "RedisDown", "Submitted", "key"]
 
 log = logging.getLogger("aioworker.queue")
 
 CONSUMERS = "workers"  # the consumer group every queue-fed worker of a group joins
+HUNG = 3.0  # seconds without an answer after which Redis counts as down
 _INBOX_MAX = 100_000  # entries an inbox keeps (approximate trim): far more than are waited on
 _T = TypeVar("_T")
 _DOWN = (OSError,)  # ConnectionError included: the client's every transport failure
@@ -124,8 +125,9 @@ class Broker:
     """One Redis client per process, with its reachability tracked."""
 
     def __init__(self, url: str, *, result_ttl: float = 3600.0) -> None:
-        # Blocking reads wait at most 5 s (their BLOCK), so 10 s more means a hung Redis.
-        self.client = Client(url, timeout=10.0, connect_timeout=1.0)
+        # A command unanswered for HUNG seconds (past a blocking read's BLOCK) means a hung
+        # Redis (stopped with SIGSTOP, swapping, a disk stall with appendfsync always).
+        self.client = Client(url, timeout=HUNG, connect_timeout=1.0)
         self.url = url
         self.result_ttl_ms = int(result_ttl * 1000)
         self.up = True  # optimistic until the first error: the first request finds out

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 
+from aioworker.queue.broker import HUNG
 from tests.helpers.burst import burst, fetch
 from tests.helpers.master import make_dir, running_master, spawn
 from tests.helpers.redis import RedisServer
@@ -51,6 +53,29 @@ def test_redis_stopped_mid_run_queued_routes_503_at_once_fast_routes_fine(
         wait_until(lambda: asyncio.run(fetch(address, "/work?n=3&ms=1")).status == 200, 20.0)
         answer = asyncio.run(fetch(address, "/work?n=4&ms=1"))
         assert (answer.status, answer.body.split()[:2]) == (200, [b"done", b"4"])
+
+
+def test_a_hung_redis_counts_as_down_after_a_bounded_wait_then_comes_back(
+    redis: RedisServer,
+) -> None:
+    """SIGSTOP: connections stay open and nothing answers. The request that finds out waits
+    HUNG seconds at most, the next ones get 503 at once, and SIGCONT brings the queue back."""
+    config = queue_config(redis.url, web_group() + queue_group())
+    with running_master(config) as master:
+        address = master.url("web")
+        assert asyncio.run(fetch(address, "/work?n=1&ms=1")).status == 200
+        assert redis.proc is not None
+        redis.proc.send_signal(signal.SIGSTOP)
+        try:
+            first = asyncio.run(fetch(address, "/work?n=2&ms=1", timeout=30))
+            assert first.status == 503
+            assert first.seconds < HUNG + 2.0, f"the hung Redis took {first.seconds:.1f}s to notice"
+            then = asyncio.run(fetch(address, "/work?n=3&ms=1"))
+            assert (then.status, then.seconds < 0.1) == (503, True)
+            assert asyncio.run(fetch(address, "/fast")).status == 200
+        finally:
+            redis.proc.send_signal(signal.SIGCONT)
+        wait_until(lambda: asyncio.run(fetch(address, "/work?n=4&ms=1")).status == 200, 20.0)
 
 
 def test_full_queue_503_and_what_was_accepted_runs_on_a_second_master(
