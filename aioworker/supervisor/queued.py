@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -45,7 +46,8 @@ def relay_app(config: Config, group: GroupSettings, app: Any) -> Any:
 
 async def close_relay(app: Any) -> None:
     """Close the relay's Redis client once the default group's worker has drained."""
-    if type(app).__name__ == "QueueRelay":
+    relay = sys.modules.get("aioworker.queue.relay")  # loaded only if relay_app wrapped one
+    if relay is not None and isinstance(app, relay.QueueRelay):
         await app.close()
 
 
