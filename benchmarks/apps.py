@@ -3,6 +3,8 @@
 GET  /             13-byte hello world
 GET  /bytes/N      N bytes of body (built once per size, so the app measures the server)
 POST /upload       reads the whole body, answers with its length
+GET  /fastapi/items/ID?q=TEXT   a FastAPI JSON route (path and query parameters validated,
+                   a dict serialised), when FastAPI is installed: a framework-bound request
 WS   any path      accepts and echoes every message until the client closes
 """
 
@@ -14,6 +16,23 @@ HELLO = b"Hello, world!"
 _HELLO_HEADERS = [(b"content-type", b"text/plain"), (b"content-length", b"13")]
 _MAX_BYTES = 16 * 1024 * 1024
 _bodies: dict[int, bytes] = {}
+
+
+def _fastapi_app() -> Any:
+    try:
+        from fastapi import FastAPI
+    except ImportError:
+        return None
+    api = FastAPI()
+
+    @api.get("/fastapi/items/{item_id}")
+    async def read_item(item_id: int, q: str | None = None) -> dict[str, Any]:
+        return {"item_id": item_id, "q": q}
+
+    return api
+
+
+FASTAPI = _fastapi_app()
 
 
 async def _lifespan(receive: Any, send: Any) -> None:
@@ -46,7 +65,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if kind != "http":
         return
     path: str = scope["path"]
-    if path == "/":
+    if path.startswith("/fastapi/") and FASTAPI is not None:
+        await FASTAPI(scope, receive, send)
+    elif path == "/":
         await send({"type": "http.response.start", "status": 200, "headers": _HELLO_HEADERS})
         await send({"type": "http.response.body", "body": HELLO})
     elif path.startswith("/bytes/"):

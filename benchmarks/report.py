@@ -112,8 +112,9 @@ def throughput_md(data: dict[str, Any]) -> list[str]:
         f"{plan['other_s']:g} s",
         "",
         "| server | hello req/s | p50 ms | p99 ms | share of ceiling | hello CPU us/req "
-        "| pipelined x16 req/s | 64 KiB req/s | 1 MiB req/s | 1 MiB upload req/s | failed |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| pipelined x16 req/s | 64 KiB req/s | 1 MiB req/s | 1 MiB upload req/s "
+        "| FastAPI req/s | failed |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for label, modes in table.items():
         hello = modes.get("hello")
@@ -125,7 +126,7 @@ def throughput_md(data: dict[str, Any]) -> list[str]:
             f"| {'-' if share is None else f'{share:.0%}'} "
             f"| {_f(hello and hello.get('cpu_us_per_req'), 1)} | {_rps(modes.get('pipelined'))} "
             f"| {_rps(modes.get('64k'))} | {_rps(modes.get('1m'))} | {_rps(modes.get('upload'))} "
-            f"| {failed} |"
+            f"| {_rps(modes.get('fastapi'))} | {failed} |"
         )
     bare = table.get("aioworker-bare", {}).get("hello")
     board = table.get("aioworker-scoreboard", {}).get("hello")
@@ -141,6 +142,9 @@ def throughput_md(data: dict[str, Any]) -> list[str]:
     goal = hello_goal(data.get("versus", {}).get("hello", {}))
     if goal:
         lines += ["", goal]
+        framework = ahead_goal(data.get("versus", {}).get("fastapi", {}))
+        if framework:
+            lines.append(framework)
         return lines
     vs = ratios.get("hello", {}).get("aioworker_vs_uvicorn")  # results without "versus"
     if vs is not None:
@@ -154,6 +158,17 @@ def throughput_md(data: dict[str, Any]) -> list[str]:
 
 # Issue 15's goal on hello world, as medians of per-round ratios: rival -> lowest ratio.
 HELLO_GOAL = {"uvicorn": 2.0, "granian": 1.2, "ceiling": 0.45}
+
+
+def ahead_goal(versus: dict[str, Any]) -> str:
+    """Whether aioworker is ahead of uvicorn and granian on the FastAPI route (issue 15)."""
+    checked = [
+        (rival, versus[rival]["median"]) for rival in ("uvicorn", "granian") if rival in versus
+    ]
+    if not checked:
+        return ""
+    parts = [f"{m:.2f}x {rival} ({'ahead' if m > 1 else 'not ahead'})" for rival, m in checked]
+    return "FastAPI route against the goal (ahead of both): " + ", ".join(parts) + "."
 
 
 def hello_goal(versus: dict[str, Any]) -> str:

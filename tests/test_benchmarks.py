@@ -481,6 +481,14 @@ def test_throughput_versus_and_cpu_column_on_the_page() -> None:
     )
     versus["hello"]["granian"]["median"] = 1.19
     assert "1.19x granian (goal 1.2x: missed)" in report.throughput_md(data)[-1]
+    versus["fastapi"] = {
+        "uvicorn": {"median": 1.05, "low": 1.0, "high": 1.1, "rounds": 3},
+        "granian": {"median": 0.98, "low": 0.9, "high": 1.0, "rounds": 3},
+    }
+    assert report.throughput_md(data)[-1] == (
+        "FastAPI route against the goal (ahead of both): 1.05x uvicorn (ahead), "
+        "0.98x granian (not ahead)."
+    )
 
 
 def test_feature_costs_against_plain_round_by_round() -> None:
