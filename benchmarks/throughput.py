@@ -116,8 +116,10 @@ def run(ctx: Context) -> dict[str, Any]:
     try:
         if plan.warm_s:
             ctx.progress("throughput: warming up")
+            warm = ["/"] + ([MODES["fastapi"][0]] if FASTAPI is not None else [])
             for server in running.values():
-                ctx.load(Load(f"http://127.0.0.1:{server.ports[0]}/", 64, plan.warm_s))
+                for path in warm:  # FastAPI builds its validators on a route's first requests
+                    ctx.load(Load(f"http://127.0.0.1:{server.ports[0]}{path}", 64, plan.warm_s))
         schedule = [("hello", plan.hello_rounds, plan.hello_s)]
         schedule += [(mode, plan.other_rounds, plan.other_s) for mode in MODES if mode != "hello"]
         if FASTAPI is None:
