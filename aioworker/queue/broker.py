@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 from aioworker.queue.jobs import Event, encode_event
 from aioworker.queue.resp import Arg, Client, ReplyError
 
-__all__ = ["CONSUMERS", "HUNG", "Broker", "QueueFull", "RedisDown", "Submitted", "key"]
+__all__ = ["CONSUMERS", "HUNG", "Broker", "Finished", "QueueFull", "RedisDown", "Submitted", "key"]
 
 log = logging.getLogger("aioworker.queue")
 
@@ -59,6 +59,16 @@ class Submitted:
     job_id: str
     again: bool
     entry: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """A job its worker is done with: to acknowledge, delete and count as `outcome`."""
+
+    group: str
+    entry: str
+    job_id: str
+    outcome: str
 
 
 def key(kind: str, name: str) -> str:
@@ -304,13 +314,17 @@ class Broker:
         await self.join(group)
 
     async def pull(
-        self, group: str, consumer: str, block: float
+        self, group: str, consumer: str, block: float, finished: Finished | None = None
     ) -> tuple[str, dict[bytes, bytes]] | None:
-        """The next new job for this consumer, waiting up to `block` seconds."""
+        """The next new job for this consumer, waiting up to `block` seconds; the `finished`
+        job before it is acknowledged in the same round trip."""
         args: list[Arg] = ["XREADGROUP", "GROUP", CONSUMERS, consumer, "COUNT", 1]
         args += ["BLOCK", max(1, int(block * 1000)), "STREAMS", key("queue", group), ">"]
+        before = self._finish_commands(finished) if finished else []
         try:
-            found: Any = await self.call(lambda: self.client.blocking(*args, block=block))
+            found: Any = await self.call(
+                lambda: self.client.blocking(*args, block=block, before=before)
+            )
         except ReplyError as exc:
             await self._rejoin(group, exc)
             return None
@@ -377,17 +391,23 @@ class Broker:
 
     async def finish(self, group: str, entry: str, job_id: str, outcome: str) -> None:
         """Acknowledge and delete the job's entry and count it (completed, failed...)."""
-        stream = key("queue", group)
-        commands: list[list[Any]] = [
-            ["XACK", stream, CONSUMERS, entry],
-            ["XDEL", stream, entry],
-            ["HDEL", key("attempts", group), job_id],
-        ]
-        if outcome:
-            commands.append(["HINCRBY", key("stats", group), outcome, 1])
-        await self._checked(commands)
+        await self.acknowledge(Finished(group, entry, job_id, outcome))
 
-    async def _checked(self, commands: list[list[Any]]) -> None:
+    async def acknowledge(self, job: Finished) -> None:
+        await self._checked(self._finish_commands(job))
+
+    def _finish_commands(self, job: Finished) -> list[list[Arg]]:
+        stream = key("queue", job.group)
+        commands: list[list[Arg]] = [
+            ["XACK", stream, CONSUMERS, job.entry],
+            ["XDEL", stream, job.entry],
+            ["HDEL", key("attempts", job.group), job.job_id],
+        ]
+        if job.outcome:
+            commands.append(["HINCRBY", key("stats", job.group), job.outcome, 1])
+        return commands
+
+    async def _checked(self, commands: list[list[Arg]]) -> None:
         for result in await self.call(lambda: self.client.pipeline(commands)):
             if isinstance(result, ReplyError):
                 raise result

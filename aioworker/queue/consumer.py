@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from aioworker._types import ASGIApp, Message
 from aioworker.config import GroupSettings
 from aioworker.http.counters import ServerState
-from aioworker.queue.broker import Broker, RedisDown
+from aioworker.queue.broker import Broker, Finished, RedisDown
 from aioworker.queue.jobs import (
     Chunk,
     End,
@@ -81,6 +81,8 @@ class Consumer:
         joined = False  # pull() and claim() join again when Redis lost the group
         last_claim = 0.0
         loop = asyncio.get_running_loop()
+        # The job just done is acknowledged with the next pull, in one round trip.
+        finished: Finished | None = None
         while not self._stopping.is_set():
             try:
                 if not joined:
@@ -91,6 +93,9 @@ class Consumer:
                 now = loop.time()
                 if now - last_claim >= self._claim_every:
                     last_claim = now
+                    if finished is not None:
+                        await self.broker.acknowledge(finished)
+                        finished = None
                     entry = await self.broker.claim(
                         self.group.name, self.name, self.group.visibility_timeout
                     )
@@ -98,12 +103,20 @@ class Consumer:
                         claimed = True
                         await self.broker.count(self.group.name, "redelivered")
                 if entry is None:
-                    entry = await self.broker.pull(self.group.name, self.name, self._claim_every)
+                    pulling, finished = finished, None
+                    entry = await self.broker.pull(
+                        self.group.name, self.name, self._claim_every, pulling
+                    )
             except RedisDown:
+                # An acknowledgement lost with it leaves the job pending: it is claimed
+                # and run again after visibility_timeout (at least once).
                 await self._wait_for_redis()
                 continue
             if entry is not None:
-                await self._handle(*entry, claimed=claimed)
+                finished = await self._handle(*entry, claimed=claimed)
+        if finished is not None:
+            with contextlib.suppress(RedisDown):
+                await self.broker.acknowledge(finished)
 
     async def _wait_for_redis(self) -> None:
         reachable = asyncio.ensure_future(self.broker.reachable.wait())
@@ -112,7 +125,11 @@ class Consumer:
         reachable.cancel()
         stopping.cancel()
 
-    async def _handle(self, entry: str, fields: dict[bytes, bytes], *, claimed: bool) -> None:
+    async def _handle(
+        self, entry: str, fields: dict[bytes, bytes], *, claimed: bool
+    ) -> Finished | None:
+        """Run one job; a job the app answered is returned for the caller to acknowledge
+        (with its next pull), the others are acknowledged here."""
         group = self.group.name
         try:
             job = decode_job(fields)
@@ -120,7 +137,7 @@ class Consumer:
             log.error("group %s: dropping stream entry %s: %s", group, entry, exc)
             with contextlib.suppress(RedisDown):
                 await self.broker.finish(group, entry, "", "failed")
-            return
+            return None
         try:
             # A first delivery is attempt 1 and was not cancelled (a cancelled job nobody took is
             # deleted from the stream): one round trip less per job.
@@ -129,21 +146,22 @@ class Consumer:
                 attempt, cancelled = await self.broker.redelivered(group, job.id)
             if cancelled:
                 await self.broker.finish(group, entry, job.id, "cancelled")
-                return
+                return None
             if attempt > self.group.max_attempts:
                 reason = f"gave up after {attempt - 1} attempts"
                 log.error("group %s: job %s %s (dead-letter list)", group, job.id, reason)
                 await self.broker.bury(group, job.id, reason)
                 await self.broker.reply(job.id, Failed(502, reason), inbox=job.reply_to)
                 await self.broker.finish(group, entry, job.id, "failed")
-                return
+                return None
             if attempt > 1:
                 await self.broker.reply(job.id, Reset(attempt), inbox=job.reply_to)
             outcome = await self._run_app(job, entry)
-            await self.broker.finish(group, entry, job.id, outcome)
         except RedisDown:
             # The job stays pending; it is claimed again once Redis is back.
             log.debug("group %s: job %s interrupted: redis down", group, job.id)
+            return None
+        return Finished(group, entry, job.id, outcome)
 
     @property
     def running(self) -> int:

@@ -275,8 +275,9 @@ class Client:
             connection = await self._shared_connection()
         return await _replies(connection.send(commands, self.timeout))
 
-    async def blocking(self, *args: Arg, block: float) -> Any:
-        """A command that may wait up to `block` seconds in Redis, on a connection of its own."""
+    async def blocking(self, *args: Arg, block: float, before: Sequence[Command] = ()) -> Any:
+        """A command that may wait up to `block` seconds in Redis, on a connection of its own;
+        `before` go ahead of it in the same write (their error replies raise ReplyError)."""
         connection = None
         while self._idle and connection is None:
             candidate = self._idle.pop()
@@ -287,8 +288,8 @@ class Client:
         self._busy.add(connection)
         finished = False
         try:
-            (future,) = connection.send((args,), block + self.timeout)
-            reply = await future
+            futures = connection.send([*before, args], block + self.timeout)
+            replies = await _replies(futures)
             finished = True
         finally:
             self._busy.discard(connection)
@@ -296,9 +297,10 @@ class Client:
                 self._idle.append(connection)
             else:  # cancelled or failed mid-command: its answer would come to the next user
                 connection.abort(ConnectionError("abandoned"))
-        if isinstance(reply, ReplyError):
-            raise reply
-        return reply
+        for reply in replies:
+            if isinstance(reply, ReplyError):
+                raise reply
+        return replies[-1]
 
     def drop(self) -> list[_Connection]:
         """Abort every connection (Redis was found unreachable): the next call connects anew."""
