@@ -191,7 +191,15 @@ class _Connection(asyncio.Protocol):
 async def _replies(futures: list[asyncio.Future[Any]]) -> list[Any]:
     # Redis answers in order: once the last reply is in, so are the others (or the connection
     # was lost, and every future holds that error).
-    await futures[-1]
+    try:
+        await futures[-1]
+    except BaseException:  # lost or cancelled: the other futures' outcome is this one's
+        for future in futures[:-1]:
+            if not future.done():
+                future.cancel()  # its reply, if one comes, is dropped
+            elif not future.cancelled():
+                future.exception()  # retrieved: else asyncio logs it when it is collected
+        raise
     return [future.result() for future in futures]
 
 
