@@ -33,6 +33,9 @@ _NOT_STARTED: Final = ResponseState.NOT_STARTED
 _HEAD_HELD: Final = ResponseState.HEAD_HELD
 _COMPLETE: Final = ResponseState.COMPLETE
 _UNDECIDED: Final = Framing.UNDECIDED
+# A byte tested by its value: `b"%" in raw_path` first tries the operand as an int, raises and
+# clears a formatted TypeError, ~2,100 instructions; `0x25 in raw_path` costs ~100.
+_PERCENT: Final = ord("%")
 
 
 class Connection(framing.Connection, Protocol):
@@ -51,7 +54,7 @@ class Connection(framing.Connection, Protocol):
 def _scope(head: RequestHead, conn: Connection) -> HTTPScope:
     ctx = conn.ctx
     raw_path = head.raw_path
-    if b"%" in raw_path:
+    if _PERCENT in raw_path:
         path = unquote_to_bytes(raw_path).decode("utf-8", "replace")
     else:
         path = raw_path.decode("utf-8", "replace")

@@ -93,6 +93,9 @@ Event = RequestHead | Body | EndOfMessage
 # RFC 9112 section 7: the only transfer coding aioworker decodes is chunked (llhttp does it).
 _CHUNKED: Final = b"chunked"
 _OWS: Final = (0x20, 0x09)  # optional whitespace: space and tab
+# Bytes looked for by value: `b"#" in url` first tries b"#" as an int, raising and clearing a
+# formatted TypeError (~2,100 instructions); `0x23 in url` costs ~100.
+_HASH: Final = ord("#")
 # The method names as str, one dict lookup instead of a decode per request.
 _METHODS: Final = {
     m: m.decode("ascii")
@@ -294,7 +297,7 @@ class RequestParser:
         method = parser.get_method()
         url = self._url
         if url[:1] == b"/":  # origin-form, nearly every request: split here, no helper call
-            if b"#" in url:
+            if _HASH in url:
                 url = url.partition(b"#")[0]
             raw_path, _, query_string = url.partition(b"?")
         else:
