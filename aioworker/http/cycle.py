@@ -46,9 +46,29 @@ class Connection(framing.Connection, Protocol):
     server: tuple[str, int | None] | None
     scheme: str
     trusted: bool
+    scope_base: HTTPScope | None  # built by the first request's _scope
 
     def resume_reading(self) -> None: ...
     def response_complete(self, cycle: RequestCycle) -> None: ...
+
+
+def _base_scope(conn: Connection) -> HTTPScope:
+    """What every request's scope on `conn` shares, in the order of the ASGI spec's keys."""
+    return {
+        "type": "http",
+        "asgi": ASGI_VERSION,
+        "http_version": "1.1",
+        "server": conn.server,
+        "client": conn.client,
+        "scheme": conn.scheme,
+        "method": "GET",
+        "root_path": conn.ctx.root_path,
+        "path": "",
+        "raw_path": b"",
+        "query_string": b"",
+        "headers": [],
+        "state": {},
+    }
 
 
 def _scope(head: RequestHead, conn: Connection) -> HTTPScope:
@@ -58,31 +78,29 @@ def _scope(head: RequestHead, conn: Connection) -> HTTPScope:
         path = unquote_to_bytes(raw_path).decode("utf-8", "replace")
     else:
         path = raw_path.decode("utf-8", "replace")
-    client = conn.client
-    scheme = conn.scheme
-    if conn.trusted:
-        client, scheme = ctx.proxy.resolve(head.headers, client, scheme)
+    # A copy of the connection's scope with the request's fields set: a 13-key dict display
+    # inserts every key (~700 ns), a copy of a dict of the same shape is one memcpy (~480 ns
+    # with the stores below).
+    base = conn.scope_base
+    if base is None:
+        base = conn.scope_base = _base_scope(conn)
+    scope = base.copy()
+    if head.forwarded and conn.trusted:  # the parser saw a proxy header
+        scope["client"], scope["scheme"] = ctx.proxy.resolve(head.headers, conn.client, conn.scheme)
     root_path = ctx.root_path
     if root_path:
         path = root_path + path
         raw_path = root_path.encode("utf-8") + raw_path
-    return {
-        "type": "http",
-        "asgi": ASGI_VERSION,
-        "http_version": head.http_version,
-        "server": conn.server,
-        "client": client,
-        "scheme": scheme,
-        "method": head.method,
-        "root_path": root_path,
-        "path": path,
-        "raw_path": raw_path,
-        "query_string": head.query_string,
-        "headers": head.headers,
-        # A copy per request (ASGI lifespan spec), but most apps keep no lifespan state: a new
-        # empty dict is cheaper than a method call on an empty one.
-        "state": ctx.lifespan_state.copy() if ctx.lifespan_state else {},
-    }
+    scope["http_version"] = head.http_version
+    scope["method"] = head.method
+    scope["path"] = path
+    scope["raw_path"] = raw_path
+    scope["query_string"] = head.query_string
+    scope["headers"] = head.headers
+    # A copy per request (ASGI lifespan spec), but most apps keep no lifespan state: a new
+    # empty dict is cheaper than a method call on an empty one.
+    scope["state"] = ctx.lifespan_state.copy() if ctx.lifespan_state else {}
+    return scope
 
 
 def _from_disconnect(exc: BaseException) -> bool:
