@@ -353,8 +353,10 @@ class HttpProtocol(asyncio.Protocol):
             transport.close()
             return
         self.deadline_kind = _IDLE
-        self.deadline = monotonic() + self.settings.keepalive_timeout
-        self.resume_reading()
+        # From when the response was counted: a clock reading fewer per request.
+        self.deadline = cycle.ended + self.settings.keepalive_timeout
+        if self.reading_paused:
+            self.resume_reading()
 
     # -- errors, timeouts, shutdown -------------------------------------------------------
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Final, Protocol, cast
+from typing import Final, Protocol
 from urllib.parse import unquote_to_bytes
 
-from aioworker._types import ASGIApp, ASGIVersions, HTTPScope, Message, Scope
+from aioworker._types import ASGIApp, ASGIVersions, HTTPScope, Message
 from aioworker.http import framing
 from aioworker.http.context import ServerContext
 from aioworker.http.framing import ClientDisconnected, Framing, Response, ResponseState
@@ -129,6 +129,7 @@ class RequestCycle(Response):
         "conn",
         "delivered",
         "disconnected",
+        "ended",
         "idle_mark",
         "idle_since",
         "method",
@@ -149,6 +150,7 @@ class RequestCycle(Response):
         self.method = head.method
         self.path = scope["path"]
         self.started = 0.0  # time.monotonic() once begun: queued behind a pipeline until then
+        self.ended = 0.0  # time.monotonic() once counted: the connection's keep-alive starts
         # The Response half. A request that arrives once a graceful stop began is answered,
         # then the connection closes.
         self.keep_alive = head.keep_alive and not conn.ctx.closing
@@ -159,7 +161,8 @@ class RequestCycle(Response):
         self.status = 0
         self.head = b""
         self.waiting_for_continue = head.expect_continue
-        self.body = bytearray()
+        # b"" until body bytes arrive (feed_body): no bytearray for the many requests without.
+        self.body: bytes | bytearray = b""
         self.body_complete = False
         self.delivered = False
         self.disconnected = False
@@ -195,13 +198,15 @@ class RequestCycle(Response):
             self.conn.response_complete(self)
             # A receive() already waiting (a framework's disconnect watcher) now returns
             # http.disconnect, as one called after the response would (ASGI HTTP spec).
-            self.wake()
+            if self.waiter is not None:
+                self.wake()
 
     def _account(self) -> None:
         """Count the request, and log it if it was answered (once, however often asked)."""
         ctx = self.conn.ctx
         answered = self.state is _COMPLETE
-        elapsed = time.monotonic() - self.started
+        self.ended = now = time.monotonic()
+        elapsed = now - self.started
         counted = ctx.state.request_ended(self, self.status if answered else None, elapsed)
         if counted and answered and ctx.access is not None:
             ctx.access.log(self, elapsed)
@@ -264,7 +269,11 @@ class RequestCycle(Response):
     # -- fed by the connection ----------------------------------------------------------
 
     def feed_body(self, data: bytes) -> None:
-        self.body += data
+        body = self.body
+        if body:
+            body += data  # a bytearray: extended in place
+        else:
+            self.body = bytearray(data)
         self.wake()
 
     def end_body(self) -> None:
@@ -309,7 +318,7 @@ class RequestCycle(Response):
             return {"type": "http.disconnect"}
         body = bytes(self.body)
         more_body = not self.body_complete
-        self.body = bytearray()
+        self.body = b""
         if more_body:
             self.conn.resume_reading()
         else:
@@ -320,7 +329,8 @@ class RequestCycle(Response):
 
     async def run(self, app: ASGIApp) -> None:
         try:
-            await app(cast(Scope, self.scope), self.receive, self.send)
+            # HTTPScope is a Scope; not said with cast(), a function call per request.
+            await app(self.scope, self.receive, self.send)  # type: ignore[arg-type]
         except asyncio.CancelledError:
             # The request's deadline passed or the server stopped waiting: 504, else 503.
             self.fail(504 if self.cancelled else 503)

@@ -34,7 +34,8 @@ _CHUNK_END: Final = b"0\r\n\r\n"
 
 
 class ResponseState(enum.Enum):
-    """How far the response has gone. Only ever forward, and only in `Response._enter`:
+    """How far the response has gone. Only ever forward; COMPLETE only in `Response._enter`,
+    which ends the request (the two steps before it are plain stores: a call each per request):
 
     NOT_STARTED -> HEAD_HELD (http.response.start) -> STREAMING (the head is written) -> COMPLETE;
     any state -> COMPLETE when the last body is written, an error response replaces the app's
@@ -175,7 +176,7 @@ class Response:
     disconnected: bool
 
     def _enter(self, state: ResponseState) -> None:
-        """The one place the response state changes; the request cycle extends it for COMPLETE."""
+        """The one place the response becomes COMPLETE; the request cycle extends it."""
         self.state = state
         if state is _COMPLETE:
             self.head = b""
@@ -221,7 +222,8 @@ class Response:
         lines, self.expected_length, closes, has_server, has_date = known
         if closes:
             self.keep_alive = False
-        if status < 200 or status in (204, 304) or self.method == "HEAD":
+        # Two int comparisons: `status in (204, 304)` compares through a tuple.
+        if status == 204 or status == 304 or self.method == "HEAD":
             self.framing = _NO_BODY
         elif self.expected_length is not None:
             self.framing = _LENGTH
@@ -230,13 +232,16 @@ class Response:
             + (b"" if has_server else ctx.server_header)
             + (b"" if has_date else ctx.date.header)
         )
-        self._enter(_HEAD_HELD)
+        self.state = _HEAD_HELD
         # Held back so that a head and a body sent together leave in one write with a length;
         # if the app yields before its first body (server-sent events, long polls, LLM token
         # streams), the head goes out as soon as the loop runs anything else: one callback
         # per loop turn for all the heads held meanwhile, not one per response
-        # (context.ServerContext.hold).
-        ctx.hold(self)
+        # (context.ServerContext.flush_held; its hold() written out here, a call fewer).
+        held = ctx.held
+        if not held:
+            ctx.loop.call_soon(ctx.flush_held)
+        held.append(self)
 
     def _finish_head(self, first_body: bytes | None) -> bytes:
         """Complete the head once the framing is known; first_body is set if it is the last."""
@@ -259,7 +264,7 @@ class Response:
             framing += KEEP_ALIVE
         head = self.head + framing + b"\r\n"
         self.head = b""
-        self._enter(_STREAMING)
+        self.state = _STREAMING
         return head
 
     def flush_head(self) -> None:
