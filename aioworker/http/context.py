@@ -95,7 +95,6 @@ class ServerContext:
         # one makes room for a new connection at max_connections.
         self.connections: dict[ConnectionLike, None] = {}
         self.clients: dict[str, int] = {}  # open connections per client address
-        self.date = DateCache()
         self.proxy = ProxyHeaders(settings.forwarded_allow_ips)
         self.root_path = settings.root_path
         self.server_header = (
@@ -103,6 +102,7 @@ class ServerContext:
             if settings.server_header
             else b""
         )
+        self.date = DateCache(self.server_header)
         # None when access_log is off: a request then costs one attribute test for it.
         self.access = AccessLog(settings.access_log_format) if settings.access_log else None
         self.lifespan_state: dict[str, Any] = {}

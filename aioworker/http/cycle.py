@@ -159,7 +159,7 @@ class RequestCycle(Response):
         self.expected_length = None
         self.sent_length = 0
         self.status = 0
-        self.head = b""
+        self.head = self.stamp = b""
         self.waiting_for_continue = head.expect_continue
         # b"" until body bytes arrive (feed_body): no bytearray for the many requests without.
         self.body: bytes | bytearray = b""
