@@ -4,12 +4,15 @@ Every setup is a master with one worker serving hello world (benchmarks/apps.py)
 `benchmarks/launch.py --master --config` from a config.toml that differs from the plain one by
 one option; they take turns (benchmarks/turns.py) and each is compared round by round with the
 plain one: "0.93x (0.90-0.95)" is its req/s over plain's, and the CPU microseconds per request
-of the whole server (master and worker, /proc/PID/stat) show where the cost goes.
+of the whole server (master and worker, /proc/PID/stat) show where the cost goes. The tls
+setup serves https:// with a self-signed certificate made for the run by the openssl command.
 """
 
 from __future__ import annotations
 
+import shutil
 import statistics
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -45,13 +48,35 @@ SETUPS: dict[str, tuple[tuple[str, ...], str, bool, tuple[tuple[str, str], ...],
         (),
         "`max_requests` set (too high to recycle during the run: the cost of counting)",
     ),
+    "tls": (
+        (),  # certfile and keyfile: made per run (_certificate)
+        "warning",
+        False,
+        (),
+        "an https:// listen, EC P-256 certificate; the load keeps its 64 connections open, "
+        "so this is the cost of encryption per request, not of handshakes",
+    ),
 }
-# Not measured yet: TLS (an https:// group needs a certificate per run and wrk on https://).
-MISSING = "TLS not measured: this scenario does not set up an https:// group yet"
+HTTPS = frozenset({"tls"})  # the setups that listen on https://
+OPENSSL = shutil.which("openssl")
+
+
+def _certificate(directory: Path) -> tuple[str, ...]:
+    """The config lines of a self-signed certificate made in `directory` for 127.0.0.1 (the
+    load generator does not verify it)."""
+    cert, key = directory / "bench.crt", directory / "bench.key"
+    command = [OPENSSL or "openssl", "req", "-x509", "-nodes", "-days", "1", "-subj", "/CN=bench"]
+    command += ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]
+    subprocess.run(
+        [*command, "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True
+    )
+    return (f'certfile = "{cert}"', f'keyfile = "{key}"')
 
 
 def _starter(ctx: Context, label: str) -> Starter:
     options, level, observe, _, _ = SETUPS[label]
+
+    https = label in HTTPS
 
     def start(directory: Path) -> Server:
         port = free_port()
@@ -59,8 +84,9 @@ def _starter(ctx: Context, label: str) -> Starter:
             directory,
             {"web": (port, 1, ["/"])},
             servers.HELLO_APP,
-            options=options,
+            options=options + _certificate(directory) if https else options,
             log_level=level,
+            scheme="https" if https else "http",
         )
         argv = [servers.PY, "-m", "benchmarks.launch", servers.HELLO_APP, "--master"]
         argv += ["--config", str(config), *(["--observe"] if observe else [])]
@@ -71,6 +97,7 @@ def _starter(ctx: Context, label: str) -> Starter:
             ctx.server_cpus,
             cwd=str(servers.ROOT),
             env=servers.env(),
+            tls=https,
         )
         server.wait_ready(workers=1)
         return server
@@ -80,14 +107,20 @@ def _starter(ctx: Context, label: str) -> Starter:
 
 def run(ctx: Context) -> dict[str, Any]:
     rounds, seconds = (1, 2.0) if ctx.quick else (5, 3.0)
+    labels = list(SETUPS)
     if ctx.builtin:
         ctx.note("features: the built-in load generator sends no forwarded headers")
+    if ctx.builtin or OPENSSL is None:
+        # The built-in generator speaks plain HTTP only; the certificate needs openssl.
+        ctx.note("features: tls not measured: it needs wrk and the openssl command")
+        labels = [label for label in labels if label not in HTTPS]
 
     def measure(_number: int, label: str, server: Server) -> dict[str, Any]:
         headers = SETUPS[label][3]
+        scheme = "https" if label in HTTPS else "http"
         before = server.cpu_seconds()
         result = ctx.load(
-            Load(f"http://127.0.0.1:{server.ports[0]}/", 64, seconds, headers=headers)
+            Load(f"{scheme}://127.0.0.1:{server.ports[0]}/", 64, seconds, headers=headers)
         )
         result["cpu_us_per_req"] = cpu_us_per_request(
             server.cpu_seconds() - before, result["requests"]
@@ -97,11 +130,10 @@ def run(ctx: Context) -> dict[str, Any]:
     def describe(figures: dict[str, Any]) -> str:
         return f"{figures['rps']:>10,.0f} req/s  cpu {figures['cpu_us_per_req']} us/req"
 
-    ctx.note(MISSING)
     runs = take_turns(
         ctx,
         "features",
-        [(label, _starter(ctx, label)) for label in SETUPS],
+        [(label, _starter(ctx, label)) for label in labels],
         rounds,
         measure,
         describe,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -36,15 +37,25 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def http_get(port: int, path: str = "/", timeout: float = 2.0) -> int:
-    """Status code of one GET on a fresh connection; 0 when there is no HTTP answer."""
+# A benchmark's server presents a self-signed certificate made for the run (features.py).
+_UNVERIFIED = ssl.create_default_context()
+_UNVERIFIED.check_hostname = False
+_UNVERIFIED.verify_mode = ssl.CERT_NONE
+
+
+def http_get(port: int, path: str = "/", timeout: float = 2.0, tls: bool = False) -> int:
+    """Status code of one GET on a fresh connection (over TLS, the certificate unchecked, when
+    `tls`); 0 when there is no HTTP answer."""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=timeout) as plain,
+            _UNVERIFIED.wrap_socket(plain) if tls else plain as s,
+        ):
             s.sendall(
                 f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode()
             )
             head = s.recv(64)
-    except OSError:
+    except OSError:  # ssl.SSLError is one
         return 0
     parts = head.split(b" ", 2)
     return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
@@ -202,10 +213,12 @@ class Server:
         cwd: str,
         env: dict[str, str] | None = None,
         ready_path: str = "/",
+        tls: bool = False,
     ) -> None:
         self.name = name
         self.ports = list(ports)
         self.ready_path = ready_path
+        self.tls = tls  # its ports speak https
         self.killed = False  # set when stop() had to SIGKILL after SIGTERM timed out
         fd, self.log_path = tempfile.mkstemp(prefix=f"bench-{name}-", suffix=".log")
         self.proc = subprocess.Popen(
@@ -239,7 +252,7 @@ class Server:
                 raise RuntimeError(
                     f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}"
                 )
-            pending = [p for p in pending if http_get(p, self.ready_path) != 200]
+            pending = [p for p in pending if http_get(p, self.ready_path, tls=self.tls) != 200]
             if not pending and (not workers or len(self.workers()) >= workers):
                 return
             if time.monotonic() > deadline:

@@ -217,9 +217,11 @@ def aioworker_config(
     *,
     options: tuple[str, ...] = (),
     log_level: str = "warning",
+    scheme: str = "http",
 ) -> Path:
     """Write a config.toml for `start -c`: groups maps name -> (port, count, routes); `options`
-    are more TOML lines for every group (e.g. "reuse_port = false")."""
+    are more TOML lines for every group (e.g. "reuse_port = false"); `scheme` "https" needs
+    certfile and keyfile among them."""
     lines = [
         "[server]",
         f'pid_file = "{directory / "aioworker.pid"}"',
@@ -231,7 +233,7 @@ def aioworker_config(
         lines += [
             f"[groups.{name}]",
             f'app = "{app}"',
-            f'listen = "http://127.0.0.1:{port}"',
+            f'listen = "{scheme}://127.0.0.1:{port}"',
             f"count = {count}",
             "routes = [" + ", ".join(f'"{r}"' for r in routes) + "]",
             *options,

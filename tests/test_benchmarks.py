@@ -32,6 +32,7 @@ from benchmarks import (  # noqa: E402
     throughput,
     websocket,
 )
+from benchmarks.context import Context  # noqa: E402
 from benchmarks.procs import free_port  # noqa: E402
 from benchmarks.wrk import Load, LoadRun  # noqa: E402
 
@@ -489,6 +490,22 @@ def test_throughput_versus_and_cpu_column_on_the_page() -> None:
         "FastAPI route against the goal (ahead of both): 1.05x uvicorn (ahead), "
         "0.98x granian (not ahead)."
     )
+
+
+def test_tls_setup_serves_https_that_wrk_loads(tmp_path: Path) -> None:
+    # The feature scenario's tls setup: a real master on an https:// listen with the
+    # certificate made for the run, ready once a TLS GET answers, loaded by wrk over https.
+    ctx = Context(True, servers.Availability(), None, None)
+    server = features._starter(ctx, "tls")(tmp_path)
+    try:
+        port = server.ports[0]
+        assert procs.http_get(port, tls=True) == 200
+        assert procs.http_get(port) == 0  # plain HTTP gets no answer: the port speaks TLS only
+        result = ctx.load(Load(f"https://127.0.0.1:{port}/", 4, 1.0))
+    finally:
+        server.stop()
+    assert result["requests"] > 0
+    assert result["failed"] == 0
 
 
 def test_feature_costs_against_plain_round_by_round() -> None:

@@ -17,6 +17,7 @@ from collections import deque
 from time import monotonic
 from typing import Final, cast
 
+from aioworker._types import HTTPScope
 from aioworker.http.context import ServerContext
 from aioworker.http.cycle import RequestCycle, ResponseState
 from aioworker.http.parser import Body, ParseError, RequestHead, RequestParser
@@ -67,6 +68,7 @@ class HttpProtocol(asyncio.Protocol):
         "reading_paused",
         "registered",
         "scheme",
+        "scope_base",
         "server",
         "settings",
         "transport",
@@ -89,6 +91,7 @@ class HttpProtocol(asyncio.Protocol):
         self.server: tuple[str, int | None] | None = None
         self.scheme = "http"
         self.trusted = False
+        self.scope_base: HTTPScope | None = None  # cycle._scope's, per connection
         self.cycle: RequestCycle | None = None  # the request being answered
         self.parsing: RequestCycle | None = None  # the request whose body is arriving
         self.pipeline: deque[RequestCycle] = deque()
@@ -350,8 +353,10 @@ class HttpProtocol(asyncio.Protocol):
             transport.close()
             return
         self.deadline_kind = _IDLE
-        self.deadline = monotonic() + self.settings.keepalive_timeout
-        self.resume_reading()
+        # From when the response was counted: a clock reading fewer per request.
+        self.deadline = cycle.ended + self.settings.keepalive_timeout
+        if self.reading_paused:
+            self.resume_reading()
 
     # -- errors, timeouts, shutdown -------------------------------------------------------
 

@@ -46,6 +46,20 @@ from aioworker.http.parser import END, RequestHead, RequestParser
             ),
             id="chunked-expect",
         ),
+        pytest.param(
+            b"GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n",
+            RequestHead(
+                "GET",
+                b"/",
+                b"",
+                "1.1",
+                [(b"host", b"h"), (b"x-forwarded-for", b"1.2.3.4")],
+                True,
+                0,
+                False,
+            ),
+            id="proxy-header",
+        ),
     ],
 )
 def test_every_field_of_a_parsed_head(raw: bytes, expected: RequestHead) -> None:
@@ -56,5 +70,7 @@ def test_every_field_of_a_parsed_head(raw: bytes, expected: RequestHead) -> None
     assert isinstance(head, RequestHead)
     for field in RequestHead.__slots__:
         assert getattr(head, field) == getattr(expected, field), field
+    # RequestHead.__init__ works out `forwarded` from the headers like the parser does.
+    assert head.forwarded == any(name.startswith(b"x-forwarded") for name, _ in head.headers)
     if expected.content_length == 0:
         assert events[1:] == [END]
