@@ -57,10 +57,16 @@ The servers, each with one worker unless said otherwise, access logs off:
 | granian | `granian --interface asgi --loop uvloop --workers 1 benchmarks.apps:app` |
 | hypercorn | `hypercorn -k uvloop -w 1 benchmarks.apps:app` |
 | gunicorn | `gunicorn -k uvicorn_worker.UvicornWorker -w 1 benchmarks.apps:app` |
+| floor | `python -m benchmarks.floor` |
 | ceiling | `python -m benchmarks.ceiling` |
 
 The ceiling is an `asyncio.Protocol` on httptools and uvloop that answers every request with
-prebuilt bytes, no ASGI at all: no Python server on this stack can beat it.
+prebuilt bytes, no ASGI at all: no Python server on this stack can beat it. The floor is the
+least an ASGI server on that stack does per request: httptools parsing, the scope, a Task
+running the app (what `asyncio.current_task()`, `asyncio.timeout` and anyio need) and one write
+of what it sends, with no limits, timeouts, keep-alive timers, flow control, Date header or
+counters. It runs hello world and the FastAPI route only; aioworker's req/s over the floor's is
+what its own features cost.
 
 The scenarios:
 

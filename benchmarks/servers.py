@@ -2,7 +2,7 @@
 
 Every competitor runs with its recommended fast settings and no access log:
 uvicorn (httptools, uvloop), granian (ASGI interface, uvloop), hypercorn (uvloop worker),
-gunicorn with uvicorn's worker class, and the canned-response ceiling.
+gunicorn with uvicorn's worker class, the ASGI floor and the canned-response ceiling.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ PY = sys.executable
 HELLO_APP = "benchmarks.apps:app"
 EXAMPLE_APP = "examples.app:app"
 
-# Order of the tables: ours first, then the competitors, then the ceiling.
-ALL = ("aioworker", "uvicorn", "granian", "hypercorn", "gunicorn", "ceiling")
+# Order of the tables: ours first, then the competitors, then the floor and the ceiling.
+ALL = ("aioworker", "uvicorn", "granian", "hypercorn", "gunicorn", "floor", "ceiling")
 # hello world on a master without hooks, and with the Observability hook (scoreboard, heartbeat,
 # watchdog, RSS sampling): the cost of the scoreboard (benchmarks/launch.py)
 SCOREBOARD_AB = ("aioworker-bare", "aioworker-scoreboard")
@@ -31,6 +31,7 @@ _MODULES = {
     "granian": ("granian",),
     "hypercorn": ("hypercorn", "uvloop"),
     "gunicorn": ("gunicorn", "uvicorn_worker"),
+    "floor": ("httptools", "uvloop"),
     "ceiling": ("httptools",),
 }
 
@@ -181,8 +182,8 @@ def command(name: str, app: str, port: int, workers: int, avail: Availability) -
             "10",
             app,
         ]
-    if name == "ceiling":
-        return [PY, "-m", "benchmarks.ceiling", "--host", host, "--port", str(port)]
+    if name in ("floor", "ceiling"):
+        return [PY, "-m", f"benchmarks.{name}", "--host", host, "--port", str(port)]
     raise ValueError(f"unknown server {name!r}")
 
 

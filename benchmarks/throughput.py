@@ -27,6 +27,9 @@ MODES: dict[str, tuple[str, int, int, int]] = {
 }
 # The ceiling answers every path with the same bytes: a framework route means nothing there.
 NOT_FOR_CEILING = ("fastapi",)
+# The floor (benchmarks/floor.py) reads no request body and has no flow control: it runs the
+# hello world and FastAPI routes only.
+FLOOR_MODES = ("hello", "fastapi")
 QUICK_ALL_MODES = ("aioworker", "uvicorn", "ceiling")  # --quick runs the other modes only here
 
 
@@ -138,6 +141,8 @@ def run(ctx: Context) -> dict[str, Any]:
                         continue
                     if mode in NOT_FOR_CEILING and label == "ceiling":
                         continue
+                    if label == "floor" and mode not in FLOOR_MODES:
+                        continue
                     result = _measure(ctx, label, server, mode, seconds)
                     collected.setdefault(label, {}).setdefault(mode, []).append(result)
         for label, server in running.items():
@@ -158,7 +163,7 @@ def run(ctx: Context) -> dict[str, Any]:
 
 
 # Whom aioworker is compared with, round by round (benchmarks/ratios.py).
-RIVALS = ("uvicorn", "granian", "ceiling")
+RIVALS = ("uvicorn", "granian", "floor", "ceiling")
 
 
 def versus(collected: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]:

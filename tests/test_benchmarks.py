@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -681,3 +682,36 @@ def test_page_without_the_websocket_scenario_shows_none_of_it() -> None:
     text = page.render(_results())
     assert "WebSocket" not in text
     assert "**websocket**" not in text
+
+
+def test_the_floor_runs_the_app_with_keep_alive_and_closes_when_asked() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.floor", "--port", "0"],
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("floor listening on "), line
+        port = int(line.split(":")[-1])
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(
+                b"GET / HTTP/1.1\r\nHost: t\r\n\r\nGET /bytes/3 HTTP/1.1\r\nHost: t\r\n\r\n"
+            )
+            data = b""
+            while data.count(b"HTTP/1.1 200") < 2 or not data.endswith(b"xxx"):
+                data += sock.recv(4096)
+            assert data.startswith(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n")
+            assert b"\r\n\r\nHello, world!HTTP/1.1 200 OK\r\n" in data
+            sock.sendall(b"GET /nowhere HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            rest = b""
+            while chunk := sock.recv(4096):  # EOF: the floor closed the connection
+                rest += chunk
+            assert rest.startswith(b"HTTP/1.1 404 Not Found\r\n")
+    finally:
+        proc.terminate()
+        assert proc.wait(10) == 0
+        proc.stdout.close()
