@@ -296,6 +296,15 @@ def summary(results: dict[str, Any]) -> list[str]:
             f"{theirs['short_p99_ms']['median']:,.0f} ms ({mixed['p99_ratio']:.3f}x at p99)."
         )
     lines += _websocket_summary(results.get("websocket", {}))
+    queued = results.get("burst", {}).get("setups", {}).get("queue-fed")
+    if queued:
+        idle, during = queued["fast_idle_ms"], queued["fast_burst_ms"]
+        lines.append(
+            f"- A burst of {queued['burst']} blocking requests on a queue-fed group of 2: "
+            f"{queued['statuses'].get('200', 0)} answered 200, {queued['errors']} errors, "
+            f"drained in {queued['drain_s']} s; the fast route's p99 {idle['p99']} ms idle, "
+            f"{during['p99']} ms during the burst."
+        )
     return ["## Summary", "", *lines, ""] if lines else []
 
 
