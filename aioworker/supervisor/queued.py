@@ -4,8 +4,8 @@ A queue-fed group's worker has no listener: after lifespan startup it runs the g
 `Consumer` (aioworker/queue/consumer.py) until TERM, then lets the jobs in progress finish
 within graceful_timeout (an unfinished job stays pending and another worker claims it after
 `visibility_timeout`). The default group's workers wrap their app in the `QueueRelay`, which
-sends the queue-fed groups' routes through Redis. Both import redis lazily, here, so a config
-without queue-fed groups never loads it.
+sends the queue-fed groups' routes through Redis. Both import the queue layer (and with it
+hiredis) lazily, here, so a config without queue-fed groups never loads it.
 """
 
 from __future__ import annotations
