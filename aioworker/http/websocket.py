@@ -228,6 +228,11 @@ class WebSocket(WsTransport):
             assert frames is not None
             if frames.state is not FrameState.OPEN:  # closing: no data frame may follow
                 raise ClientDisconnected("the WebSocket is closing")
+            if self.transport.is_closing():
+                # The write that met the client's reset closed the transport; connection_lost
+                # comes at the next loop turn. A closing transport never pauses writing, so an
+                # app that sends in a loop would never yield to it (the loop would spin).
+                raise ClientDisconnected("the client is gone")
             text = message.get("text")
             if text is not None:
                 frames.send_text(text.encode("utf-8"))
