@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+from collections.abc import Callable
 from typing import Any
 
 import httptools
@@ -62,7 +63,11 @@ class CannedProtocol(asyncio.Protocol):
             self.transport.close()
 
 
-async def serve(host: str, port: int) -> None:
+async def serve(
+    host: str, port: int, protocol: Callable[[], asyncio.Protocol] = CannedProtocol
+) -> None:
+    """Serve `protocol` until SIGINT or SIGTERM; the ready line names the module and port."""
+    name = protocol.__module__.rsplit(".", 1)[-1]
     loop = asyncio.get_running_loop()
     stop = loop.create_future()
 
@@ -72,20 +77,20 @@ async def serve(host: str, port: int) -> None:
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, finish)
-    server = await loop.create_server(CannedProtocol, host, port, backlog=2048)
+    server = await loop.create_server(protocol, host, port, backlog=2048)
     bound = server.sockets[0].getsockname()[1]
-    print(f"ceiling listening on http://{host}:{bound}", flush=True)
+    print(f"{name} listening on http://{host}:{bound}", flush=True)
     await stop
     server.close()
     await server.wait_closed()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+def main(protocol: Callable[[], asyncio.Protocol] = CannedProtocol, doc: str = __doc__) -> None:
+    parser = argparse.ArgumentParser(description=doc.split("\n", 1)[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args()
-    uvloop.run(serve(args.host, args.port))
+    uvloop.run(serve(args.host, args.port, protocol))
 
 
 if __name__ == "__main__":

@@ -14,14 +14,12 @@ can shrink: aioworker's req/s over the floor's is the share the engine's own fea
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import signal
 from typing import Any
 
 import httptools
-import uvloop
 
+from benchmarks import ceiling
 from benchmarks.apps import app
 
 _REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found"}
@@ -96,30 +94,8 @@ class FloorProtocol(asyncio.Protocol):
         await app(scope, receive, send)
 
 
-async def serve(host: str, port: int) -> None:
-    loop = asyncio.get_running_loop()
-    stop = loop.create_future()
-
-    def finish() -> None:
-        if not stop.done():
-            stop.set_result(None)
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, finish)
-    server = await loop.create_server(FloorProtocol, host, port, backlog=2048)
-    bound = server.sockets[0].getsockname()[1]
-    print(f"floor listening on http://{host}:{bound}", flush=True)
-    await stop
-    server.close()
-    await server.wait_closed()
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
-    args = parser.parse_args()
-    uvloop.run(serve(args.host, args.port))
+    ceiling.main(FloorProtocol, __doc__ or "")
 
 
 if __name__ == "__main__":

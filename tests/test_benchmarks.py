@@ -3,6 +3,7 @@ the open-loop client against an aioworker group, and the tables of the page."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -42,22 +43,31 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def ceiling() -> Iterator[str]:
+@contextlib.contextmanager
+def _serving(name: str) -> Iterator[str]:
+    """`python -m benchmarks.NAME --port 0` until the block ends; its URL."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.ceiling", "--port", "0"],
+        [sys.executable, "-m", f"benchmarks.{name}", "--port", "0"],
         cwd=ROOT,
         env=ENV,
         stdout=subprocess.PIPE,
         text=True,
     )
     assert proc.stdout is not None
-    line = proc.stdout.readline()  # the ready line names the bound port
-    assert line.startswith("ceiling listening on "), line
-    yield line.split()[-1]
-    proc.terminate()
-    assert proc.wait(10) == 0
-    proc.stdout.close()
+    try:
+        line = proc.stdout.readline()  # the ready line names the bound port
+        assert line.startswith(f"{name} listening on "), line
+        yield line.split()[-1]
+    finally:
+        proc.terminate()
+        assert proc.wait(10) == 0
+        proc.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def ceiling() -> Iterator[str]:
+    with _serving("ceiling") as url:
+        yield url
 
 
 def _loadgen(*args: str) -> dict[str, object]:
@@ -685,18 +695,8 @@ def test_page_without_the_websocket_scenario_shows_none_of_it() -> None:
 
 
 def test_the_floor_runs_the_app_with_keep_alive_and_closes_when_asked() -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.floor", "--port", "0"],
-        cwd=ROOT,
-        env=ENV,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    try:
-        line = proc.stdout.readline()
-        assert line.startswith("floor listening on "), line
-        port = int(line.split(":")[-1])
+    with _serving("floor") as url:
+        port = int(url.rsplit(":", 1)[-1])
         with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
             sock.sendall(
                 b"GET / HTTP/1.1\r\nHost: t\r\n\r\nGET /bytes/3 HTTP/1.1\r\nHost: t\r\n\r\n"
@@ -711,7 +711,3 @@ def test_the_floor_runs_the_app_with_keep_alive_and_closes_when_asked() -> None:
             while chunk := sock.recv(4096):  # EOF: the floor closed the connection
                 rest += chunk
             assert rest.startswith(b"HTTP/1.1 404 Not Found\r\n")
-    finally:
-        proc.terminate()
-        assert proc.wait(10) == 0
-        proc.stdout.close()
