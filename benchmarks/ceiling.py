@@ -64,10 +64,12 @@ class CannedProtocol(asyncio.Protocol):
 
 
 async def serve(
-    host: str, port: int, protocol: Callable[[], asyncio.Protocol] = CannedProtocol
+    host: str,
+    port: int,
+    protocol: Callable[[], asyncio.Protocol] = CannedProtocol,
+    name: str = "ceiling",
 ) -> None:
-    """Serve `protocol` until SIGINT or SIGTERM; the ready line names the module and port."""
-    name = protocol.__module__.rsplit(".", 1)[-1]
+    """Serve `protocol` until SIGINT or SIGTERM; the ready line gives `name` and the port."""
     loop = asyncio.get_running_loop()
     stop = loop.create_future()
 
@@ -85,12 +87,16 @@ async def serve(
     await server.wait_closed()
 
 
-def main(protocol: Callable[[], asyncio.Protocol] = CannedProtocol, doc: str = __doc__) -> None:
+def main(
+    protocol: Callable[[], asyncio.Protocol] = CannedProtocol,
+    doc: str = __doc__,
+    name: str = "ceiling",
+) -> None:
     parser = argparse.ArgumentParser(description=doc.split("\n", 1)[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args()
-    uvloop.run(serve(args.host, args.port, protocol))
+    uvloop.run(serve(args.host, args.port, protocol, name))
 
 
 if __name__ == "__main__":

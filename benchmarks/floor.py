@@ -95,7 +95,7 @@ class FloorProtocol(asyncio.Protocol):
 
 
 def main() -> None:
-    ceiling.main(FloorProtocol, __doc__ or "")
+    ceiling.main(FloorProtocol, __doc__ or "", "floor")
 
 
 if __name__ == "__main__":
