@@ -40,8 +40,9 @@ def test_burst_of_400_on_two_workers_all_answered(redis: RedisServer) -> None:
         # A job is counted when it is acknowledged, which rides on its worker's next pull: the
         # answer can reach the client a moment before the count reaches Redis.
         wait_until(
-            lambda: redis.command("HGET", "aioworker:stats:report", "completed")
-            == b"$3\r\n400\r\n",
+            lambda: (
+                redis.command("HGET", "aioworker:stats:report", "completed") == b"$3\r\n400\r\n"
+            ),
             what="the 400 jobs counted as completed",
         )
 
