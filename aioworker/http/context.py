@@ -104,7 +104,7 @@ class ServerContext:
         )
         self.date = DateCache(self.server_header)
         # None when access_log is off: a request then costs one attribute test for it.
-        self.access = AccessLog(settings.access_log_format) if settings.access_log else None
+        self.access = AccessLog(settings.access_log_format, loop) if settings.access_log else None
         self.lifespan_state: dict[str, Any] = {}
         self.closing = False
         self.held: list[HeldHead] = []  # responses whose head waits for its first body

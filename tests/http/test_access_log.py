@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
+import io
 import logging
 import re
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from aioworker import logs
+from aioworker._types import HTTPScope
 from aioworker.config.accesslog import FIELDS, FORMATS, parse_format
+from aioworker.http.access import AccessLog
 from tests.helpers.engine import FAST, Serve, ServerThread, send_response
 from tests.helpers.wait import wait_until
 
@@ -133,3 +141,137 @@ def test_every_named_format_and_field_is_documented() -> None:
         assert f"`{name}`" in docs, name
     for name in FORMATS:
         assert parse_format(name)[0] == "%"
+
+
+# -- aioworker's own logging setup: lines laid out here and written once per loop turn -----
+
+
+class _Writes(io.StringIO):
+    """A stream that keeps each write apart, to see how a batch was cut."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return super().write(text)
+
+
+@contextlib.contextmanager
+def _own_logging() -> Iterator[logging.StreamHandler[Any]]:
+    """aioworker's logging setup alone, writing to a stream that keeps each write apart.
+
+    Entered inside the test: pytest adds its capture handlers to the root logger at the start
+    of each phase, and they are taken off here until the test is done."""
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level, logging.getLogger("aioworker").level, sys.stderr)
+    root.handlers = []
+    sys.stderr = _Writes()
+    try:
+        logs.setup("info")
+        (handler,) = root.handlers
+        yield handler  # type: ignore[misc]
+    finally:
+        root.handlers, level, own, sys.stderr = saved
+        root.setLevel(level)
+        logging.getLogger("aioworker").setLevel(own)
+
+
+@dataclasses.dataclass
+class _Cycle:
+    scope: HTTPScope
+    method: str = "GET"
+    status: int = 200
+    sent_length: int = 5
+
+
+def _cycle(path: bytes = b"/items") -> _Cycle:
+    scope: Any = {
+        "client": ("127.0.0.1", 4321),
+        "raw_path": path,
+        "query_string": b"",
+        "http_version": "1.1",
+        "headers": [(b"user-agent", b"agent/1.0")],
+    }
+    return _Cycle(scope)
+
+
+def test_own_handler_is_found_only_when_it_alone_writes() -> None:
+    with _own_logging() as handler:
+        _only_when_alone(handler)
+
+
+def _only_when_alone(own_logging: logging.StreamHandler[Any]) -> None:
+    access = logging.getLogger("aioworker.access")
+    assert logs.own_handler(access) is own_logging
+    changes: list[tuple[str, Any, Any]] = [
+        ("another handler", lambda: access.addHandler(logging.NullHandler()), None),
+        ("a filter", lambda: access.addFilter(lambda record: True), None),
+        ("another format", lambda: own_logging.setFormatter(logging.Formatter("%(message)s")), 0),
+        ("a higher level", lambda: own_logging.setLevel(logging.WARNING), 0),
+    ]
+    for what, change, _ in changes:
+        saved = (access.handlers[:], access.filters[:], own_logging.formatter, own_logging.level)
+        change()
+        assert logs.own_handler(access) is None, what
+        access.handlers, access.filters = saved[0], saved[1]
+        own_logging.setFormatter(saved[2])
+        own_logging.setLevel(saved[3])
+        assert logs.own_handler(access) is own_logging, what
+    access.propagate = False  # records stop at aioworker.access: no handler writes them
+    try:
+        assert logs.own_handler(access) is None
+    finally:
+        access.propagate = True
+
+
+def test_batched_lines_are_laid_out_as_logging_lays_them_out() -> None:
+    with _own_logging() as handler:
+        _laid_out(handler.stream)
+
+
+def _laid_out(stream: _Writes) -> None:
+
+    async def main() -> None:
+        access_log = AccessLog("default", asyncio.get_running_loop())
+        for path in (b"/a", b"/b"):
+            access_log.log(_cycle(path), 0.0012)
+        assert not stream.writes  # not before the end of this loop turn
+        await asyncio.sleep(0)  # the turn ends: the batch is written, in one write
+        assert len(stream.writes) == 1
+        access_log.log(_cycle(b"/c"), 0.0012)
+        access_log.flush()  # as the server does once its connections are done
+
+    asyncio.run(main())
+    first, *_ = stream.getvalue().splitlines()
+    logging.getLogger("aioworker.access").info("%s", first.split(": ", 1)[1])
+    *batched, through_logging = stream.getvalue().splitlines()
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} "
+    assert re.match(stamp, through_logging)
+    assert [re.sub(stamp, "", line) for line in batched] == [
+        re.sub(stamp, "", through_logging).replace("/a", path) for path in ("/a", "/b", "/c")
+    ]
+    assert len(stream.writes) == 3
+
+
+def test_a_batch_is_written_in_whole_lines_of_at_most_pipe_buf_bytes() -> None:
+    """In daemon mode the workers share the master's relay pipe: a write up to PIPE_BUF (4096
+    bytes) is never interleaved with another worker's."""
+    with _own_logging() as handler:
+        _cut(handler.stream)
+
+
+def _cut(stream: _Writes) -> None:
+
+    async def main() -> None:
+        access_log = AccessLog("%(path)s", asyncio.get_running_loop())
+        for n in range(300):
+            access_log.log(_cycle(f"/{n:03d}/".encode() + b"x" * 100), 0.001)
+        await asyncio.sleep(0)
+
+    asyncio.run(main())
+    assert len(stream.writes) > 1
+    assert all(len(text.encode()) <= 4096 and text.endswith("\n") for text in stream.writes)
+    paths = [line.rsplit(": ", 1)[1] for line in stream.getvalue().splitlines()]
+    assert paths == [f"/{n:03d}/" + "x" * 100 for n in range(300)]
