@@ -138,6 +138,14 @@ def h(*pairs: tuple[str, str]) -> Headers:
 )
 def test_trusted_peer(headers: Headers, client: tuple[str, int] | None, scheme: str) -> None:
     assert ProxyHeaders().resolve(headers, PEER, "http") == (client, scheme)
+    # The same headers again, from another peer of the same proxy: answered from the results
+    # kept by the first call (SHARED also holds every case run before this one).
+    other = ("127.0.0.1", 50001)
+    for peer in (PEER, other):
+        assert SHARED.resolve(headers, peer, "http") == (peer if client == PEER else client, scheme)
+
+
+SHARED = ProxyHeaders()
 
 
 @pytest.mark.parametrize(
@@ -211,6 +219,15 @@ def test_cache_is_bounded() -> None:
         proxy.trusts(f"10.{i // 65536}.{i // 256 % 256}.{i % 256}")
     assert len(proxy._cache) <= 4096
     assert proxy.trusts("127.0.0.1")
+
+
+def test_results_kept_are_bounded() -> None:
+    """X-Forwarded-For is what the client sends: a new value per request cannot grow memory."""
+    proxy = ProxyHeaders()
+    for i in range(10_000):
+        forged = h(("x-forwarded-for", f"10.{i // 65536}.{i // 256 % 256}.{i % 256}"))
+        assert proxy.resolve(forged, PEER, "http")[0] == (forged[0][1].decode(), 0)
+    assert 0 < len(proxy._resolved) <= 4096
 
 
 @pytest.mark.parametrize(
