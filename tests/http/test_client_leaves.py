@@ -105,6 +105,40 @@ def test_streaming_app_stops_at_the_next_write(
     assert any("client went away" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.parametrize("how", ["half-close", "close"])
+def test_an_upload_abandoned_midway_is_not_an_app_error(
+    serve: Serve, how: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Starlette raises its ClientDisconnect (no OSError) when receive() says http.disconnect in
+    the middle of a body; an app told that the client left and then raising is the client's
+    doing, a debug line, never an error with a traceback."""
+    caplog.set_level(logging.DEBUG, logger="aioworker")
+    read: list[int] = []
+    ended = threading.Event()
+
+    async def upload(request: Request) -> PlainTextResponse:
+        try:
+            async for chunk in request.stream():
+                read.append(len(chunk))
+        finally:
+            ended.set()
+        return PlainTextResponse("stored")
+
+    server = serve(Starlette(routes=[Route("/upload", upload, methods=["POST"])]))
+    with server.connect() as conn:
+        conn.send(b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n")
+        conn.send(b"x" * 1000)
+        wait_until(lambda: sum(read) == 1000, 5.0, "the first part of the body read")
+        if how == "half-close":
+            conn.shutdown_write()
+        else:
+            conn.close()
+        assert ended.wait(5)
+    _released(server)
+    assert _errors(caplog) == []
+    assert any("client went away" in r.getMessage() for r in caplog.records)
+
+
 def test_receive_and_send_after_the_client_left(serve: Serve) -> None:
     """An app busy elsewhere when the client sent FIN learns it at its next receive() or send()."""
     outcome: list[Any] = []
