@@ -1,7 +1,9 @@
 """The access log: one line per answered request, in the format `access_log_format` names.
 
 Built once per server and only when `access_log` is on, so a server without it pays nothing
-per request. Only the header scans and the time are skipped when the format does not use them.
+per request. The format is compiled once into a function that computes only the fields it
+uses: for a template of plain `%(field)s` (the named formats are), one `%` on a tuple, 3.3 us
+against 7.9 us for a dict of every field and `template % dict` (timeit, default format).
 
 With aioworker's own logging setup (`aioworker.logs.setup`: one handler, its format), the
 lines are laid out here the way that handler would and written in batches, one write per
@@ -17,6 +19,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable
 from typing import Any, Final, Protocol
 
 from aioworker._types import HTTPScope
@@ -31,8 +34,39 @@ logger = logging.getLogger("aioworker.access")
 # a quote cannot end a field early, a newline cannot start a forged line.
 _UNSAFE: Final = re.compile(rb'[\x00-\x1f"\\\x7f-\xff]')
 _HEADERS: Final = {"host": b"host", "referer": b"referer", "user_agent": b"user-agent"}
-_CLIENT: Final = frozenset({"client", "remote_addr"})
-_REQUEST: Final = frozenset({"target", "path", "query", "protocol", "request_line"})
+# Each field's expression over the locals the compiled function sets: cycle, elapsed, scope,
+# and those named with it (set by _LOCALS' statements, in that order).
+_FIELDS: Final[dict[str, tuple[str, tuple[str, ...]]]] = {
+    "client": ('f"{client[0]}:{client[1]}" if client else "-"', ("client",)),
+    "remote_addr": ('client[0] if client else "-"', ("client",)),
+    "method": ("cycle.method", ()),
+    "target": ("target", ("raw_path", "query", "target")),
+    "path": ("_escape(raw_path)", ("raw_path",)),
+    "query": ("_escape(query)", ("query",)),
+    "protocol": ('"HTTP/" + scope["http_version"]', ()),
+    "request_line": (
+        "f\"{cycle.method} {target} HTTP/{scope['http_version']}\"",
+        ("raw_path", "query", "target"),
+    ),
+    "status": ("str(cycle.status)", ()),
+    "size": ("str(size)", ("size",)),
+    "size_clf": ('str(size) if size else "-"', ("size",)),
+    "duration_ms": ('f"{elapsed * 1000:.1f}"', ()),
+    "time": ("self.clf_time()", ()),
+    "host": ("host", ("headers",)),
+    "referer": ("referer", ("headers",)),
+    "user_agent": ("user_agent", ("headers",)),
+}
+_LOCALS: Final = {
+    "client": 'client = scope["client"]',
+    "raw_path": 'raw_path = scope["raw_path"]',
+    "query": 'query = scope["query_string"]',
+    "target": 'target = _escape(raw_path + b"?" + query if query else raw_path)',
+    "size": "size = cycle.sent_length",
+}
+# The conversions of a %-template: one whose every conversion is %(field)s is formatted from a
+# tuple in field order; a width, a flag or another type leaves it to the dict.
+_TOKEN: Final = re.compile(r"%%|%\((\w+)\)s|%")
 # Month names as the common log format writes them, whatever the process's locale.
 _MONTHS: Final = "JanFebMarAprMayJunJulAugSepOctNovDec"
 # A write of up to PIPE_BUF bytes to a pipe is atomic: in daemon mode the workers' output
@@ -65,6 +99,54 @@ def _clf_time(second: int) -> str:
     return f"[{t.tm_mday:02d}/{month}/{t.tm_year}:{time.strftime('%H:%M:%S %z', t)}]"
 
 
+Line = Callable[["AccessLog", Answered, float], Any]
+
+
+def _compile(style: str, template: str, fields: frozenset[str]) -> tuple[Line, str | None]:
+    """`(function, tuple template)` for a checked format. The function of (access log, cycle,
+    elapsed) returns the tuple of the fields in template order when a tuple template is given
+    (`template % tuple` is the line), else the dict of the fields the template uses.
+
+    Generated source, as dataclasses and namedtuple do: only the fixed expressions of _FIELDS
+    and _LOCALS go into it; the template's text stays data.
+    """
+    order: list[str] = []
+    parts: list[str] = []
+    plain = style == "%"
+    position = 0
+    for token in _TOKEN.finditer(template) if plain else ():
+        parts.append(template[position : token.start()])
+        position = token.end()
+        if token[0] == "%%":
+            parts.append("%%")
+        elif token[1] is None:
+            plain = False  # %5s, %r ...: formatted through the dict
+            break
+        else:
+            order.append(token[1])
+            parts.append("%s")
+    parts.append(template[position:])
+    used = order if plain else sorted(fields)
+    needed = {local for name in used for local in _FIELDS[name][1]}
+    body = ["scope = cycle.scope"]
+    body += [statement for local, statement in _LOCALS.items() if local in needed]
+    headers = [name for name in _HEADERS if name in used]
+    if headers:  # the last line of a repeated header wins, as in the scope's list
+        body += [f'{name} = "-"' for name in headers]
+        body.append('for name, value in scope["headers"]:')
+        for index, name in enumerate(headers):
+            body.append(f"    {'elif' if index else 'if'} name == {_HEADERS[name]!r}:")
+            body.append(f"        {name} = _escape(value)")
+    if plain:
+        body.append(f"return ({''.join(f'{_FIELDS[name][0]}, ' for name in order)})")
+    else:
+        body.append(f"return {{{', '.join(f'{n!r}: {_FIELDS[n][0]}' for n in used)}}}")
+    source = "def line(self, cycle, elapsed):\n" + "".join(f"    {line}\n" for line in body)
+    namespace: dict[str, Any] = {"_escape": _escape}
+    exec(compile(source, "<access_log_format>", "exec"), namespace)
+    return namespace["line"], "".join(parts) if plain else None
+
+
 class AccessLog:
     """Formats and logs the line of one answered request."""
 
@@ -72,13 +154,14 @@ class AccessLog:
         "_clf",
         "_clf_second",
         "_handler",
+        "_line",
         "_lines",
         "_loop",
         "_prefix",
         "_second",
         "_tag",
+        "_tuple_template",
         "fields",
-        "headers",
         "style",
         "template",
     )
@@ -87,8 +170,7 @@ class AccessLog:
         self, access_log_format: str, loop: asyncio.AbstractEventLoop | None = None
     ) -> None:
         self.style, self.template, self.fields = parse_format(access_log_format)
-        # The request headers the format uses, as the scope names them -> field.
-        self.headers = {_HEADERS[name]: name for name in self.fields & _HEADERS.keys()}
+        self._line, self._tuple_template = _compile(self.style, self.template, self.fields)
         self._loop = loop  # None: every line through logging (no loop to batch on)
         self._handler: logging.StreamHandler[Any] | None = None  # the current batch's
         self._lines: list[str] = []  # the current batch
@@ -101,7 +183,7 @@ class AccessLog:
     def log(self, cycle: Answered, elapsed: float) -> None:
         if not logger.isEnabledFor(logging.INFO):
             return
-        values = self.values(cycle, elapsed)
+        message = self.message(cycle, elapsed)
         lines = self._lines
         if not lines:
             # The first line of a batch: whether logging is ours is decided once per batch,
@@ -109,15 +191,11 @@ class AccessLog:
             loop = self._loop
             handler = self._handler = own_handler(logger) if loop is not None else None
             if handler is None or loop is None:
-                if self.style == "%":  # the fields as the mapping: formatted only if handled
-                    logger.info(self.template, values)
-                else:
-                    logger.info("%s", self.template.format_map(values))
+                logger.info("%s", message)
                 return
             name = logging.getLevelName(logging.INFO)
             self._tag = f" [{os.getpid()}] {name} {logger.name}: "
             loop.call_soon(self.flush)
-        message = self.template % values if self.style == "%" else self.template.format_map(values)
         # The record's time as logging.Formatter writes it: local, then milliseconds cut.
         now = time.time()
         second = int(now)
@@ -156,47 +234,22 @@ class AccessLog:
         finally:
             handler.release()
 
-    def values(self, cycle: Answered, elapsed: float) -> dict[str, str]:
-        """The fields this format uses (and the cheap ones, whether used or not), as strings."""
-        fields = self.fields
-        scope = cycle.scope
-        method = cycle.method
-        size = cycle.sent_length
-        values = {
-            "method": method,
-            "status": str(cycle.status),
-            "size": str(size),
-            "size_clf": str(size) if size else "-",
-            "duration_ms": f"{elapsed * 1000:.1f}",
-        }
-        if not fields.isdisjoint(_CLIENT):
-            client = scope["client"]
-            values["client"] = f"{client[0]}:{client[1]}" if client else "-"
-            values["remote_addr"] = client[0] if client else "-"
-        if not fields.isdisjoint(_REQUEST):
-            raw_path = scope["raw_path"]
-            query = scope["query_string"]
-            target = _escape(raw_path + b"?" + query if query else raw_path)
-            protocol = "HTTP/" + scope["http_version"]
-            values["target"] = target
-            values["protocol"] = protocol
-            values["request_line"] = f"{method} {target} {protocol}"
-            if "path" in fields:
-                values["path"] = _escape(raw_path)
-            if "query" in fields:
-                values["query"] = _escape(query)
-        if "time" in fields:
-            second = int(time.time())
-            if second != self._clf_second:
-                self._clf_second = second
-                self._clf = _clf_time(second)
-            values["time"] = self._clf
-        wanted = self.headers
-        if wanted:
-            for name in wanted.values():
-                values[name] = "-"
-            for header, value in scope["headers"]:
-                field = wanted.get(header)
-                if field is not None:
-                    values[field] = _escape(value)
-        return values
+    def message(self, cycle: Answered, elapsed: float) -> str:
+        """The line of an answered request, as the format lays it out."""
+        made = self._line(self, cycle, elapsed)
+        line: str
+        if self._tuple_template is not None:
+            line = self._tuple_template % made
+        elif self.style == "%":
+            line = self.template % made
+        else:
+            line = self.template.format_map(made)
+        return line
+
+    def clf_time(self) -> str:
+        """The `time` field: the current second, worked out once a second."""
+        second = int(time.time())
+        if second != self._clf_second:
+            self._clf_second = second
+            self._clf = _clf_time(second)
+        return self._clf

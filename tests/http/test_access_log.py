@@ -47,6 +47,36 @@ FORMATTED = [
         id="percent-template",
     ),
     pytest.param(
+        "%(status)s 100%% %(status)s %%(method)s",
+        "200 100% 200 %\\(method\\)s",
+        id="percent-literal",
+    ),
+    pytest.param("[%(status)5s] %(method)-4s|", r"\[  200\] GET \|", id="percent-widths"),
+    pytest.param(
+        "|".join(f"%({name})s" for name in FIELDS),
+        r"\|".join(
+            (
+                rf"127\.0\.0\.1:{PORT}",
+                r"127\.0\.0\.1",
+                "GET",
+                r"/items/%41\?page=2&q=a\+b",
+                "/items/%41",
+                r"page=2&q=a\+b",
+                r"HTTP/1\.1",
+                LINE,
+                "200",
+                "5",
+                "5",
+                r"\d+\.\d",
+                CLF_TIME,
+                r"shop\.test",
+                r"http://from\.test/",
+                r"agent/1\.0 \(x\)",
+            )
+        ),
+        id="every-field",
+    ),
+    pytest.param(
         "{remote_addr} {target} size={size} {user_agent!r:>30}",
         r"127\.0\.0\.1 /items/%41\?page=2&q=a\+b size=5 +'agent/1\.0 \(x\)'",
         id="brace-template",
