@@ -2,7 +2,7 @@
 
 Built once per server and only when `access_log` is on, so a server without it pays nothing
 per request. The format is compiled once into a function that computes only the fields it
-uses: for a template of plain `%(field)s` (the named formats are), one `%` on a tuple, 3.3 us
+uses: for a template of plain `%(field)s` (the named formats are), one `%` on a tuple, 4.7 us
 against 7.9 us for a dict of every field and `template % dict` (timeit, default format).
 
 With aioworker's own logging setup (`aioworker.logs.setup`: one handler, its format), the
