@@ -15,6 +15,7 @@ import socket
 import subprocess
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect as ws_connect
@@ -279,6 +280,47 @@ def test_dropped_tcp_is_1006_and_send_after_it_is_not_an_app_error(
     assert record.disconnects[0]["code"] == 1006
     assert isinstance(record.send_errors[0], ClientDisconnected)
     assert not [r for r in caplog.records if r.name == "aioworker.error"]
+
+
+def test_send_on_a_closing_transport_raises_before_connection_lost(serve: Serve) -> None:
+    """The write that meets a client's reset closes the transport; connection_lost runs a loop
+    turn later. A closing transport never pauses writing, so an app sending in a loop would
+    never yield to it: send() must raise at once. Made exact here: the app is woken, then its
+    transport closed, in one loop callback, so it runs first with the transport closing."""
+    woken: list[asyncio.Future[None]] = []
+    outcome: list[object] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            return
+        await receive()
+        await send({"type": "websocket.accept"})
+        future = asyncio.get_running_loop().create_future()
+        woken.append(future)
+        await future
+        sent = 0
+        try:
+            while sent < 10_000:  # a spinning loop, bounded so that the test ends
+                await send({"type": "websocket.send", "bytes": b"x"})
+                sent += 1
+            outcome.append("spun without yielding")
+        except ClientDisconnected:
+            outcome.append(sent)
+
+    server = serve(app)
+    with server.connect() as conn:
+        raw.open_ws(conn)
+        wait_until(lambda: woken, 5.0, "the app accepted and waiting")
+
+        def wake_then_close() -> None:
+            woken[0].set_result(None)  # the app's task runs at the next turn ...
+            for connection in list(server.server._ctx.connections):
+                connection.transport.close()  # ... before connection_lost is called
+            assert all(c.transport.is_closing() for c in server.server._ctx.connections)
+
+        server.call(wake_then_close)
+        wait_until(lambda: outcome, 5.0, "the app's send loop to end")
+    assert outcome == [0]
 
 
 def test_slow_reader_pauses_the_apps_send(server: ServerThread, record: Record) -> None:
