@@ -42,6 +42,11 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    @property
+    def unix_url(self) -> str:
+        """The same server on its unix socket (beside the TCP port)."""
+        return f"unix://{self.directory}/redis.sock"
+
     def start(self, timeout: float = 10.0) -> None:
         self.proc = subprocess.Popen(
             [
@@ -58,6 +63,10 @@ class RedisServer:
                 self.directory,
                 "--maxclients",
                 "10000",
+                "--unixsocket",
+                f"{self.directory}/redis.sock",
+                "--unixsocketperm",
+                "700",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -95,6 +95,26 @@ def test_login_and_database_from_the_url(redis: RedisServer, loop_factory: LoopF
     sync.close()
 
 
+def test_a_unix_socket_url_reaches_redis_with_its_database(
+    redis: RedisServer, loop_factory: LoopFactory
+) -> None:
+    url = redis.unix_url + "?db=4"
+
+    async def scenario() -> None:
+        client = Client(url)
+        assert await client.execute("SET", "over-unix", "yes") == b"OK"
+        assert await client.blocking("BLPOP", "empty", 0.05, block=0.05) is None
+        info = await client.execute("CLIENT", "INFO")
+        assert b"db=4" in info
+        assert b"laddr=" + redis.unix_url[len("unix://") :].encode() in info
+        await client.close()
+
+    run_in_thread(loop_factory, scenario())
+    sync = SyncClient(url, timeout=1.0)
+    assert sync.pipeline([["GET", "over-unix"], ["DBSIZE"]]) == [b"yes", 1]
+    sync.close()
+
+
 def test_a_redis_that_never_answers_fails_the_call_after_the_timeout(
     loop_factory: LoopFactory,
 ) -> None:
