@@ -350,7 +350,9 @@ class QueueSettings:
     """The [queue] table: the Redis that queue-fed groups share (docs/queue.md)."""
 
     url: str = _f(
-        "", "redis://HOST:PORT/DB of the Redis (or Valkey) holding the queues ('' = none)"
+        "",
+        "the Redis (or Valkey) holding the queues: redis://[:PASSWORD@]HOST:PORT/DB, "
+        "rediss:// for TLS, unix://PATH?db=DB ('' = none)",
     )
     consume: bool = _f(
         True, "run the queue-fed groups' workers here (false: this host only enqueues)"

@@ -33,14 +33,22 @@ def _binary() -> str:
 class RedisServer:
     """One redis-server process on 127.0.0.1:`port`."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: tuple[Path, Path] | None = None) -> None:
         self.port = free_port()
         self.directory = tempfile.mkdtemp(prefix="aioworker-redis-")
         self.proc: subprocess.Popen[bytes] | None = None
+        # (certfile, keyfile): also listen for TLS on tls_port (readiness is still a PING on
+        # the plain port).
+        self.tls = tls
+        self.tls_port = free_port() if tls else 0
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def tls_url(self) -> str:
+        return f"rediss://127.0.0.1:{self.tls_port}/0"
 
     @property
     def unix_url(self) -> str:
@@ -48,6 +56,12 @@ class RedisServer:
         return f"unix://{self.directory}/redis.sock"
 
     def start(self, timeout: float = 10.0) -> None:
+        tls: list[str] = []
+        if self.tls:
+            cert, key = self.tls
+            tls = ["--tls-port", str(self.tls_port), "--tls-cert-file", str(cert)]
+            tls += ["--tls-key-file", str(key), "--tls-ca-cert-file", str(cert)]
+            tls += ["--tls-auth-clients", "no"]
         self.proc = subprocess.Popen(
             [
                 _binary(),
@@ -67,6 +81,7 @@ class RedisServer:
                 f"{self.directory}/redis.sock",
                 "--unixsocketperm",
                 "700",
+                *tls,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
+import ssl
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +16,7 @@ from aioworker.queue.broker import Broker
 from aioworker.queue.jobs import Job, encode_job
 from aioworker.queue.resp import Address, Client, ReplyError, SyncClient, parse_url
 from tests.helpers.redis import RedisServer, run_in_thread
+from tests.helpers.tls import self_signed
 
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 
@@ -113,6 +117,44 @@ def test_a_unix_socket_url_reaches_redis_with_its_database(
     sync = SyncClient(url, timeout=1.0)
     assert sync.pipeline([["GET", "over-unix"], ["DBSIZE"]]) == [b"yes", 1]
     sync.close()
+
+
+def test_a_rediss_url_speaks_tls_to_a_server_it_verifies(
+    tmp_path: Path, loop_factory: LoopFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """rediss:// verifies the server against the default trust store, which SSL_CERT_FILE
+    names for a private CA (here the self-signed certificate itself)."""
+    cert, key = self_signed(tmp_path)
+    server = RedisServer(tls=(cert, key))
+    server.start()
+    try:
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+
+        async def scenario() -> None:
+            client = Client(server.tls_url)
+            assert await client.execute("SET", "over-tls", "yes") == b"OK"
+            assert await client.blocking("BLPOP", "empty", 0.05, block=0.05) is None
+            await client.close()
+
+        run_in_thread(loop_factory, scenario())
+        sync = SyncClient(server.tls_url, timeout=1.0)
+        assert sync.pipeline([["GET", "over-tls"]]) == [b"yes"]
+        sync.close()
+
+        monkeypatch.delenv("SSL_CERT_FILE")  # the certificate is trusted no more: refused
+
+        async def untrusted() -> None:
+            client = Client(server.tls_url)
+            with pytest.raises(ssl.SSLCertVerificationError):
+                await client.execute("PING")
+            await client.close()
+
+        run_in_thread(loop_factory, untrusted())
+        with pytest.raises(ssl.SSLCertVerificationError):
+            SyncClient(server.tls_url, timeout=1.0).pipeline([["PING"]])
+    finally:
+        server.stop()
+        shutil.rmtree(server.directory, ignore_errors=True)
 
 
 def test_a_redis_that_never_answers_fails_the_call_after_the_timeout(
