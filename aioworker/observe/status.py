@@ -189,7 +189,7 @@ def render(doc: Mapping[str, Any], width: int = 120) -> str:
         lines.append(
             f"{group['name']}  {group['state']}  {where}  "
             f"{group['ready']}/{group['expected']} ready  {group.get('requests', 0)} requests  "
-            f"restarts {total}" + (f" ({why})" if why else "")
+            f"restarts {total}" + (f" ({why})" if why else "") + _steered(group)
         )
         rows = [_COLUMNS]
         for w in group.get("workers", []):
@@ -224,6 +224,20 @@ def render(doc: Mapping[str, Any], width: int = 120) -> str:
         for exit_line in group.get("last_exits", [])[-3:]:
             lines.append(f"  last exit: {exit_line}"[:width])
     return "\n".join(lines) + "\n"
+
+
+def _steered(group: Mapping[str, Any]) -> str:
+    """ ", new connections to slots 0, 2 only" while the master steers them away from a slot
+    (its worker blocked, starting or stopping); "" when every slot takes them, or when the
+    kernel chooses (a shared socket, no selector program)."""
+    accepting = group.get("accepting")
+    slots = {w["slot"] for w in group.get("workers", []) if w.get("slot") is not None}
+    if accepting is None or slots <= set(accepting):
+        return ""
+    if not accepting:  # the master lets the kernel spread them (steering.py)
+        return ", new connections to any slot (none free)"
+    names = ", ".join(str(slot) for slot in sorted(accepting))
+    return f", new connections to slot{'s' if len(accepting) > 1 else ''} {names} only"
 
 
 def _queue_line(queue: Mapping[str, Any]) -> str:

@@ -159,6 +159,23 @@ def test_render_table() -> None:
 
 
 @pytest.mark.parametrize(
+    ("accepting", "shown"),
+    [
+        pytest.param(None, "", id="the-kernel-chooses"),
+        pytest.param([0, 1], "", id="every-slot"),
+        pytest.param([0], ", new connections to slot 0 only", id="one-steered-away"),
+        pytest.param([], ", new connections to any slot (none free)", id="none-free"),
+    ],
+)
+def test_steering_is_shown_on_the_group_line(accepting: list[int] | None, shown: str) -> None:
+    doc = master()
+    doc["groups"][0]["accepting"] = accepting
+    text = render(build(doc, SAMPLES, NOW, RSS), width=200)
+    web = next(line for line in text.splitlines() if line.startswith("web "))
+    assert web.endswith("restarts 1 (crash 1)" + shown)
+
+
+@pytest.mark.parametrize(
     ("seconds", "text"),
     [
         pytest.param(None, "-", id="none"),
