@@ -7,12 +7,14 @@ import logging
 import os
 import sys
 import time
-from typing import Any
+import weakref
+from typing import Any, Protocol
 
 __all__ = [
     "FORMAT",
     "Relay",
     "flush_std",
+    "hold_back",
     "open_log",
     "own_handler",
     "redirect_to_file",
@@ -23,6 +25,16 @@ __all__ = [
 ]
 
 FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"
+# logging.Formatter's own defaults, as the lines laid out without it assume (own_handler).
+_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+_MSEC_FORMAT = "%s,%03d"
+
+
+class Flushable(Protocol):
+    def flush(self) -> None: ...
+
+
+_held_back: weakref.WeakSet[Flushable] = weakref.WeakSet()
 
 _log_file = ""
 
@@ -61,7 +73,7 @@ def own_handler(logger: logging.Logger) -> logging.StreamHandler[Any] | None:
         if not current.propagate:
             break
         current = current.parent
-    if found is None or found.filters or found.level > logging.INFO:
+    if found is None or found.filters or found.level > logging.INFO or found.terminator != "\n":
         return None
     formatter = found.formatter
     if (
@@ -69,9 +81,20 @@ def own_handler(logger: logging.Logger) -> logging.StreamHandler[Any] | None:
         or formatter._fmt != FORMAT
         or formatter.datefmt is not None
         or formatter.converter is not time.localtime
+        # Settings logging documents for every formatter and record at once.
+        or formatter.default_time_format != _TIME_FORMAT
+        or formatter.default_msec_format != _MSEC_FORMAT
+        or not logging.logProcesses
+        or logging.getLogRecordFactory() is not logging.LogRecord
     ):
         return None
     return found
+
+
+def hold_back(writer: Flushable) -> None:
+    """Register `writer`, which holds lines back to write them in batches (the access log):
+    flush_std() writes what it holds first, so an exit (a fast stop, a crash) loses none."""
+    _held_back.add(writer)
 
 
 def redirect_to_file(path: str) -> None:
@@ -106,9 +129,12 @@ def open_log(path: str | os.PathLike[str]) -> int:
 
 
 def flush_std() -> None:
-    """Flush stdout and stderr before their descriptors change, the process forks or exits; a
-    full disk, a closed stream or an app's replacement stream that fails is no reason to fail
-    (at worst a line is lost or written twice)."""
+    """Flush the lines held back (hold_back), then stdout and stderr, before their descriptors
+    change, the process forks or exits; a full disk, a closed stream or an app's replacement
+    stream that fails is no reason to fail (at worst a line is lost or written twice)."""
+    for writer in list(_held_back):
+        with contextlib.suppress(Exception):
+            writer.flush()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()

@@ -24,7 +24,7 @@ from typing import Any, Final, Protocol
 
 from aioworker._types import HTTPScope
 from aioworker.config.accesslog import parse_format
-from aioworker.logs import own_handler
+from aioworker.logs import hold_back, own_handler
 
 __all__ = ["AccessLog", "Answered"]
 
@@ -151,6 +151,7 @@ class AccessLog:
     """Formats and logs the line of one answered request."""
 
     __slots__ = (
+        "__weakref__",  # logs.hold_back keeps a weak reference
         "_clf",
         "_clf_second",
         "_handler",
@@ -179,6 +180,7 @@ class AccessLog:
         self._prefix = ""
         self._clf_second = -1
         self._clf = ""
+        hold_back(self)  # a fast stop (SIGQUIT) or a crash writes the batch before exiting
 
     def log(self, cycle: Answered, elapsed: float) -> None:
         if not logger.isEnabledFor(logging.INFO):

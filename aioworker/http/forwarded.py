@@ -45,6 +45,10 @@ _SCHEMES = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
 # Bounds the per-address cache: addresses inside X-Forwarded-For are client-chosen, so an
 # unbounded cache would let a client grow the worker's memory one forged address at a time.
 _CACHE_LIMIT = 4096
+# Header values longer than this in all are resolved each time, not kept: 4,096 kept results of
+# at most 256 bytes of values each bound the memory a client can make a worker hold to ~1 MiB.
+_KEPT_BYTES = 256
+_PEER: Address = ("peer", -1)  # the stand-in for the connection's own peer in kept results
 
 
 def parse_node(value: str) -> Address | None:
@@ -139,19 +143,25 @@ class ProxyHeaders:
         connection's ("http", "https", "ws" or "wss"). Untrusted peers get both back unchanged.
         """
         found: dict[bytes, bytes] | None = None
+        size = 0
         for name, value in headers:
             if name in _NAMES:
                 if found is None:
                     found = {}
+                size += len(value)
                 # Repeated fields form one list (RFC 9110 section 5.3).
                 found[name] = found[name] + b"," + value if name in found else value
         if found is None or not self.trusts(client[0] if client is not None else None):
             return client, scheme
+        if size > _KEPT_BYTES:  # a long chain: resolved, never kept
+            return self._resolve(found, client, scheme)
         key = (scheme, *found.items())
         known = self._resolved.get(key)
         if known is None:
-            resolved, new_scheme = self._resolve(found, client, scheme)
-            known = (resolved is client, resolved, new_scheme)
+            # Resolved for a stand-in peer, so that "the peer's own address" is told apart from
+            # a client the headers name (None for an `unknown` hop, also a unix peer's address).
+            resolved, new_scheme = self._resolve(found, _PEER, scheme)
+            known = (resolved is _PEER, resolved, new_scheme)
             if len(self._resolved) >= _CACHE_LIMIT:  # the values are client-chosen: bounded
                 self._resolved.clear()
             self._resolved[key] = known

@@ -231,7 +231,7 @@ def _steered(group: Mapping[str, Any]) -> str:
     (its worker blocked, starting or stopping); "" when every slot takes them, or when the
     kernel chooses (a shared socket, no selector program)."""
     accepting = group.get("accepting")
-    slots = {w["slot"] for w in group.get("workers", []) if w.get("slot") is not None}
+    slots = set(range(int(group.get("expected") or 0)))  # a slot without a worker counts too
     if accepting is None or slots <= set(accepting):
         return ""
     if not accepting:  # the master lets the kernel spread them (steering.py)

@@ -9,7 +9,7 @@ import io
 import logging
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -227,33 +227,66 @@ def _cycle(path: bytes = b"/items") -> _Cycle:
     return _Cycle(scope)
 
 
-def test_own_handler_is_found_only_when_it_alone_writes() -> None:
-    with _own_logging() as handler:
-        _only_when_alone(handler)
+Change = Callable[[logging.Logger, logging.StreamHandler[Any], pytest.MonkeyPatch], None]
+CHANGES = [
+    pytest.param(lambda a, h, mp: a.addHandler(logging.NullHandler()), id="another-handler"),
+    pytest.param(lambda a, h, mp: a.addFilter(lambda record: True), id="a-filter"),
+    pytest.param(lambda a, h, mp: mp.setattr(a, "propagate", False), id="not-propagating"),
+    pytest.param(
+        lambda a, h, mp: mp.setattr(h, "formatter", logging.Formatter("%(message)s")),
+        id="another-format",
+    ),
+    pytest.param(lambda a, h, mp: mp.setattr(h, "level", logging.WARNING), id="a-higher-level"),
+    pytest.param(lambda a, h, mp: mp.setattr(h, "terminator", "\r\n"), id="another-terminator"),
+    pytest.param(
+        lambda a, h, mp: mp.setattr(logging.Formatter, "default_msec_format", "%s.%03d"),
+        id="every-formatters-milliseconds",
+    ),
+    pytest.param(
+        lambda a, h, mp: mp.setattr(logging.Formatter, "default_time_format", "%H:%M:%S"),
+        id="every-formatters-time",
+    ),
+    pytest.param(lambda a, h, mp: mp.setattr(logging, "logProcesses", False), id="no-pids"),
+    pytest.param(
+        lambda a, h, mp: logging.setLogRecordFactory(type("R", (logging.LogRecord,), {})),
+        id="a-record-factory",
+    ),
+]
 
 
-def _only_when_alone(own_logging: logging.StreamHandler[Any]) -> None:
+@pytest.mark.parametrize("change", CHANGES)
+def test_own_handler_is_found_only_when_it_alone_writes(
+    change: Change, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Anything that would make logging write the line otherwise sends it through logging."""
     access = logging.getLogger("aioworker.access")
-    assert logs.own_handler(access) is own_logging
-    changes: list[tuple[str, Any, Any]] = [
-        ("another handler", lambda: access.addHandler(logging.NullHandler()), None),
-        ("a filter", lambda: access.addFilter(lambda record: True), None),
-        ("another format", lambda: own_logging.setFormatter(logging.Formatter("%(message)s")), 0),
-        ("a higher level", lambda: own_logging.setLevel(logging.WARNING), 0),
-    ]
-    for what, change, _ in changes:
-        saved = (access.handlers[:], access.filters[:], own_logging.formatter, own_logging.level)
-        change()
-        assert logs.own_handler(access) is None, what
-        access.handlers, access.filters = saved[0], saved[1]
-        own_logging.setFormatter(saved[2])
-        own_logging.setLevel(saved[3])
-        assert logs.own_handler(access) is own_logging, what
-    access.propagate = False  # records stop at aioworker.access: no handler writes them
-    try:
-        assert logs.own_handler(access) is None
-    finally:
-        access.propagate = True
+    with _own_logging() as handler:
+        assert logs.own_handler(access) is handler
+        saved = (access.handlers[:], access.filters[:])
+        try:
+            change(access, handler, monkeypatch)
+            assert logs.own_handler(access) is None
+        finally:
+            access.handlers, access.filters = saved
+            logging.setLogRecordFactory(logging.LogRecord)
+            monkeypatch.undo()
+        assert logs.own_handler(access) is handler
+
+
+def test_lines_held_back_are_written_before_an_exit() -> None:
+    """A fast stop (SIGQUIT) or a crash ends the worker through logs.flush_std() without another
+    loop turn: the batch is written there."""
+    with _own_logging() as handler:
+        stream = handler.stream
+        loop = asyncio.new_event_loop()
+        try:
+            access_log = AccessLog("%(path)s", loop)  # a loop that never turns again
+            access_log.log(_cycle(b"/last"), 0.001)
+            assert stream.getvalue() == ""
+            logs.flush_std()
+            assert stream.getvalue().endswith(" INFO aioworker.access: /last\n")
+        finally:
+            loop.close()
 
 
 def test_batched_lines_are_laid_out_as_logging_lays_them_out() -> None:

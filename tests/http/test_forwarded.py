@@ -221,6 +221,29 @@ def test_cache_is_bounded() -> None:
     assert proxy.trusts("127.0.0.1")
 
 
+@pytest.mark.parametrize(
+    "value", ["unknown", "unknown, 127.0.0.1"], ids=["unknown", "unknown-then-trusted"]
+)
+def test_a_kept_unknown_client_is_not_a_tcp_peers_own_address(value: str) -> None:
+    """From a unix socket peer (None) the `unknown` client is None too; a TCP peer sending the
+    same header must get None as well, not its own address."""
+    proxy = ProxyHeaders()
+    headers = h(("x-forwarded-for", value))
+    assert proxy.resolve(headers, None, "http") == (None, "http")
+    assert proxy.resolve(headers, PEER, "http") == (None, "http")
+    assert proxy.resolve(h(("x-forwarded-proto", "https")), None, "http") == (None, "https")
+    assert proxy.resolve(h(("x-forwarded-proto", "https")), PEER, "http") == (PEER, "https")
+
+
+def test_long_header_values_are_resolved_but_not_kept() -> None:
+    proxy = ProxyHeaders()
+    chain = ", ".join(["127.0.0.1"] * 40)  # 439 bytes: resolved each time
+    for client in ("203.0.113.7", "198.51.100.1"):
+        forged = h(("x-forwarded-for", f"{client}, {chain}"))
+        assert proxy.resolve(forged, PEER, "http") == ((client, 0), "http")
+    assert proxy._resolved == {}
+
+
 def test_results_kept_are_bounded() -> None:
     """X-Forwarded-For is what the client sends: a new value per request cannot grow memory."""
     proxy = ProxyHeaders()

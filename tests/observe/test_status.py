@@ -175,6 +175,17 @@ def test_steering_is_shown_on_the_group_line(accepting: list[int] | None, shown:
     assert web.endswith("restarts 1 (crash 1)" + shown)
 
 
+def test_steering_away_from_a_slot_without_a_worker_is_shown() -> None:
+    doc = master()
+    web = doc["groups"][0]
+    web["workers"] = web["workers"][:1]  # slot 1's worker is gone (backing off after a crash)
+    web["ready"] = 1
+    web["accepting"] = [0]
+    text = render(build(doc, SAMPLES, NOW, RSS), width=200)
+    line = next(line for line in text.splitlines() if line.startswith("web "))
+    assert line.endswith(", new connections to slot 0 only")
+
+
 @pytest.mark.parametrize(
     ("seconds", "text"),
     [
