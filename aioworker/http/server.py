@@ -169,8 +169,6 @@ class Server:
                     conn.force_close()
                 if tasks:
                     await asyncio.wait(tasks, timeout=1.0)
-            if ctx.access is not None:
-                ctx.access.flush()  # the last requests' lines: no loop turn may follow
         for server in self._servers:
             await server.wait_closed()
         self._remove_socket_files()
